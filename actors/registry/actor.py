@@ -1,0 +1,123 @@
+"""The registry's named, detached Ray actor and the helper that gets or creates it.
+
+The actor is a thin async shell over :class:`RegistryCore`: it owns the SQLite store (so a
+restarted actor reloads every acknowledged registration), runs the TTL sweep, and lets readers
+long-poll the change feed with :meth:`RegistryActor.wait_changes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.registry.core import RegistryCore
+from actors.registry.models import (
+    AgentQuery,
+    AgentRecord,
+    Change,
+    ChangeFeed,
+    Heartbeat,
+    Registration,
+)
+from actors.registry.store import SqliteRegistryStore
+from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.settings import RegistrySettings
+
+__all__ = ["RegistryActor", "get_or_create_registry"]
+
+logger = logging.getLogger(__name__)
+
+#: Longest a ``wait_changes`` call blocks; callers loop.
+MAX_WAIT_S = 30.0
+
+
+class RegistryActor:
+    """Ray actor holding the agent registry. Use :func:`get_or_create_registry`."""
+
+    def __init__(self, settings: RegistrySettings, db_path: str) -> None:
+        self._core = RegistryCore(settings, SqliteRegistryStore(Path(db_path)), time.time)
+        self._changed = asyncio.Event()
+        self._sweep_interval = settings.sweep_interval_s
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        logger.info(
+            "registry loaded %d agents at version %d", len(self._core.list()), self._core.version
+        )
+
+    async def register(self, registration: Registration) -> Change:
+        return self._notify(self._core.register(registration))
+
+    async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> Change:
+        return self._notify(self._core.heartbeat(agent_id, heartbeat))
+
+    async def deregister(self, agent_id: str) -> Change:
+        return self._notify(self._core.deregister(agent_id))
+
+    async def get(self, agent_id: str) -> AgentRecord:
+        return self._core.get(agent_id)
+
+    async def list(self, query: AgentQuery | None = None) -> list[AgentRecord]:
+        return self._core.list(query)
+
+    async def version(self) -> int:
+        return self._core.version
+
+    async def wait_changes(self, since: int, timeout_s: float = MAX_WAIT_S) -> ChangeFeed:
+        """Return changes after ``since``, waiting up to ``timeout_s`` for the first one."""
+        deadline = asyncio.get_running_loop().time() + min(timeout_s, MAX_WAIT_S)
+        while self._core.version == since:
+            event = self._changed
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                break
+        return self._core.changes_since(since)
+
+    def _notify(self, change: Change) -> Change:
+        # Wake every waiter, then arm a fresh event for the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return change
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                changes = self._core.sweep()
+            except Exception:
+                # Loop boundary: a failed sweep must not stop future sweeps; it is logged with
+                # its traceback and retried at the next interval.
+                logger.exception("registry sweep failed")
+                continue
+            if changes:
+                self._notify(changes[-1])
+
+
+def get_or_create_registry(settings: RegistrySettings, db_path: Path, host_tag: str) -> Any:
+    """Return the handle of the registry actor, creating it pinned to ``host_tag`` if absent.
+
+    Args:
+        settings: the registry section of :class:`cluster.settings.Settings`.
+        db_path: SQLite file on the host that carries ``host_tag``.
+        host_tag: Ray custom resource of the host the actor must live on.
+    """
+    remote_cls = ray.remote(RegistryActor)
+    return remote_cls.options(
+        name=REGISTRY_ACTOR_NAME,
+        namespace=RAY_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        # Calls made while the actor restarts are retried; register/heartbeat are idempotent.
+        max_task_retries=-1,
+        num_cpus=0,
+        resources={host_tag: 0.001},
+        max_concurrency=1000,
+    ).remote(settings, str(db_path))

@@ -1,0 +1,174 @@
+"""Starting this machine's Ray node with its host tags, token auth and aisys's ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from cluster._procs import MARKER_ENV, marked_processes, stop_marked
+from cluster.errors import ClusterError, ConfigError
+from cluster.settings import Settings
+
+__all__ = [
+    "ensure_ray_token",
+    "export_ray_auth",
+    "node_marker",
+    "ray_env",
+    "ray_node_running",
+    "read_ray_token",
+    "start_ray_node",
+    "stop_ray_node",
+]
+
+
+def node_marker(settings: Settings) -> str:
+    """The ``AISYS_OWNER`` marker of this data directory's Ray node."""
+    return f"ray:{settings.ray_temp_dir}"
+
+
+def read_ray_token(settings: Settings) -> str | None:
+    if settings.ray.auth_token is not None:
+        return settings.ray.auth_token.get_secret_value()
+    if settings.ray_token_path.is_file():
+        return settings.ray_token_path.read_text().strip() or None
+    return None
+
+
+def ensure_ray_token(settings: Settings) -> str:
+    """Return the cluster's Ray token, generating it once into the data dir (mode 0600)."""
+    token = read_ray_token(settings)
+    if token is not None:
+        return token
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    fd = os.open(settings.ray_token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def export_ray_auth(settings: Settings, *, generate: bool = False) -> bool:
+    """Put the cluster's token into this process's environment, before ``import ray``.
+
+    Ray reads ``RAY_AUTH_MODE`` and the token once, when it is first imported, so the CLI and
+    the test harness call this first. Returns False when there is no token yet.
+    """
+    token = ensure_ray_token(settings) if generate else read_ray_token(settings)
+    if token is None:
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    return True
+
+
+def ray_env(settings: Settings, token: str) -> dict[str, str]:
+    """Environment for Ray processes and drivers: token auth on, the token, aisys's marker."""
+    env = dict(os.environ)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    env[MARKER_ENV] = node_marker(settings)
+    return env
+
+
+def ray_node_running(settings: Settings) -> bool:
+    return bool(marked_processes(node_marker(settings)))
+
+
+def _ray_executable() -> str:
+    sibling = Path(sys.executable).with_name("ray")
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which("ray")
+    if found is None:
+        raise ConfigError("the `ray` command is not installed next to this Python or on PATH")
+    return found
+
+
+def start_ray_node(
+    settings: Settings, tags: list[str], *, head: bool, address: str | None = None
+) -> None:
+    """Run ``ray start`` for this host, carrying ``tags`` as custom resources.
+
+    Args:
+        settings: ports, temp dir, token and host profiles.
+        tags: host tags this node carries (both, on the embedded single machine).
+        head: start the head (GCS, dashboard) rather than a worker.
+        address: ``HOST:PORT`` of the head's GCS, for a worker.
+
+    Raises:
+        ClusterError: ``ray start`` failed; the message carries the end of its output.
+    """
+    token = ensure_ray_token(settings) if head else read_ray_token(settings)
+    if token is None:
+        raise ConfigError(
+            f"no Ray token: copy {settings.ray_token_path} from the head host to this host's "
+            "data dir, or set AISYS_RAY__AUTH_TOKEN to its contents"
+        )
+    profile = next(p for p in settings.hosts.values() if p.tag == tags[0])
+    cmd = [
+        _ray_executable(),
+        "start",
+        "--resources",
+        json.dumps(dict.fromkeys(tags, 1)),
+        "--labels",
+        f"host={'.'.join(tags)}",
+        "--temp-dir",
+        str(settings.ray_temp_dir),
+        "--dashboard-agent-listen-port",
+        str(settings.ports.dashboard_agent),
+        "--disable-usage-stats",
+    ]
+    if head:
+        cmd += [
+            "--head",
+            "--port",
+            str(settings.ports.gcs),
+            "--dashboard-host",
+            "0.0.0.0",
+            "--dashboard-port",
+            str(settings.ports.dashboard),
+            "--ray-client-server-port",
+            str(settings.ports.ray_client),
+        ]
+    else:
+        if address is None:
+            raise ConfigError("a worker node needs --address HEAD_IP:PORT of the head's GCS")
+        cmd += ["--address", address]
+    if profile.node_ip:
+        cmd += ["--node-ip-address", profile.node_ip]
+    if profile.num_cpus:
+        cmd += ["--num-cpus", str(profile.num_cpus)]
+    if settings.ray.object_store_memory_mb:
+        cmd += ["--object-store-memory", str(settings.ray.object_store_memory_mb * 1024 * 1024)]
+    settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        cmd, env=ray_env(settings, token), capture_output=True, text=True, timeout=180
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise ClusterError(f"`ray start` failed (exit {result.returncode}):\n{tail}")
+
+
+def stop_ray_node(settings: Settings) -> int:
+    """Stop this data dir's Ray node and everything it spawned; return the process count."""
+    return stop_marked(node_marker(settings))
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,140 @@
+"""The ``aisys`` command: ``up``, ``deploy``, ``status``, ``down``, ``serve-config``.
+
+Every command reads :class:`Settings` once (``--config FILE`` or ``AISYS_CONFIG``, plus
+``AISYS_*`` variables) and exits non-zero with a one-line reason on an :class:`AisysError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from cluster._progress import Progress
+from cluster._ray_node import export_ray_auth
+from cluster.errors import AisysError
+from cluster.logging import configure_logging
+from cluster.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from cluster import system
+
+__all__ = ["main", "render_status"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aisys", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="settings file (YAML or TOML)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start this host's node (and NATS), deploy from the head")
+    up.add_argument("--role", choices=["embedded", "head", "worker"], default="embedded")
+    up.add_argument("--host", help="host profile of this worker (default: the only worker)")
+    up.add_argument("--address", help="HEAD_IP:PORT of the head's GCS (workers)")
+    up.add_argument(
+        "--wait", type=float, default=600.0, help="seconds the head waits for worker tags"
+    )
+
+    sub.add_parser("deploy", help="(re)deploy every application onto the running cluster")
+    status = sub.add_parser(
+        "status", help="hosts, applications, NATS and registry; exit 1 if anything is unhealthy"
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    sub.add_parser("down", help="stop what `aisys up` started on this host")
+    config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
+    config.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    return parser
+
+
+def render_status(status: system.SystemStatus, out: TextIO) -> None:
+    """Print the status as the tables ``aisys up`` and ``aisys status`` show."""
+    rows = [("SERVICE", "HOST", "STATUS", "REPLICAS", "URL")]
+    for app in status.applications:
+        running = sum(d.running_replicas for d in app.deployments)
+        target = sum(d.target_replicas for d in app.deployments)
+        hosts = ",".join(sorted({h for d in app.deployments for h in d.hosts})) or app.host_tag
+        rows.append((app.name, hosts, app.status, f"{running}/{target}", app.url))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n")
+    out.write("\nHOSTS\n")
+    for node in status.nodes:
+        state = "alive" if node.alive else "DEAD"
+        out.write(
+            f"  {node.ip:<15} tags={','.join(node.tags) or '-':<12} cpus={node.cpus:g} "
+            f"gpus={node.gpus:g} {state}\n"
+        )
+    nats_state = "ok" if status.nats.reachable and status.nats.jetstream else "UNHEALTHY"
+    out.write(f"\nNATS       {status.nats.url} {nats_state} ({status.nats.detail})\n")
+    agents = "unavailable" if status.registered_agents is None else status.registered_agents
+    out.write(f"Agents     {agents} registered\n")
+    out.write(f"Dashboard  {status.dashboard_url}\n")
+
+
+def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    # Ray must see the token before it is first imported, so Ray-using modules load after this.
+    export_ray_auth(settings, generate=args.command == "up" and args.role != "worker")
+    from cluster import system
+    from cluster.serve_config import build_serve_config, serve_config_yaml
+
+    out = sys.stdout
+    if args.command == "serve-config":
+        text = serve_config_yaml(build_serve_config(settings))
+        if args.out:
+            args.out.write_text(text)
+            progress.line(f"wrote {args.out}")
+        else:
+            out.write(text)
+        return 0
+    if args.command == "down":
+        system.down(settings, progress)
+        return 0
+    if args.command == "up":
+        system.up(
+            settings,
+            progress,
+            role=args.role,
+            host=args.host,
+            address=args.address,
+            wait_tags_s=args.wait,
+        )
+        if args.role == "worker":
+            progress.line("Worker node started; the head deploys once it sees this host's tag.")
+            return 0
+    elif args.command == "deploy":
+        system.deploy(settings, progress)
+    status = system.collect_status(settings)
+    if args.command == "status" and args.json:
+        out.write(status.model_dump_json(indent=2) + "\n")
+    else:
+        out.write("\n")
+        render_status(status, out)
+    if args.command == "up" and args.role == "head":
+        out.write(
+            f"\nTo join PC2: copy {settings.ray_token_path} to the same path on PC2 (or export "
+            "AISYS_RAY__AUTH_TOKEN=<its contents>), then run there:\n"
+            f"  aisys up --role worker --address <this-host-ip>:{settings.ports.gcs}\n"
+        )
+    return 0 if status.healthy else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``aisys`` console script."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.verbose)
+    progress = Progress()
+    try:
+        settings = load_settings(args.config)
+        return _run(args, settings, progress)
+    except AisysError as exc:
+        sys.stderr.write(f"aisys: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("aisys: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

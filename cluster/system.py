@@ -1,0 +1,406 @@
+"""What the ``aisys`` commands do: start nodes and NATS, deploy, report status, stop.
+
+Functions here take a :class:`Settings` and a :class:`Progress` and return pydantic reports;
+:mod:`cluster.cli` only parses arguments and prints. Tests call these functions directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import nats
+import ray
+from nats.errors import Error as NatsError
+from pydantic import BaseModel
+
+from cluster._dashboard import DashboardClient
+from cluster._progress import Progress
+from cluster._ray_node import (
+    ensure_ray_token,
+    export_ray_auth,
+    port_open,
+    ray_node_running,
+    read_ray_token,
+    start_ray_node,
+    stop_ray_node,
+)
+from cluster.constants import APP_ROUTE_PREFIXES, RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.errors import ClusterError, ConfigError, MissingHostTag
+from cluster.nats_server import NatsServer, nats_binary
+from cluster.serve_config import APPS, build_serve_config, check_host_tags
+from cluster.settings import Settings
+
+__all__ = [
+    "AppStatus",
+    "NatsStatus",
+    "NodeStatus",
+    "SystemStatus",
+    "collect_status",
+    "connect",
+    "deploy",
+    "down",
+    "embedded_nats",
+    "export_ray_auth",
+    "up",
+]
+
+
+class NodeStatus(BaseModel):
+    node_id: str
+    ip: str
+    alive: bool
+    tags: list[str]
+    cpus: float
+    gpus: float
+
+
+class DeploymentStatus(BaseModel):
+    name: str
+    status: str
+    running_replicas: int
+    target_replicas: int
+    hosts: list[str]
+
+
+class AppStatus(BaseModel):
+    name: str
+    status: str
+    host_tag: str
+    url: str
+    deployments: list[DeploymentStatus]
+
+
+class NatsStatus(BaseModel):
+    url: str
+    reachable: bool
+    jetstream: bool
+    detail: str
+
+
+class SystemStatus(BaseModel):
+    dashboard_url: str
+    nodes: list[NodeStatus]
+    applications: list[AppStatus]
+    nats: NatsStatus
+    registered_agents: int | None
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            all(n.alive for n in self.nodes)
+            and bool(self.applications)
+            and all(a.status == "RUNNING" for a in self.applications)
+            and self.nats.reachable
+            and self.nats.jetstream
+            and self.registered_agents is not None
+        )
+
+
+def _head_ip(settings: Settings) -> str:
+    return settings.gcs_address.rsplit(":", 1)[0]
+
+
+def dashboard_url(settings: Settings) -> str:
+    return f"http://{_head_ip(settings)}:{settings.ports.dashboard}"
+
+
+def embedded_nats(settings: Settings) -> NatsServer:
+    """The embedded NATS server of this data dir."""
+    return NatsServer(
+        binary=nats_binary(),
+        port=settings.ports.nats,
+        store_dir=settings.data_dir / "nats",
+        bind=settings.nats.bind,
+        max_store_mb=settings.nats.max_store_mb,
+    )
+
+
+def nats_url(settings: Settings) -> str:
+    if settings.nats.url:
+        return settings.nats.url
+    ip = settings.hosts[settings.nats.host].node_ip or "127.0.0.1"
+    return f"nats://{ip}:{settings.ports.nats}"
+
+
+def _token(settings: Settings) -> str:
+    token = read_ray_token(settings)
+    if token is None:
+        raise ConfigError(
+            f"no Ray token at {settings.ray_token_path}: run `aisys up` on the head first, or "
+            "set AISYS_RAY__AUTH_TOKEN"
+        )
+    return token
+
+
+def connect(settings: Settings) -> None:
+    """Connect this process to the cluster as a Ray driver (token auth on)."""
+    if ray.is_initialized():
+        return
+    host, port = _head_ip(settings), int(settings.gcs_address.rsplit(":", 1)[1])
+    if not port_open(host, port):
+        raise ClusterError(
+            f"no Ray cluster answers at {settings.gcs_address}; start one with `aisys up`"
+        )
+    if os.environ.get("RAY_AUTH_MODE") != "token" or os.environ.get("RAY_AUTH_TOKEN") != _token(
+        settings
+    ):
+        # Ray reads its auth mode and token once, when it is first imported.
+        raise ConfigError(
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN must be set before ray is imported; "
+            "call cluster.system.export_ray_auth(settings) first"
+        )
+    ray.init(
+        address=settings.gcs_address,
+        namespace=RAY_NAMESPACE,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
+
+
+def _wait_for_tags(settings: Settings, progress: Progress, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check_host_tags(settings, ray.cluster_resources())
+            return
+        except MissingHostTag as exc:
+            if time.monotonic() >= deadline:
+                raise
+            progress.waiting(f"waiting for a node with host tag '{exc.tag}': {exc.hint}", 10)
+        time.sleep(0.5)
+
+
+def _wait_for_dashboard(client: DashboardClient, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.serve_details()
+            return
+        except ClusterError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
+
+
+def _wait_running(
+    client: DashboardClient, progress: Progress, timeout_s: float, deployed_at: float
+) -> None:
+    names = [spec.name for spec in APPS]
+    deadline = time.monotonic() + timeout_s
+    stale_grace = time.monotonic() + 10
+    while True:
+        apps = client.serve_details().get("applications", {})
+        states = {name: apps.get(name, {}).get("status", "NOT_STARTED") for name in names}
+        failed = {}
+        for name, state in states.items():
+            # A failure from before this deploy stays reported until Serve picks the config up;
+            # when the config did not change, Serve never does, so that failure is final.
+            fresh = (
+                apps[name].get("last_deployed_time_s", 0) >= deployed_at - 1
+                if (name in apps)
+                else False
+            )
+            if state == "DEPLOY_FAILED" and (fresh or time.monotonic() > stale_grace):
+                failed[name] = apps[name].get("message", "")
+        if failed:
+            raise ClusterError(
+                f"deployment failed: {failed}; the replica logs are in the dashboard's Serve tab"
+            )
+        if all(s == "RUNNING" for s in states.values()):
+            return
+        if time.monotonic() >= deadline:
+            raise ClusterError(f"applications not RUNNING after {timeout_s:.0f}s: {states}")
+        progress.waiting(", ".join(f"{n}: {s}" for n, s in states.items()))
+        time.sleep(0.5)
+
+
+def deploy(
+    settings: Settings, progress: Progress, *, wait_tags_s: float = 0.0, timeout_s: float = 300.0
+) -> None:
+    """Deploy every application onto the running cluster and wait until all are RUNNING.
+
+    Raises:
+        MissingHostTag: a host tag has no node (after waiting ``wait_tags_s``).
+        ClusterError: the dashboard refused the config or an application failed.
+    """
+    connect(settings)
+    with progress.step("Checking host tags against the cluster"):
+        _wait_for_tags(settings, progress, wait_tags_s)
+    config = build_serve_config(settings)
+    client = DashboardClient(dashboard_url(settings), _token(settings))
+    try:
+        with progress.step("Deploying " + ", ".join(spec.name for spec in APPS)):
+            _wait_for_dashboard(client, 60)
+            deployed_at = time.time()
+            client.deploy(config)
+            _wait_running(client, progress, timeout_s, deployed_at)
+    finally:
+        client.close()
+
+
+def up(
+    settings: Settings,
+    progress: Progress,
+    *,
+    role: str = "embedded",
+    host: str | None = None,
+    address: str | None = None,
+    wait_tags_s: float = 600.0,
+) -> None:
+    """Start this host's part of the system; on the head (or embedded), deploy everything.
+
+    Args:
+        role: ``embedded`` (one node with every tag), ``head`` or ``worker``.
+        host: the host profile of a worker; defaults to the only worker profile.
+        address: ``HOST:PORT`` of the head's GCS, for a worker.
+        wait_tags_s: how long the head waits for workers to bring the tags it needs.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if role == "embedded":
+        hosts = list(settings.hosts)
+    elif role == "head":
+        hosts = [settings.head_host]
+    else:
+        workers = [n for n, p in settings.hosts.items() if p.role == "worker"]
+        if host is None and len(workers) != 1:
+            raise ConfigError(f"name the worker's host profile with --host, one of {workers}")
+        hosts = [host or workers[0]]
+        if hosts[0] not in workers:
+            raise ConfigError(f"--host must be a worker host profile, one of {workers}")
+    tags = [settings.tag_of(h) for h in hosts]
+    head = role != "worker"
+    if head:
+        ensure_ray_token(settings)
+    if ray_node_running(settings):
+        progress.line(f"==> Ray node ({', '.join(tags)}) already running")
+    else:
+        kind = "head" if head else "worker"
+        with progress.step(f"Starting Ray {kind} node with host tags {', '.join(tags)}"):
+            start_ray_node(settings, tags, head=head, address=address)
+    if settings.nats.url is None and settings.nats.host in hosts:
+        server = embedded_nats(settings)
+        with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
+            if not server.start():
+                progress.line("    nats-server already running")
+    if head:
+        deploy(settings, progress, wait_tags_s=wait_tags_s if role == "head" else 0.0)
+
+
+def down(settings: Settings, progress: Progress) -> None:
+    """Stop the NATS server and Ray node this data dir's ``aisys up`` started; nothing else."""
+    if ray.is_initialized():
+        ray.shutdown()
+    with progress.step("Stopping embedded nats-server"):
+        if not embedded_nats(settings).stop():
+            progress.line("    not running")
+    with progress.step("Stopping the Ray node"):
+        count = stop_ray_node(settings)
+        progress.line(f"    stopped {count} processes" if count else "    not running")
+
+
+def _nodes(settings: Settings) -> list[NodeStatus]:
+    tags = [p.tag for p in settings.hosts.values()]
+    nodes = []
+    for node in ray.nodes():
+        resources: dict[str, float] = node.get("Resources", {})
+        nodes.append(
+            NodeStatus(
+                node_id=node["NodeID"],
+                ip=node.get("NodeManagerAddress", ""),
+                alive=bool(node.get("Alive")),
+                tags=[t for t in tags if resources.get(t, 0) > 0],
+                cpus=resources.get("CPU", 0.0),
+                gpus=resources.get("GPU", 0.0),
+            )
+        )
+    return nodes
+
+
+def _applications(
+    settings: Settings, details: dict[str, Any], nodes: list[NodeStatus]
+) -> list[AppStatus]:
+    tags_by_node = {n.node_id: n for n in nodes}
+    apps = details.get("applications", {})
+    result = []
+    for spec in APPS:
+        tag = settings.tag_of(spec.section(settings).host)
+        app = apps.get(spec.name, {})
+        deployments = []
+        for name, dep in app.get("deployments", {}).items():
+            replicas = dep.get("replicas", [])
+            running = [r for r in replicas if r.get("state") == "RUNNING"]
+            hosts = sorted(
+                {
+                    ".".join(tags_by_node[r["node_id"]].tags)
+                    for r in running
+                    if r.get("node_id") in tags_by_node
+                }
+            )
+            target = dep.get("target_num_replicas") or len(replicas)
+            deployments.append(
+                DeploymentStatus(
+                    name=name,
+                    status=dep.get("status", "UNKNOWN"),
+                    running_replicas=len(running),
+                    target_replicas=int(target),
+                    hosts=hosts,
+                )
+            )
+        host_ip = next((n.ip for n in nodes if tag in n.tags and n.alive), _head_ip(settings))
+        result.append(
+            AppStatus(
+                name=spec.name,
+                status=app.get("status", "NOT_DEPLOYED"),
+                host_tag=tag,
+                url=f"http://{host_ip}:{settings.ports.http}{APP_ROUTE_PREFIXES[spec.name]}",
+                deployments=deployments,
+            )
+        )
+    return result
+
+
+async def _probe_nats(url: str) -> NatsStatus:
+    try:
+        nc = await nats.connect(
+            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        )
+    except (NatsError, OSError, TimeoutError) as exc:
+        return NatsStatus(url=url, reachable=False, jetstream=False, detail=str(exc) or "refused")
+    try:
+        info = await nc.jetstream().account_info()
+        return NatsStatus(
+            url=url, reachable=True, jetstream=True, detail=f"{info.streams} JetStream streams"
+        )
+    except (NatsError, TimeoutError) as exc:
+        return NatsStatus(url=url, reachable=True, jetstream=False, detail=str(exc))
+    finally:
+        await nc.close()
+
+
+def _registered_agents() -> int | None:
+    try:
+        registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=RAY_NAMESPACE)
+        return len(ray.get(registry.list.remote(), timeout=10))
+    except (ValueError, ray.exceptions.RayError):
+        return None
+
+
+def collect_status(settings: Settings) -> SystemStatus:
+    """Gather hosts, applications, NATS and the registry size from the running cluster."""
+    connect(settings)
+    nodes = _nodes(settings)
+    client = DashboardClient(dashboard_url(settings), _token(settings))
+    try:
+        details = client.serve_details()
+    finally:
+        client.close()
+    return SystemStatus(
+        dashboard_url=dashboard_url(settings),
+        nodes=nodes,
+        applications=_applications(settings, details, nodes),
+        nats=asyncio.run(_probe_nats(nats_url(settings))),
+        registered_agents=_registered_agents(),
+    )

@@ -1,0 +1,3 @@
+"""CoreOrchestrator (``/core``): the agent registry over HTTP."""
+
+__all__: list[str] = []
