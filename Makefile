@@ -1,0 +1,45 @@
+# aisys: `make run` starts the whole system on this machine; `make test` runs every check.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test venv dev-venv system-deps lint typecheck pytest bench down
+
+run: venv
+	$(BIN)/aisys up
+
+down:
+	$(BIN)/aisys down
+
+test: dev-venv system-deps lint typecheck pytest
+
+venv: $(BIN)/.installed
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+dev-venv: $(BIN)/.installed-dev
+$(BIN)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/.installed $@
+
+# The two-host e2e tests need iproute2 (`ip netns`); install it when missing (root, Debian).
+system-deps:
+	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+bench: dev-venv
+	$(BIN)/python -m bench.registry_lookup

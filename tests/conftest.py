@@ -1,0 +1,71 @@
+"""Shared test harness: Ray token, free ports, polling, and a real nats-server.
+
+Ray reads its auth mode and token once, when it is first imported, so this module (imported by
+pytest before any test module) puts a per-session token into the environment first.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+SESSION_RAY_TOKEN = secrets.token_hex(32)
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = SESSION_RAY_TOKEN
+os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+from cluster.nats_server import NatsServer, nats_binary  # noqa: E402
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (bind to 0 and read it back)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_condition(
+    predicate: Callable[[], object], timeout_s: float = 30.0, interval_s: float = 0.05
+) -> None:
+    """Poll ``predicate`` until it returns truthy; fail with its last error on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+            last_error = None
+        except Exception as exc:  # polled conditions may raise until they hold
+            last_error = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s; last error: {last_error!r}")
+
+
+def short_tmp_dir(prefix: str) -> Path:
+    """A fresh directory with a short path (Ray's unix sockets need one)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A real ``nats-server`` with JetStream on a random port; errors if the binary is missing."""
+    import shutil
+
+    store = short_tmp_dir("nats-")
+    server = NatsServer(binary=nats_binary(), port=free_port(), store_dir=store)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
