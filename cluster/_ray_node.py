@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+# Ray puts unix sockets under its temp dir; Linux caps a socket path at 107 bytes and Ray adds
+# about 60 of its own, so a longer temp dir fails deep inside raylet start-up.
+MAX_TEMP_DIR_LEN = 45
+
+
 def node_marker(settings: Settings) -> str:
     """The ``AISYS_OWNER`` marker of this data directory's Ray node."""
     return f"ray:{settings.ray_temp_dir}"
@@ -109,6 +114,12 @@ def start_ray_node(
     Raises:
         ClusterError: ``ray start`` failed; the message carries the end of its output.
     """
+    if len(str(settings.ray_temp_dir)) > MAX_TEMP_DIR_LEN:
+        raise ConfigError(
+            f"Ray temp dir {str(settings.ray_temp_dir)!r} is longer than {MAX_TEMP_DIR_LEN} "
+            "characters and Ray's unix socket paths would not fit; set AISYS_RAY__TEMP_DIR to a "
+            "shorter path (for example /tmp/aisys-ray)"
+        )
     token = ensure_ray_token(settings) if head else read_ray_token(settings)
     if token is None:
         raise ConfigError(

@@ -44,9 +44,6 @@ __all__ = [
 
 _TAG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 Port = Annotated[int, Field(ge=1, le=65535)]
-# Ray puts unix sockets under its temp dir; Linux caps a socket path at 107 bytes and Ray adds
-# about 60 of its own, so a longer temp dir fails deep inside raylet start-up.
-_MAX_RAY_TEMP_DIR_LEN = 45
 
 
 class _Section(BaseModel):
@@ -212,16 +209,6 @@ class Settings(BaseSettings):
                     f"{section}.host is {host!r}, which is not a host profile; "
                     f"choose one of {sorted(self.hosts)}"
                 )
-        return self
-
-    @model_validator(mode="after")
-    def ray_temp_dir_is_short_enough_for_unix_sockets(self) -> Settings:
-        if len(str(self.ray_temp_dir)) > _MAX_RAY_TEMP_DIR_LEN:
-            raise ValueError(
-                f"Ray temp dir {str(self.ray_temp_dir)!r} is longer than {_MAX_RAY_TEMP_DIR_LEN} "
-                "characters and Ray's unix socket paths would not fit; set AISYS_RAY__TEMP_DIR "
-                "to a shorter path (for example /tmp/aisys-ray)"
-            )
         return self
 
     # Derived values: one place computes each, every reader calls it.

@@ -1,0 +1,78 @@
+"""The `aisys` CLI against the running system: status, idempotent up, serve-config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from cluster.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def aisys(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(
+        AISYS_DATA_DIR=str(settings.data_dir),
+        AISYS_PORTS__GCS=str(settings.ports.gcs),
+        AISYS_PORTS__DASHBOARD=str(settings.ports.dashboard),
+        AISYS_PORTS__HTTP=str(settings.ports.http),
+        AISYS_PORTS__GRPC=str(settings.ports.grpc),
+        AISYS_PORTS__NATS=str(settings.ports.nats),
+        AISYS_PORTS__RAY_CLIENT=str(settings.ports.ray_client),
+        AISYS_PORTS__DASHBOARD_AGENT=str(settings.ports.dashboard_agent),
+        AISYS_NATS__BIND=settings.nats.bind,
+    )
+    if settings.ray.auth_token is not None:
+        env["AISYS_RAY__AUTH_TOKEN"] = settings.ray.auth_token.get_secret_value()
+    executable = str(Path(sys.executable).with_name("aisys"))
+    return subprocess.run(
+        [executable, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_status_json_reports_hosts_apps_nats_and_agents(aisys_system: Settings) -> None:
+    result = aisys(aisys_system, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    [node] = status["nodes"]
+    assert node["alive"] and node["tags"] == ["mainpc", "pc2"]
+    core = next(app for app in status["applications"] if app["name"] == "core")
+    assert core["status"] == "RUNNING"
+    assert core["url"].endswith(f":{aisys_system.ports.http}/core")
+    assert core["deployments"][0]["hosts"] == ["mainpc.pc2"]
+    assert status["nats"]["reachable"] and status["nats"]["jetstream"]
+    assert isinstance(status["registered_agents"], int)
+
+
+def test_second_up_reports_what_is_already_running(aisys_system: Settings) -> None:
+    result = aisys(aisys_system, "up")
+    assert result.returncode == 0, result.stderr
+    assert "already running" in result.stderr
+    assert "RUNNING" in result.stdout and "Dashboard" in result.stdout
+
+
+def test_serve_config_command_writes_a_deployable_yaml(
+    aisys_system: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "serve.yaml"
+    result = aisys(aisys_system, "serve-config", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(out.read_text()))
+    assert schema.http_options.port == aisys_system.ports.http
+
+
+def test_status_exits_nonzero_when_nothing_runs() -> None:
+    from tests.integration.conftest import make_settings
+
+    settings = make_settings()
+    result = aisys(settings, "status")
+    assert result.returncode == 2
+    assert "no Ray cluster answers" in result.stderr

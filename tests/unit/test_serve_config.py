@@ -1,0 +1,70 @@
+"""The generated Serve config: accepted by Serve's schema, every deployment pinned by tag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from cluster.constants import APP_ROUTE_PREFIXES
+from cluster.errors import MissingHostTag
+from cluster.serve_config import (
+    APPS,
+    PIN_FRACTION,
+    build_serve_config,
+    check_host_tags,
+    required_host_tags,
+    serve_config_yaml,
+)
+from cluster.settings import load_settings
+
+
+def test_config_round_trips_through_yaml_and_serve_schema(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    text = serve_config_yaml(build_serve_config(settings))
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(text))
+    assert schema.http_options.port == 7000
+    assert schema.grpc_options.port == 7001
+    assert schema.proxy_location == "EveryNode"
+    assert {app.name for app in schema.applications} == {spec.name for spec in APPS}
+
+
+def test_every_deployment_is_pinned_to_its_host_tag_in_the_config(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path,
+        hosts={
+            "big": {"tag": "bigbox", "role": "head"},
+            "small": {"tag": "tiny", "role": "worker"},
+        },
+        core={"host": "big", "num_cpus": 0.25, "max_ongoing_requests": 64},
+        nats={"host": "small"},
+    )
+    config = build_serve_config(settings)
+    core = next(app for app in config["applications"] if app["name"] == "core")
+    assert core["route_prefix"] == APP_ROUTE_PREFIXES["core"] == "/core"
+    [deployment] = core["deployments"]
+    assert deployment["ray_actor_options"] == {
+        "num_cpus": 0.25,
+        "resources": {"bigbox": PIN_FRACTION},
+    }
+    assert deployment["max_ongoing_requests"] == 64
+    assert core["args"]["host_tag"] == "bigbox"
+    for app in config["applications"]:
+        for dep in app["deployments"]:
+            assert set(dep["ray_actor_options"]["resources"]) <= {"bigbox", "tiny"}
+            assert "health_check_period_s" in dep
+
+
+def test_check_host_tags_names_missing_tag_and_how_to_start_it(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    needed = required_host_tags(settings)
+    assert "core" in needed["mainpc"]
+    check_host_tags(settings, {"CPU": 2.0, "mainpc": 1.0, "pc2": 1.0})
+    with pytest.raises(MissingHostTag) as info:
+        check_host_tags(settings, {"CPU": 2.0, "pc2": 1.0})
+    message = str(info.value)
+    assert "no node carries host tag 'mainpc'" in message
+    assert "--resources '{\"mainpc\": 1}'" in message
+    assert info.value.tag == "mainpc"
