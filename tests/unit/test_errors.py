@@ -1,0 +1,34 @@
+"""Errors pickle across Ray (cls(*args)) and render the structured body the HTTP layer sends."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from cluster.errors import AgentNotFound, AisysError, ConfigError, MissingHostTag
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AgentNotFound("NLUAgent"),
+        MissingHostTag("pc2", "application resources", "start it"),
+        ConfigError("bad"),
+    ],
+)
+def test_errors_survive_pickling_with_their_fields(error: AisysError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.to_dict() == error.to_dict()
+
+
+def test_error_body_names_class_component_and_detail() -> None:
+    body = AgentNotFound("x").to_dict()
+    assert body == {
+        "error": "AgentNotFound",
+        "component": "registry",
+        "detail": "registry: agent 'x' is not registered",
+    }
+    assert AgentNotFound.http_status == 404
