@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         return self.hosts[host].tag
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+def load_settings(config_file: Path | None = None, /, **overrides: Any) -> Settings:
     """Build :class:`Settings` from ``overrides``, the environment and an optional file.
 
     Args:

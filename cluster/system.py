@@ -7,6 +7,7 @@ Functions here take a :class:`Settings` and a :class:`Progress` and return pydan
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -155,7 +156,7 @@ def connect(settings: Settings) -> None:
     ray.init(
         address=settings.gcs_address,
         namespace=RAY_NAMESPACE,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
         log_to_driver=False,
     )
 
@@ -164,7 +165,7 @@ def _wait_for_tags(settings: Settings, progress: Progress, timeout_s: float) -> 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            check_host_tags(settings, ray.cluster_resources())
+            check_host_tags(settings, ray.cluster_resources())  # type: ignore[no-untyped-call]
             return
         except MissingHostTag as exc:
             if time.monotonic() >= deadline:
@@ -304,7 +305,7 @@ def down(settings: Settings, progress: Progress) -> None:
 def _nodes(settings: Settings) -> list[NodeStatus]:
     tags = [p.tag for p in settings.hosts.values()]
     nodes = []
-    for node in ray.nodes():
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
         resources: dict[str, float] = node.get("Resources", {})
         nodes.append(
             NodeStatus(
@@ -383,7 +384,7 @@ async def _probe_nats(url: str) -> NatsStatus:
 def _registered_agents() -> int | None:
     try:
         registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=RAY_NAMESPACE)
-        return len(ray.get(registry.list.remote(), timeout=10))
+        return len(ray.get(registry.list_agents.remote(), timeout=10))
     except (ValueError, ray.exceptions.RayError):
         return None
 

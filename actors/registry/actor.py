@@ -45,7 +45,9 @@ class RegistryActor:
         self._sweep_interval = settings.sweep_interval_s
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         logger.info(
-            "registry loaded %d agents at version %d", len(self._core.list()), self._core.version
+            "registry loaded %d agents at version %d",
+            len(self._core.list_agents()),
+            self._core.version,
         )
 
     async def register(self, registration: Registration) -> Change:
@@ -60,8 +62,8 @@ class RegistryActor:
     async def get(self, agent_id: str) -> AgentRecord:
         return self._core.get(agent_id)
 
-    async def list(self, query: AgentQuery | None = None) -> list[AgentRecord]:
-        return self._core.list(query)
+    async def list_agents(self, query: AgentQuery | None = None) -> list[AgentRecord]:
+        return self._core.list_agents(query)
 
     async def version(self) -> int:
         return self._core.version

@@ -116,14 +116,14 @@ class RegistryCore:
     def get(self, agent_id: str) -> AgentRecord:
         return self._require(agent_id)
 
-    def list(self, query: AgentQuery | None = None) -> list[AgentRecord]:
-        return self._view.list(query)
+    def list_agents(self, query: AgentQuery | None = None) -> list[AgentRecord]:
+        return self._view.list_agents(query)
 
     def sweep(self) -> list[Change]:
         """Expire TTLs and remove agents critical for too long; return the changes made."""
         now = self._clock()
         changes: list[Change] = []
-        for record in self._view.list():
+        for record in self._view.list_agents():
             if record.critical_since is not None:
                 if now - record.critical_since >= record.deregister_critical_after_s:
                     changes.append(self._delete(record.agent_id))
@@ -146,7 +146,7 @@ class RegistryCore:
             return ChangeFeed(version=current)
         oldest = self._log[0].version if self._log else current + 1
         if version > current or version < oldest - 1:
-            return ChangeFeed(version=current, snapshot=self._view.list())
+            return ChangeFeed(version=current, snapshot=self._view.list_agents())
         return ChangeFeed(version=current, changes=[c for c in self._log if c.version > version])
 
     def _require(self, agent_id: str) -> AgentRecord:

@@ -24,7 +24,7 @@ class RegistryView:
     def get(self, agent_id: str) -> AgentRecord | None:
         return self._records.get(agent_id)
 
-    def list(self, query: AgentQuery | None = None) -> list[AgentRecord]:
+    def list_agents(self, query: AgentQuery | None = None) -> list[AgentRecord]:
         records = sorted(self._records.values(), key=lambda r: r.agent_id)
         if query is None:
             return records

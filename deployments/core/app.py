@@ -127,7 +127,7 @@ class CoreOrchestrator:
             capability=capability, host=host, health=health, agent_type=agent_type, tag=tag
         )
         view = await self._view()
-        return AgentList(version=view.version, agents=view.list(query))
+        return AgentList(version=view.version, agents=view.list_agents(query))
 
 
 def build_app(args: dict[str, Any]) -> Application:

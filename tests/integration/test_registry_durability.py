@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ def test_registrations_survive_a_registry_actor_kill(
     ids = register_many(http, 20)
     system.connect(aisys_system)
     actor = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=RAY_NAMESPACE)
-    version_before = ray.get(actor.version.remote())
+    version_before = cast(int, ray.get(actor.version.remote()))
     ray.kill(actor, no_restart=False)
 
     # The restarted actor reloads from SQLite; the version does not go backwards.
@@ -41,7 +42,7 @@ def test_registrations_survive_a_registry_actor_kill(
         return bool(ray.get(actor.version.remote(), timeout=5) == version_before)
 
     wait_for_condition(restarted, timeout_s=60)
-    stored = {r.agent_id for r in ray.get(actor.list.remote())}
+    stored = {r.agent_id for r in ray.get(actor.list_agents.remote())}
     assert set(ids) <= stored
     for agent_id in ids:
         assert http.get(f"/core/agents/{agent_id}").status_code == 200

@@ -68,7 +68,7 @@ def test_reregistering_is_idempotent_and_keeps_first_registration_time(
     first = core.get("a").registered_at
     clock.advance(5)
     core.register(reg("a", port=6000))
-    assert len(core.list()) == 1
+    assert len(core.list_agents()) == 1
     assert core.get("a").port == 6000
     assert core.get("a").registered_at == first
     assert core.get("a").last_seen_at == clock.now
@@ -141,11 +141,11 @@ def test_state_and_version_survive_a_restart(db: Path, clock: FakeClock) -> None
     core.deregister("agent-0")
     core.heartbeat("agent-1", Heartbeat(status="warning"))
     version = core.version
-    before = core.list()
+    before = core.list_agents()
 
     reloaded = make_core(db, clock)
     assert reloaded.version == version
-    assert reloaded.list() == before
+    assert reloaded.list_agents() == before
 
 
 def test_list_filters_combine(db: Path, clock: FakeClock) -> None:
@@ -156,7 +156,7 @@ def test_list_filters_combine(db: Path, clock: FakeClock) -> None:
     core.heartbeat("tts-2", Heartbeat(status="critical"))
 
     def ids(**query: object) -> list[str]:
-        return [r.agent_id for r in core.list(AgentQuery.model_validate(query))]
+        return [r.agent_id for r in core.list_agents(AgentQuery.model_validate(query))]
 
     assert ids(capability="tts") == ["tts-1", "tts-2"]
     assert ids(capability="tts", health="passing") == ["tts-1"]
@@ -176,7 +176,7 @@ def test_change_feed_lets_a_view_follow_the_core(db: Path, clock: FakeClock) -> 
     assert [c.op for c in feed.changes] == ["upsert", "delete"]
     view.apply_feed(feed)
     assert view.version == core.version
-    assert view.list() == core.list()
+    assert view.list_agents() == core.list_agents()
     assert core.changes_since(core.version).changes == []
 
 
@@ -190,7 +190,7 @@ def test_change_feed_falls_back_to_snapshot_when_log_is_exhausted(
     assert feed.snapshot is not None and feed.changes == []
     view = RegistryView()
     view.apply_feed(feed)
-    assert view.list() == core.list()
+    assert view.list_agents() == core.list_agents()
     # A reader ahead of the registry (e.g. after a restore) also gets a snapshot.
     assert core.changes_since(core.version + 5).snapshot is not None
 
