@@ -160,6 +160,8 @@ def start_ray_node(
         cmd += ["--node-ip-address", profile.node_ip]
     if profile.num_cpus:
         cmd += ["--num-cpus", str(profile.num_cpus)]
+    if profile.num_gpus is not None:
+        cmd += ["--num-gpus", str(profile.num_gpus)]
     if settings.ray.object_store_memory_mb:
         cmd += ["--object-store-memory", str(settings.ray.object_store_memory_mb * 1024 * 1024)]
     settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)

@@ -7,13 +7,16 @@ Every command reads :class:`Settings` once (``--config FILE`` or ``AISYS_CONFIG`
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import pydantic
+
 from cluster._progress import Progress
 from cluster._ray_node import export_ray_auth
-from cluster.errors import AisysError
+from cluster.errors import AisysError, ValidationFailed
 from cluster.logging import configure_logging
 from cluster.settings import Settings, load_settings
 
@@ -43,6 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     sub.add_parser("down", help="stop what `aisys up` started on this host")
+    user = sub.add_parser("user", help="manage SecurityGateway users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user (password from a prompt or stdin)")
+    add.add_argument("name")
+    add.add_argument(
+        "--role", action="append", choices=["admin", "operator", "viewer"], dest="roles"
+    )
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    token = sub.add_parser("token", help="agent identities and tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    agent = token_sub.add_parser("agent", help="create an agent identity; prints its secret once")
+    agent.add_argument("agent_id")
+    agent.add_argument("--scope", action="append", dest="scopes", help="repeatable; default read")
+    login = token_sub.add_parser("login", help="log a user in and print the token pair as JSON")
+    login.add_argument("name")
+    login.add_argument("--password-stdin", action="store_true")
+
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
     config.add_argument("--out", type=Path, help="file to write (default: stdout)")
     return parser
@@ -73,12 +94,64 @@ def render_status(status: system.SystemStatus, out: TextIO) -> None:
     out.write(f"Dashboard  {status.dashboard_url}\n")
 
 
+def _password(args: argparse.Namespace, confirm: bool) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != password:
+        raise ValidationFailed("the two passwords differ")
+    return password
+
+
+def _identity_command(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster import identity
+    from deployments.security.models import Grant, NewAgent, NewUser
+
+    out = sys.stdout
+    if args.command == "user":
+        user = identity.create_user(
+            settings,
+            NewUser.model_validate(
+                {
+                    "name": args.name,
+                    "password": _password(args, confirm=True),
+                    "roles": args.roles or ["viewer"],
+                }
+            ),
+        )
+        out.write(f"created user '{user.name}' with roles {', '.join(user.roles)}\n")
+    elif args.token_command == "agent":
+        created = identity.create_agent(
+            settings,
+            NewAgent.model_validate({"agent_id": args.agent_id, "scopes": args.scopes or ["read"]}),
+        )
+        out.write(
+            f"client_id: {created.agent_id}\nclient_secret: {created.client_secret}\n"
+            f"scopes: {' '.join(created.scopes)}\n(the secret is shown once; store it now)\n"
+        )
+    else:
+        pair = identity.issue_token(
+            settings,
+            Grant.model_validate(
+                {
+                    "grant_type": "password",
+                    "username": args.name,
+                    "password": _password(args, confirm=False),
+                }
+            ),
+        )
+        out.write(pair.model_dump_json(indent=2) + "\n")
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     # Ray must see the token before it is first imported, so Ray-using modules load after this.
     export_ray_auth(settings, generate=args.command == "up" and args.role != "worker")
     from cluster import system
     from cluster.serve_config import build_serve_config, serve_config_yaml
 
+    if args.command in ("user", "token"):
+        return _identity_command(args, settings)
     out = sys.stdout
     if args.command == "serve-config":
         text = serve_config_yaml(build_serve_config(settings))
@@ -103,6 +176,14 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
         if args.role == "worker":
             progress.line("Worker node started; the head deploys once it sees this host's tag.")
             return 0
+        from cluster.identity import ensure_admin
+
+        admin_password = ensure_admin(settings)
+        if admin_password is not None:
+            out.write(
+                f"Created the first admin user '{settings.security.admin_user}' with password "
+                f"{admin_password}\n(shown once; only its hash is stored)\n"
+            )
     elif args.command == "deploy":
         system.deploy(settings, progress)
     status = system.collect_status(settings)
@@ -130,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, settings, progress)
     except AisysError as exc:
         sys.stderr.write(f"aisys: {exc}\n")
+        return 2
+    except pydantic.ValidationError as exc:
+        sys.stderr.write(f"aisys: invalid input: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("aisys: interrupted\n")

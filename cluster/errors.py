@@ -9,9 +9,32 @@ the single exception handler in :mod:`deployments._http` maps it to::
     ├── ClusterError                503  Ray/NATS not reachable, a host tag has no node, ...
     │   └── MissingHostTag          503  a deployment is pinned to a tag no node carries
     ├── ValidationFailed            422  a request is well-formed JSON but not acceptable
-    └── RegistryError               500  base for the agent registry
-        ├── AgentNotFound           404  no registration with that id
-        └── RegistryConflict        409  the request contradicts the stored registration
+    ├── CoreError                   500  base for CoreOrchestrator's coordinator and supervision
+    │   ├── QueueFull               429  the request queue is at its bound; retry later
+    │   ├── RequestNotFound         404  no request with that id (or it aged out)
+    │   ├── NoRoute                 503  no healthy agent or deployment takes that request type
+    │   ├── CircuitOpen             503  the downstream's circuit breaker is open
+    │   ├── DispatchFailed          502  the downstream did not answer or answered garbage
+    │   ├── RequestCancelled        409  an interrupt cancelled the queued request
+    │   ├── ServiceNotFound         404  no Serve application with that name
+    │   └── UnknownHost             404  the digital twin has no host with that tag
+    ├── ErrorBusError               500  base for ErrorBus
+    │   ├── EventTooLarge           413  an error event does not fit in one stream message
+    │   └── SpoolFull               507  NATS is unreachable and the on-disk spool is full
+    ├── RegistryError               500  base for the agent registry
+    │   ├── AgentNotFound           404  no registration with that id
+    │   └── RegistryConflict        409  the request contradicts the stored registration
+    ├── ResourceError               500  base for the ResourceScheduler
+    │   ├── LeaseUnavailable        409  no GPU can ever hold the request (or none is visible)
+    │   ├── LeaseNotFound           404  no active or queued lease with that id
+    │   ├── HostOverloaded          503  the host is above its CPU/memory threshold
+    │   └── TaskNotFound            404  no task with that id
+    └── SecurityError               500  base for the SecurityGateway
+        ├── TokenRejected           401  missing, malformed, expired, revoked or foreign token
+        ├── CredentialsRejected     401  wrong user/password or agent secret
+        ├── PermissionDenied        403  the token lacks the scope a route needs
+        ├── IdentityExists          409  a user or agent with that name already exists
+        └── IdentityNotFound        404  no user or agent with that name
 
 Every subclass passes *all* of its constructor arguments to ``super().__init__`` so that
 instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``.
@@ -20,13 +43,36 @@ instances pickle: Ray re-creates exceptions on the caller's side by calling ``cl
 from __future__ import annotations
 
 __all__ = [
+    "CircuitOpen",
+    "CoreError",
+    "DispatchFailed",
+    "NoRoute",
+    "QueueFull",
+    "RequestCancelled",
+    "RequestNotFound",
+    "ServiceNotFound",
+    "UnknownHost",
     "AgentNotFound",
+    "CredentialsRejected",
+    "IdentityExists",
+    "IdentityNotFound",
+    "PermissionDenied",
+    "SecurityError",
+    "TokenRejected",
     "AisysError",
     "ClusterError",
     "ConfigError",
+    "ErrorBusError",
+    "EventTooLarge",
+    "HostOverloaded",
+    "LeaseNotFound",
+    "LeaseUnavailable",
     "MissingHostTag",
     "RegistryConflict",
     "RegistryError",
+    "ResourceError",
+    "SpoolFull",
+    "TaskNotFound",
     "ValidationFailed",
 ]
 
@@ -83,6 +129,116 @@ class ValidationFailed(AisysError):
     http_status = 422
 
 
+class CoreError(AisysError):
+    """Base class of CoreOrchestrator's request coordinator and supervision errors."""
+
+    component = "core"
+
+
+class QueueFull(CoreError):
+    """Backpressure: the request queue holds ``limit`` requests; nothing was queued."""
+
+    http_status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request queue is full ({limit} queued); retry later "
+            "(or raise AISYS_CORE__COORDINATOR__QUEUE_MAX_SIZE)"
+        )
+        self.args = (limit,)
+        self.limit = limit
+
+
+class RequestNotFound(CoreError):
+    """No request has ``request_id`` (finished requests age out after ``results_kept``)."""
+
+    http_status = 404
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"request '{request_id}' is unknown or has aged out")
+        self.args = (request_id,)
+        self.request_id = request_id
+
+
+class NoRoute(CoreError):
+    """No registered, non-critical agent (or deployment) takes requests of this type."""
+
+    http_status = 503
+
+    def __init__(self, request_type: str, target: str) -> None:
+        super().__init__(
+            f"no healthy downstream for {request_type} requests: {target}; register an agent "
+            "with that capability"
+        )
+        self.args = (request_type, target)
+        self.request_type = request_type
+        self.target = target
+
+
+class CircuitOpen(CoreError):
+    """Every downstream that could take the request has an open circuit breaker."""
+
+    http_status = 503
+
+    def __init__(self, downstream: str, retry_in_s: float) -> None:
+        super().__init__(
+            f"circuit breaker of '{downstream}' is open after repeated failures; "
+            f"a trial request is allowed in {retry_in_s:.1f}s"
+        )
+        self.args = (downstream, retry_in_s)
+        self.downstream = downstream
+        self.retry_in_s = retry_in_s
+
+
+class DispatchFailed(CoreError):
+    """The downstream did not answer in time, or its reply was not a valid AgentResponse."""
+
+    http_status = 502
+
+    def __init__(self, downstream: str, reason: str) -> None:
+        super().__init__(f"dispatch to '{downstream}' failed: {reason}")
+        self.args = (downstream, reason)
+        self.downstream = downstream
+        self.reason = reason
+
+
+class RequestCancelled(CoreError):
+    """An interrupt cancelled the request while it was queued."""
+
+    http_status = 409
+
+    def __init__(self, request_id: str, session_id: str | None) -> None:
+        whose = f"session '{session_id}'" if session_id else "every session"
+        super().__init__(f"request '{request_id}' was cancelled by an interrupt of {whose}")
+        self.args = (request_id, session_id)
+        self.request_id = request_id
+        self.session_id = session_id
+
+
+class ServiceNotFound(CoreError):
+    """No Serve application is called ``app``."""
+
+    http_status = 404
+
+    def __init__(self, app: str, known: list[str]) -> None:
+        super().__init__(f"no Serve application '{app}'; running: {', '.join(known) or 'none'}")
+        self.args = (app, known)
+        self.app = app
+        self.known = known
+
+
+class UnknownHost(CoreError):
+    """The digital twin has no host with tag ``host``."""
+
+    http_status = 404
+
+    def __init__(self, host: str, known: list[str]) -> None:
+        super().__init__(f"no host '{host}' in the digital twin; known: {', '.join(known)}")
+        self.args = (host, known)
+        self.host = host
+        self.known = known
+
+
 class RegistryError(AisysError):
     """Base class of the agent registry's errors."""
 
@@ -110,3 +266,162 @@ class RegistryConflict(RegistryError):
         self.args = (agent_id, reason)
         self.agent_id = agent_id
         self.reason = reason
+
+
+class ErrorBusError(AisysError):
+    """Base class of ErrorBus's errors."""
+
+    component = "errors"
+
+
+class EventTooLarge(ErrorBusError):
+    """An error event's JSON is larger than ``errors.max_event_bytes``."""
+
+    http_status = 413
+
+    def __init__(self, event_id: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"event '{event_id}' is {size} bytes as JSON, over the limit of {limit}; shorten its "
+            "message, details or stack trace (or raise AISYS_ERRORS__MAX_EVENT_BYTES)"
+        )
+        self.args = (event_id, size, limit)
+        self.event_id = event_id
+        self.size = size
+        self.limit = limit
+
+
+class SpoolFull(ErrorBusError):
+    """NATS is unreachable and the events do not fit in the on-disk spool.
+
+    ``stored`` names the events of the same request that reached the stream before the outage;
+    no other event of the request was accepted. Retrying the whole request is safe: the stream
+    stores an event id once.
+    """
+
+    http_status = 507
+
+    def __init__(self, needed_bytes: int, free_bytes: int, stored: list[str]) -> None:
+        super().__init__(
+            f"NATS is unreachable and the spool has {free_bytes} bytes free, {needed_bytes} "
+            f"needed; {len(stored)} event(s) of this request were stored, retry the rest later "
+            "(or raise AISYS_ERRORS__SPOOL_MAX_MB)"
+        )
+        self.args = (needed_bytes, free_bytes, stored)
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
+        self.stored = stored
+
+
+class ResourceError(AisysError):
+    """Base class of the ResourceScheduler's errors."""
+
+    component = "resources"
+
+
+class LeaseUnavailable(ResourceError):
+    """The lease request cannot be met by any GPU, not even an empty one (or none is visible)."""
+
+    http_status = 409
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"lease unavailable: {reason}")
+        self.args = (reason,)
+        self.reason = reason
+
+
+class LeaseNotFound(ResourceError):
+    """No granted or queued lease has ``lease_id``."""
+
+    http_status = 404
+
+    def __init__(self, lease_id: str) -> None:
+        super().__init__(f"lease '{lease_id}' is not granted or queued")
+        self.args = (lease_id,)
+        self.lease_id = lease_id
+
+
+class HostOverloaded(ResourceError):
+    """Backpressure: the host's CPU or memory use is above its threshold; retry later."""
+
+    http_status = 503
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"host '{host}' is overloaded: {reason}; retry later")
+        self.args = (host, reason)
+        self.host = host
+        self.reason = reason
+
+
+class TaskNotFound(ResourceError):
+    """No task has ``task_id``."""
+
+    http_status = 404
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task '{task_id}' is unknown")
+        self.args = (task_id,)
+        self.task_id = task_id
+
+
+class SecurityError(AisysError):
+    """Base class of the SecurityGateway's errors."""
+
+    component = "security"
+
+
+class TokenRejected(SecurityError):
+    """The bearer token is missing or does not verify; ``reason`` says which check failed."""
+
+    http_status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"token rejected: {reason}")
+        self.args = (reason,)
+        self.reason = reason
+
+
+class CredentialsRejected(SecurityError):
+    """A login or client-credentials grant failed (the message never says which part)."""
+
+    http_status = 401
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"invalid credentials for '{subject}'")
+        self.args = (subject,)
+        self.subject = subject
+
+
+class PermissionDenied(SecurityError):
+    """The token is valid but lacks ``scope``."""
+
+    http_status = 403
+
+    def __init__(self, subject: str, scope: str) -> None:
+        super().__init__(f"'{subject}' lacks the '{scope}' scope this route needs")
+        self.args = (subject, scope)
+        self.subject = subject
+        self.scope = scope
+
+
+class IdentityExists(SecurityError):
+    """A user or agent identity with ``name`` already exists."""
+
+    http_status = 409
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} '{name}' already exists")
+        self.args = (kind, name)
+        self.kind = kind
+        self.name = name
+
+
+class IdentityNotFound(SecurityError):
+    """No user or agent identity with ``name``."""
+
+    http_status = 404
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} '{name}' does not exist")
+        self.args = (kind, name)
+        self.kind = kind
+        self.name = name

@@ -18,7 +18,15 @@ from typing import Any
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from cluster.constants import APP_CORE, APP_ROUTE_PREFIXES
+from cluster.constants import (
+    APP_CORE,
+    APP_ERRORS,
+    APP_LEGACY,
+    APP_RESOURCES,
+    APP_ROUTE_PREFIXES,
+    APP_SECURITY,
+    CORE_GRPC_SERVICER,
+)
 from cluster.errors import MissingHostTag
 from cluster.settings import DeploymentSettings, Settings
 
@@ -51,6 +59,67 @@ def _core_args(settings: Settings) -> dict[str, Any]:
         "settings": settings.core.model_dump(mode="json"),
         "data_dir": str(settings.data_dir),
         "host_tag": settings.tag_of(settings.core.host),
+        "host_tags": sorted(profile.tag for profile in settings.hosts.values()),
+        "declared_gpus": {
+            settings.tag_of(host): [gpu.model_dump(mode="json") for gpu in gpus]
+            for host, gpus in settings.resources.declared_gpus.items()
+        },
+        "auth": _auth_args(settings),
+    }
+
+
+def _auth_args(settings: Settings) -> dict[str, Any]:
+    """What every replica needs to verify tokens (``deployments._auth.AuthArgs``)."""
+    return {
+        "settings": settings.security.model_dump(mode="json"),
+        "data_dir": str(settings.data_dir),
+        "host_tag": settings.tag_of(settings.security.host),
+    }
+
+
+def _security_args(settings: Settings) -> dict[str, Any]:
+    return {"auth": _auth_args(settings)}
+
+
+def _nats_url(settings: Settings) -> str:
+    # cluster.system imports this module at import time, so its helper is imported on use.
+    from cluster.system import nats_url
+
+    return nats_url(settings)
+
+
+def _errors_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "settings": settings.errors.model_dump(mode="json"),
+        "nats_url": _nats_url(settings),
+        "errors_dir": str(settings.errors_dir),
+        "auth": _auth_args(settings),
+    }
+
+
+def _legacy_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "errors": settings.errors.model_dump(mode="json"),
+        "nats_url": _nats_url(settings),
+        "errors_dir": str(settings.errors_dir),
+        "auth": _auth_args(settings),
+    }
+
+
+def _resources_args(settings: Settings) -> dict[str, Any]:
+    declared = settings.resources.declared_gpus
+    return {
+        "settings": settings.resources.model_dump(mode="json"),
+        "data_dir": str(settings.data_dir),
+        "host_tag": settings.tag_of(settings.resources.host),
+        # Every host's GPUs are read by a probe pinned there; a declared table keyed by tag.
+        "hosts": {
+            profile.tag: [gpu.model_dump(mode="json") for gpu in declared.get(name, [])]
+            for name, profile in settings.hosts.items()
+        },
+        # The legacy ModelManagerAgent runs on MainPC, the head.
+        "model_manager_host": settings.tag_of(settings.head_host),
+        "auth": _auth_args(settings),
     }
 
 
@@ -62,6 +131,34 @@ APPS: tuple[AppSpec, ...] = (
         deployment="CoreOrchestrator",
         section=lambda s: s.core,
         args=_core_args,
+    ),
+    AppSpec(
+        name=APP_SECURITY,
+        import_path="deployments.security.app:build_app",
+        deployment="SecurityGateway",
+        section=lambda s: s.security,
+        args=_security_args,
+    ),
+    AppSpec(
+        name=APP_RESOURCES,
+        import_path="deployments.resources.app:build_app",
+        deployment="ResourceScheduler",
+        section=lambda s: s.resources,
+        args=_resources_args,
+    ),
+    AppSpec(
+        name=APP_ERRORS,
+        import_path="deployments.errors.app:build_app",
+        deployment="ErrorBus",
+        section=lambda s: s.errors,
+        args=_errors_args,
+    ),
+    AppSpec(
+        name=APP_LEGACY,
+        import_path="legacy_gateway.app:build_app",
+        deployment="LegacyGatewayPc2",
+        section=lambda s: s.errors.bridge,
+        args=_legacy_args,
     ),
 )
 
@@ -90,7 +187,10 @@ def build_serve_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "proxy_location": "EveryNode",
         "http_options": {"host": "0.0.0.0", "port": settings.ports.http},
-        "grpc_options": {"port": settings.ports.grpc, "grpc_servicer_functions": []},
+        "grpc_options": {
+            "port": settings.ports.grpc,
+            "grpc_servicer_functions": [CORE_GRPC_SERVICER],
+        },
         "applications": [
             {
                 "name": spec.name,

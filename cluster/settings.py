@@ -32,13 +32,25 @@ from pydantic_settings import (
 from cluster.errors import ConfigError
 
 __all__ = [
+    "CoordinatorSettings",
     "CoreSettings",
+    "DeclaredGpu",
+    "DispatchRoute",
+    "ErrorBridgeSettings",
+    "ErrorBusSettings",
     "HostProfile",
     "NatsSettings",
+    "OptimizerSettings",
     "PortSettings",
     "RaySettings",
     "RegistrySettings",
+    "RequestType",
+    "ResourceSettings",
+    "SecuritySettings",
     "Settings",
+    "SupervisionSettings",
+    "TrustSettings",
+    "TwinSettings",
     "load_settings",
 ]
 
@@ -60,6 +72,11 @@ class HostProfile(_Section):
     )
     num_cpus: int | None = Field(
         default=None, ge=1, description="Logical CPUs the node advertises; None detects."
+    )
+    num_gpus: int | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs the node advertises to Ray (--num-gpus); None lets Ray detect them.",
     )
 
     @field_validator("tag")
@@ -139,11 +156,259 @@ class DeploymentSettings(_Section):
     health_check_timeout_s: float = Field(default=30.0, gt=0)
 
 
+RequestType = Literal["text", "audio", "vision"]
+
+
+class DispatchRoute(_Section):
+    """Where requests of one type go: agents with a capability, or a Serve deployment."""
+
+    capability: str | None = Field(
+        default=None, description="Registry capability of the agents that take these requests."
+    )
+    app: str | None = Field(default=None, description="Serve application of the target.")
+    deployment: str | None = Field(default=None, description="Serve deployment of the target.")
+    method: str = Field(
+        default="handle_task", description="Deployment method given the TaskDefinition."
+    )
+
+    @model_validator(mode="after")
+    def names_a_capability_or_a_deployment(self) -> DispatchRoute:
+        by_capability = self.capability is not None
+        by_deployment = self.app is not None and self.deployment is not None
+        half_deployment = (self.app is None) != (self.deployment is None)
+        if by_capability == by_deployment or half_deployment:
+            raise ValueError(
+                "a dispatch route names either a capability, or both app and deployment"
+            )
+        return self
+
+
+def _default_routes() -> dict[RequestType, DispatchRoute]:
+    return {
+        "text": DispatchRoute(capability="reasoning"),
+        "audio": DispatchRoute(capability="audio"),
+        "vision": DispatchRoute(capability="vision"),
+    }
+
+
+class CoordinatorSettings(_Section):
+    """Request coordinator: bounded priority queue, dispatch over ZeroMQ, circuit breakers."""
+
+    queue_max_size: int = Field(
+        default=100, ge=1, description="Queued requests beyond this are refused with 429."
+    )
+    routes: dict[RequestType, DispatchRoute] = Field(
+        default_factory=_default_routes, description="Request type -> where it is dispatched."
+    )
+    max_in_flight: int = Field(default=4, ge=1, description="Requests dispatched at once.")
+    dispatch_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long one ZeroMQ attempt waits for the reply."
+    )
+    dispatch_attempts: int = Field(
+        default=2, ge=1, le=10, description="Lazy Pirate attempts (a fresh socket each)."
+    )
+    breaker_failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a downstream's breaker."
+    )
+    breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="Open breakers allow one trial request after this."
+    )
+    while_open: Literal["fail", "wait"] = Field(
+        default="fail",
+        description="Requests whose downstream is open or missing: fail at once, or stay queued.",
+    )
+    interrupt_pause_s: float = Field(
+        default=5.0, ge=0, description="Dispatch pause after an interrupt names no duration."
+    )
+    results_kept: int = Field(
+        default=10_000, ge=1, description="Finished requests whose status stays queryable."
+    )
+
+
+class TwinSettings(_Section):
+    """Digital twin: host sampling, history, and the legacy simulate_load thresholds."""
+
+    sample_interval_s: float = Field(default=5.0, gt=0, description="Host probe period.")
+    history_length: int = Field(default=60, ge=1, description="Samples kept per host.")
+    probe_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a host probe.")
+    vram_deny_percent: float = Field(default=95.0, gt=0, le=100)
+    cpu_caution_percent: float = Field(default=90.0, gt=0, le=100)
+    ram_deny_percent: float = Field(default=90.0, gt=0, le=100)
+
+
+class SupervisionSettings(_Section):
+    """Agent health sweep (legacy ``{"action": "health_check"}`` over ZeroMQ REQ)."""
+
+    sweep_interval_s: float = Field(default=30.0, gt=0, description="Period of the sweep.")
+    probe_timeout_s: float = Field(
+        default=2.0, gt=0, description="An agent that does not answer within this is critical."
+    )
+    max_concurrent_probes: int = Field(default=32, ge=1)
+
+
 class CoreSettings(DeploymentSettings):
-    """CoreOrchestrator (``/core``): agent registry and, later, twin and coordinator."""
+    """CoreOrchestrator (``/core``): registry, twin, request coordinator and supervision."""
 
     host: str = "mainpc"
     registry: RegistrySettings = RegistrySettings()
+    coordinator: CoordinatorSettings = CoordinatorSettings()
+    twin: TwinSettings = TwinSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
+
+
+class ErrorBridgeSettings(DeploymentSettings):
+    """The legacy error-bus bridge (ZeroMQ, port 7150), a deployment of the ``legacy`` app."""
+
+    host: str = "pc2"
+    # Two replicas on one host would both bind the same ports.
+    num_replicas: int = Field(default=1, ge=1, le=1, description="Exactly one: it binds ports.")
+    bind: str = Field(default="0.0.0.0", description="Address the bridge's sockets bind.")
+    sub_port: Port = Field(default=7150, description="SUB socket legacy publishers connect to.")
+    pub_port: Port = Field(
+        default=7151, description="PUB socket re-publishing every event as [b'ERROR:', json]."
+    )
+    receive_hwm: int = Field(
+        default=100_000, ge=0, description="ZeroMQ receive high-water mark (messages) of the SUB."
+    )
+
+    @model_validator(mode="after")
+    def sub_and_pub_ports_differ(self) -> ErrorBridgeSettings:
+        if self.sub_port == self.pub_port:
+            raise ValueError(
+                f"errors.bridge.sub_port and pub_port are both {self.sub_port}; give the "
+                "re-publishing PUB socket a port of its own"
+            )
+        return self
+
+
+class ErrorBusSettings(DeploymentSettings):
+    """ErrorBus (``/errors``): the ``ERRORS`` JetStream stream, its publisher, spool and index."""
+
+    host: str = "pc2"
+    retention_days: float = Field(default=7.0, gt=0, description="Stream max age.")
+    max_stream_mb: int = Field(default=1024, ge=1, description="Stream max bytes.")
+    duplicate_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a re-published event id is recognised and stored only once.",
+    )
+    max_event_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest event JSON accepted (NATS' default max payload is 1 MiB).",
+    )
+    publish_batch_size: int = Field(
+        default=256, ge=1, description="Publishes in flight whose acks are awaited together."
+    )
+    ack_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a stream ack.")
+    spool_max_mb: int = Field(
+        default=256, ge=1, description="On-disk spool used while NATS is unreachable."
+    )
+    spool_retry_s: float = Field(
+        default=1.0, gt=0, description="How often a non-empty spool is flushed when connected."
+    )
+    index_batch_size: int = Field(
+        default=500, ge=1, description="Events the query index takes from the stream at once."
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Comment line sent on an idle GET /errors/stream."
+    )
+    bridge: ErrorBridgeSettings = ErrorBridgeSettings()
+
+    @property
+    def max_age_s(self) -> float:
+        return self.retention_days * 86_400.0
+
+
+class DeclaredGpu(_Section):
+    """A GPU of a host that NVML cannot see, declared by hand and reported as "declared"."""
+
+    index: int = Field(ge=0, description="Device index, as CUDA_VISIBLE_DEVICES names it.")
+    name: str = Field(min_length=1, max_length=96)
+    total_mb: int = Field(gt=0, description="Memory of the device in MiB.")
+    uuid: str | None = Field(default=None, description="None gives 'declared-<tag>-<index>'.")
+
+
+class OptimizerSettings(_Section):
+    """VRAM optimizer: when to ask model owners to unload (legacy VRAMOptimizerAgent policy)."""
+
+    warning_ratio: float = Field(
+        default=0.75, gt=0, lt=1, description="At this usage, unload the LRU idle model."
+    )
+    critical_ratio: float = Field(
+        default=0.9, gt=0, le=1, description="At this usage, unload the largest model."
+    )
+    idle_timeout_s: float = Field(
+        default=900.0, gt=0, description="A model unused this long is idle."
+    )
+    interval_s: float = Field(
+        default=60.0, gt=0, description="Period of the usage check and idle sweep."
+    )
+    owner_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long an owner (ZeroMQ or HTTP) gets to answer."
+    )
+
+    @model_validator(mode="after")
+    def warning_is_below_critical(self) -> OptimizerSettings:
+        if self.warning_ratio >= self.critical_ratio:
+            raise ValueError(
+                f"optimizer warning_ratio ({self.warning_ratio}) must be below critical_ratio "
+                f"({self.critical_ratio})"
+            )
+        return self
+
+
+class ResourceSettings(DeploymentSettings):
+    """ResourceScheduler (``/resources``): VRAM leases, the queue, tasks and the optimizer."""
+
+    host: str = "pc2"
+    safety_margin_mb: int = Field(
+        default=512, ge=0, description="VRAM per GPU never leased (driver, fragmentation)."
+    )
+    aging_per_s: float = Field(
+        default=0.05, ge=0, description="Priority points a waiting request gains per second."
+    )
+    default_ttl_s: float = Field(
+        default=60.0, gt=0, description="Lease TTL when a request names none; heartbeats renew it."
+    )
+    default_max_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a request may wait queued when it names no limit.",
+    )
+    max_queue: int = Field(
+        default=1000, ge=1, description="Queued requests beyond this are refused."
+    )
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="GPU/CPU readings refresh and lease expiry period."
+    )
+    cpu_threshold_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Tasks are refused while the host's CPU is above."
+    )
+    memory_threshold_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Tasks are refused while host memory is above."
+    )
+    declared_gpus: dict[str, list[DeclaredGpu]] = Field(
+        default_factory=dict,
+        description="Host profile name -> GPUs to report when NVML sees none there.",
+    )
+    task_modules: list[str] = Field(
+        default_factory=lambda: ["deployments.resources.jobs"],
+        description="Modules (and their submodules) whose functions POST /resources/tasks runs.",
+    )
+    optimizer: OptimizerSettings = OptimizerSettings()
+
+    @field_validator("declared_gpus")
+    @classmethod
+    def declared_gpu_indices_are_distinct(
+        cls, value: dict[str, list[DeclaredGpu]]
+    ) -> dict[str, list[DeclaredGpu]]:
+        for host, gpus in value.items():
+            indices = [gpu.index for gpu in gpus]
+            if len(set(indices)) != len(indices):
+                raise ValueError(f"declared_gpus[{host!r}] repeats a device index: {indices}")
+        return value
 
 
 def _default_hosts() -> dict[str, HostProfile]:
@@ -163,6 +428,46 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 )
 
 
+class TrustSettings(_Section):
+    """Agent trust scores: a Beta score with a 0.5 prior whose evidence decays with time."""
+
+    half_life_s: float = Field(
+        default=86_400.0, gt=0, description="Evidence loses half its weight in this time."
+    )
+    slow_response_s: float = Field(
+        default=5.0, gt=0, description="A success this slow counts as half a success."
+    )
+    failed_auth_weight: float = Field(default=2.0, gt=0)
+    write_floor: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Agents scoring below this get only the 'read' scope until they recover.",
+    )
+    history_limit: int = Field(default=1000, ge=10, description="Outcomes kept per agent.")
+
+
+class SecuritySettings(DeploymentSettings):
+    """SecurityGateway (``/security``): JWT issue/verify/refresh/revoke and trust scores."""
+
+    host: str = "pc2"
+    issuer: str = Field(default="aisys", min_length=1)
+    audience: str = Field(default="aisys", min_length=1)
+    access_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_ttl_s: int = Field(default=7 * 86_400, ge=300)
+    leeway_s: int = Field(default=5, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
+    open_reads: bool = Field(
+        default=False, description="Serve read routes without a token (mutations still need one)."
+    )
+    admin_user: str = Field(default="admin", min_length=1)
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the first admin. None: `aisys up` generates one, prints it once "
+        "and stores only its hash.",
+    )
+    trust: TrustSettings = TrustSettings()
+
+
 class Settings(BaseSettings):
     """All of aisys's configuration. Build it with :func:`load_settings`."""
 
@@ -176,6 +481,9 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     nats: NatsSettings = NatsSettings()
     core: CoreSettings = CoreSettings()
+    resources: ResourceSettings = ResourceSettings()
+    errors: ErrorBusSettings = ErrorBusSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -195,6 +503,24 @@ class Settings(BaseSettings):
                 sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def partial_host_profiles_merge_into_the_defaults(cls, value: Any) -> Any:
+        """``AISYS_HOSTS__PC2__NODE_IP=...`` alone must not wipe the rest of the profile.
+
+        When every given host name is a default profile, the given fields are merged into the
+        defaults; naming any other host replaces the whole table.
+        """
+        defaults = _default_hosts()
+        if not isinstance(value, dict) or not set(value) <= set(defaults):
+            return value
+        merged: dict[str, Any] = {n: p.model_dump() for n, p in defaults.items()}
+        for name, given in value.items():
+            if isinstance(given, HostProfile):
+                given = given.model_dump()
+            merged[name] = {**merged[name], **given} if isinstance(given, dict) else given
+        return merged
+
     @model_validator(mode="after")
     def hosts_have_one_head_and_services_name_known_hosts(self) -> Settings:
         heads = [name for name, profile in self.hosts.items() if profile.role == "head"]
@@ -203,12 +529,30 @@ class Settings(BaseSettings):
         tags = [profile.tag for profile in self.hosts.values()]
         if len(set(tags)) != len(tags):
             raise ValueError(f"host tags must be distinct, got {tags}")
-        for section, host in (("core", self.core.host), ("nats", self.nats.host)):
+        for section, host in (
+            ("core", self.core.host),
+            ("nats", self.nats.host),
+            ("errors", self.errors.host),
+            ("errors.bridge", self.errors.bridge.host),
+            ("resources", self.resources.host),
+            ("security", self.security.host),
+            *(("resources.declared_gpus", host) for host in self.resources.declared_gpus),
+        ):
             if host not in self.hosts:
                 raise ValueError(
                     f"{section}.host is {host!r}, which is not a host profile; "
                     f"choose one of {sorted(self.hosts)}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def error_stream_fits_in_the_embedded_jetstream_store(self) -> Settings:
+        if self.nats.url is None and self.errors.max_stream_mb > self.nats.max_store_mb:
+            raise ValueError(
+                f"errors.max_stream_mb ({self.errors.max_stream_mb}) is larger than the embedded "
+                f"NATS store (nats.max_store_mb = {self.nats.max_store_mb}); lower the first or "
+                "raise the second"
+            )
         return self
 
     # Derived values: one place computes each, every reader calls it.
@@ -220,6 +564,11 @@ class Settings(BaseSettings):
     @property
     def ray_token_path(self) -> Path:
         return self.data_dir / "ray_token"
+
+    @property
+    def errors_dir(self) -> Path:
+        """ErrorBus's spool and query index live here (on the ErrorBus host)."""
+        return self.data_dir / "errors"
 
     @property
     def head_host(self) -> str:

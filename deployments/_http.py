@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from cluster.errors import AisysError
+from cluster.errors import AisysError, TokenRejected
 
 __all__ = ["install_error_handlers"]
 
@@ -16,7 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 def _aisys_error_response(exc: AisysError) -> JSONResponse:
-    return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
+    headers = {}
+    if isinstance(exc, TokenRejected):
+        # RFC 6750: tell the client which scheme and what went wrong.
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="invalid_token", error_description="{exc.reason}"'
+        )
+    return JSONResponse(status_code=exc.http_status, content=exc.to_dict(), headers=headers)
 
 
 async def _on_aisys_error(_: Request, exc: Exception) -> JSONResponse:

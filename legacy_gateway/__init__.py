@@ -1,6 +1,7 @@
 """Legacy ZeroMQ gateway: answers the legacy agents on their old ports (see its issue).
 
-Nothing is served from here yet; the package exists so the layout of DESIGN.md section 3 holds.
+Served by the ``legacy`` Serve application (:mod:`legacy_gateway.app`), one deployment per host
+tag. Today: the error-bus bridge on port 7150 (:mod:`legacy_gateway.error_bridge`).
 """
 
 __all__: list[str] = []

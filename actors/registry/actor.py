@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors._singleton import singleton_options
 from actors.registry.core import RegistryCore
 from actors.registry.models import (
     AgentQuery,
@@ -25,7 +26,7 @@ from actors.registry.models import (
     Registration,
 )
 from actors.registry.store import SqliteRegistryStore
-from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.constants import REGISTRY_ACTOR_NAME
 from cluster.settings import RegistrySettings
 
 __all__ = ["RegistryActor", "get_or_create_registry"]
@@ -110,16 +111,9 @@ def get_or_create_registry(settings: RegistrySettings, db_path: Path, host_tag: 
         db_path: SQLite file on the host that carries ``host_tag``.
         host_tag: Ray custom resource of the host the actor must live on.
     """
-    remote_cls = ray.remote(RegistryActor)
-    return remote_cls.options(
-        name=REGISTRY_ACTOR_NAME,
-        namespace=RAY_NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-        max_restarts=-1,
-        # Calls made while the actor restarts are retried; register/heartbeat are idempotent.
-        max_task_retries=-1,
-        num_cpus=0,
-        resources={host_tag: 0.001},
-        max_concurrency=1000,
-    ).remote(settings, str(db_path))
+    # Retried calls are safe here: register and heartbeat are idempotent.
+    return (
+        ray.remote(RegistryActor)
+        .options(**singleton_options(REGISTRY_ACTOR_NAME, host_tag))
+        .remote(settings, str(db_path))
+    )

@@ -8,17 +8,37 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from cluster import system
 from cluster._progress import Progress
-from cluster.settings import NatsSettings, PortSettings, RaySettings, Settings, load_settings
+from cluster.identity import ensure_admin
+from cluster.settings import (
+    CoreSettings,
+    ErrorBridgeSettings,
+    ErrorBusSettings,
+    HostProfile,
+    NatsSettings,
+    PortSettings,
+    RaySettings,
+    ResourceSettings,
+    SecuritySettings,
+    Settings,
+    load_settings,
+)
 from tests.conftest import SESSION_RAY_TOKEN, free_port, short_tmp_dir
 
 pytestmark = pytest.mark.integration
+
+#: Password of the session system's first admin (``security.admin_password``).
+ADMIN_PASSWORD = "integration-admin-password"
 
 
 def make_settings(**overrides: object) -> Settings:
@@ -37,6 +57,41 @@ def make_settings(**overrides: object) -> Settings:
         "ports": ports,
         "ray": RaySettings(auth_token=SecretStr(SESSION_RAY_TOKEN)),
         "nats": NatsSettings(bind="127.0.0.1"),
+        # Short CoreOrchestrator periods so breaker recovery, health sweeps and twin samples
+        # are seen within seconds (tests/integration/test_core_*.py).
+        "core": CoreSettings.model_validate(
+            {
+                "coordinator": {
+                    "breaker_reset_s": 2.0,
+                    "max_in_flight": 1,
+                    "dispatch_timeout_s": 0.5,
+                    "dispatch_attempts": 2,
+                },
+                "twin": {"sample_interval_s": 1.0},
+                "supervision": {"sweep_interval_s": 1.0, "probe_timeout_s": 0.5},
+            }
+        ),
+        "security": SecuritySettings(admin_password=SecretStr(ADMIN_PASSWORD), access_ttl_s=3600),
+        "errors": ErrorBusSettings(
+            bridge=ErrorBridgeSettings(bind="127.0.0.1", sub_port=free_port(), pub_port=free_port())
+        ),
+        # The test node has no GPU: Ray advertises two fake ones (bookkeeping only) and the
+        # ResourceScheduler leases a declared 12 GiB device on pc2 when NVML sees none.
+        "hosts": {
+            "mainpc": HostProfile(tag="mainpc", role="head", num_gpus=2),
+            "pc2": HostProfile(tag="pc2", role="worker", num_gpus=2),
+        },
+        "resources": ResourceSettings.model_validate(
+            {
+                "declared_gpus": {
+                    "pc2": [{"index": 0, "name": "declared test GPU", "total_mb": 12288}]
+                },
+                # A shared 2-core test machine is often at 100 % CPU: no backpressure here
+                # (tested in tests/unit/test_resource_tasks.py).
+                "cpu_threshold_percent": 100,
+                "memory_threshold_percent": 100,
+            }
+        ),
     }
     values.update(overrides)
     return load_settings(**values)
@@ -49,16 +104,67 @@ def aisys_system() -> Iterator[Settings]:
     progress = Progress(quiet=True)
     try:
         system.up(settings, progress)
+        assert ensure_admin(settings) is None  # a configured password is never echoed
         yield settings
     finally:
         system.down(settings, progress)
         shutil.rmtree(settings.data_dir, ignore_errors=True)
 
 
+def settings_file(settings: Settings, directory: Path) -> Path:
+    """Write ``settings`` as a YAML file the ``aisys`` CLI reads back identically."""
+
+    def reveal(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {k: reveal(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [reveal(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, Enum):
+            return value.value
+        return value
+
+    path = directory / "aisys-settings.yaml"
+    path.write_text(yaml.safe_dump(reveal(settings.model_dump())))
+    assert load_settings(path) == settings
+    return path
+
+
+def login(base_url: str, username: str, password: str) -> str:
+    """Log in over HTTP and return the access token."""
+    response = httpx.post(
+        f"{base_url}/security/token",
+        json={"grant_type": "password", "username": username, "password": password},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+@pytest.fixture(scope="session")
+def admin_token(aisys_system: Settings) -> str:
+    """An access token of the session system's admin (every scope)."""
+    base_url = f"http://127.0.0.1:{aisys_system.ports.http}"
+    return login(base_url, aisys_system.security.admin_user, ADMIN_PASSWORD)
+
+
 @pytest.fixture
-def http(aisys_system: Settings) -> Iterator[httpx.Client]:
-    """An HTTP client for the Serve ingress of the session system."""
+def http(aisys_system: Settings, admin_token: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the Serve ingress of the session system, sending the admin token."""
     with httpx.Client(
-        base_url=f"http://127.0.0.1:{aisys_system.ports.http}", timeout=30
+        base_url=f"http://127.0.0.1:{aisys_system.ports.http}",
+        timeout=30,
+        headers={"Authorization": f"Bearer {admin_token}"},
     ) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous_http(aisys_system: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client for the Serve ingress that sends no token."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{aisys_system.ports.http}", timeout=30) as client:
         yield client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,29 +14,17 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from cluster.settings import Settings
+from tests.integration.conftest import settings_file
 
 pytestmark = pytest.mark.integration
 
 
 def aisys(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(
-        AISYS_DATA_DIR=str(settings.data_dir),
-        AISYS_PORTS__GCS=str(settings.ports.gcs),
-        AISYS_PORTS__DASHBOARD=str(settings.ports.dashboard),
-        AISYS_PORTS__HTTP=str(settings.ports.http),
-        AISYS_PORTS__GRPC=str(settings.ports.grpc),
-        AISYS_PORTS__NATS=str(settings.ports.nats),
-        AISYS_PORTS__RAY_CLIENT=str(settings.ports.ray_client),
-        AISYS_PORTS__DASHBOARD_AGENT=str(settings.ports.dashboard_agent),
-        AISYS_NATS__BIND=settings.nats.bind,
-    )
-    if settings.ray.auth_token is not None:
-        env["AISYS_RAY__AUTH_TOKEN"] = settings.ray.auth_token.get_secret_value()
+    """Run the CLI with exactly ``settings`` (through a settings file, no other AISYS_ vars)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISYS_")}
+    env["AISYS_CONFIG"] = str(settings_file(settings, settings.data_dir))
     executable = str(Path(sys.executable).with_name("aisys"))
-    return subprocess.run(
-        [executable, *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([executable, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_status_json_reports_hosts_apps_nats_and_agents(aisys_system: Settings) -> None:
@@ -73,6 +62,9 @@ def test_status_exits_nonzero_when_nothing_runs() -> None:
     from tests.integration.conftest import make_settings
 
     settings = make_settings()
-    result = aisys(settings, "status")
+    try:
+        result = aisys(settings, "status")
+    finally:
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
     assert result.returncode == 2
     assert "no Ray cluster answers" in result.stderr

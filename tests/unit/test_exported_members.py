@@ -15,6 +15,28 @@ MODULES = [
     "actors",
     "actors.registry",
     "deployments",
+    "deployments.core.breaker",
+    "deployments.core.coordinator",
+    "deployments.core.dispatch",
+    "deployments.core.models",
+    "deployments.core.priority",
+    "deployments.core.supervision",
+    "deployments.core.twin",
+    "deployments.core.twin_models",
+    "deployments.core.grpc_ingress",
+    "actors.probe",
+    "actors.probe.gpu",
+    "actors.probe.models",
+    "actors.probe.system",
+    "actors.security",
+    "deployments.resources.models",
+    "deployments.resources.optimizer",
+    "deployments.resources.scheduler",
+    "deployments.resources.store",
+    "deployments.resources.views",
+    "deployments.security.models",
+    "deployments.security.tokens",
+    "deployments.security.trust",
     "legacy_gateway",
 ]
 
@@ -41,4 +63,19 @@ def test_registry_package_surface_is_pinned() -> None:
         "Registration",
         "RegistryCore",
         "RegistryView",
+    ]
+
+
+def test_probe_package_surface_is_pinned() -> None:
+    assert sorted(importlib.import_module("actors.probe").__all__) == [
+        "DeclaredProbe",
+        "GpuProbe",
+        "GpuProcess",
+        "GpuReading",
+        "GpuSnapshot",
+        "GpuSource",
+        "HostProbe",
+        "HostReading",
+        "NvmlProbe",
+        "RecordedProbe",
     ]

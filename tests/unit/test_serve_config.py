@@ -40,6 +40,9 @@ def test_every_deployment_is_pinned_to_its_host_tag_in_the_config(tmp_path: Path
         },
         core={"host": "big", "num_cpus": 0.25, "max_ongoing_requests": 64},
         nats={"host": "small"},
+        resources={"host": "small"},
+        errors={"host": "small", "bridge": {"host": "small"}},
+        security={"host": "small"},
     )
     config = build_serve_config(settings)
     core = next(app for app in config["applications"] if app["name"] == "core")
@@ -51,6 +54,8 @@ def test_every_deployment_is_pinned_to_its_host_tag_in_the_config(tmp_path: Path
     }
     assert deployment["max_ongoing_requests"] == 64
     assert core["args"]["host_tag"] == "bigbox"
+    security = next(app for app in config["applications"] if app["name"] == "security")
+    assert security["deployments"][0]["ray_actor_options"]["resources"] == {"tiny": PIN_FRACTION}
     for app in config["applications"]:
         for dep in app["deployments"]:
             assert set(dep["ray_actor_options"]["resources"]) <= {"bigbox", "tiny"}

@@ -96,3 +96,12 @@ def test_ray_temp_dir_defaults_under_data_dir_and_can_be_moved(tmp_path: Path) -
     assert load_settings(data_dir=tmp_path).ray_temp_dir == tmp_path / "ray"
     settings = load_settings(data_dir=tmp_path, ray={"temp_dir": "/tmp/r"})
     assert settings.ray_temp_dir == Path("/tmp/r")
+
+
+def test_partial_host_profile_from_env_merges_into_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AISYS_HOSTS__PC2__NODE_IP", "10.0.0.2")
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.hosts["pc2"] == HostProfile(tag="pc2", role="worker", node_ip="10.0.0.2")
+    assert settings.hosts["mainpc"] == HostProfile(tag="mainpc", role="head")

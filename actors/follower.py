@@ -1,0 +1,108 @@
+"""FeedFollower: keeps a local copy of an actor's state current by long-polling its change feed.
+
+A state actor exposes ``wait_changes(since, timeout_s) -> feed`` that returns at once when the
+state moved past ``since`` and otherwise waits. Readers keep a local copy (no Ray call per
+read); writers call the actor and then :meth:`FeedFollower.wait_for` the version it returned,
+so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from typing import Any, Generic, TypeVar
+
+__all__ = ["FeedFollower"]
+
+logger = logging.getLogger(__name__)
+
+FeedT = TypeVar("FeedT")
+
+_RETRY_DELAY_S = 0.5
+
+
+class FeedFollower(abc.ABC, Generic[FeedT]):
+    """Follows ``actor.wait_changes`` from a background task.
+
+    Args:
+        actor: handle of the state actor.
+        poll_timeout_s: how long one long-poll waits on the actor.
+    """
+
+    def __init__(self, actor: Any, poll_timeout_s: float = 10.0) -> None:
+        self._actor = actor
+        self._poll_timeout_s = poll_timeout_s
+        self.last_sync = 0.0  # monotonic time of the last successful poll
+        self._advanced = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> int:
+        """The version of the local copy."""
+
+    @abc.abstractmethod
+    def apply(self, feed: FeedT) -> None:
+        """Apply one feed returned by the actor to the local copy."""
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def synced_within(self, seconds: float) -> bool:
+        """True when a poll succeeded in the last ``seconds``."""
+        return time.monotonic() - self.last_sync <= seconds
+
+    async def wait_synced(self, timeout_s: float = 10.0) -> bool:
+        """Wait for the first successful poll; False on timeout."""
+        if self._synced.is_set():  # the hot path of every read: no wait_for task
+            return True
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_for(self, version: int, timeout_s: float = 5.0) -> bool:
+        """Wait until the local copy reached ``version``; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.version < version:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            event = self._advanced
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _follow(self) -> None:
+        while True:
+            # The first poll must not block: an unchanged state would hold it a full timeout.
+            timeout = self._poll_timeout_s if self._synced.is_set() else 0.0
+            try:
+                feed: FeedT = await self._actor.wait_changes.remote(self.version, timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Loop boundary: the actor may be restarting; keep following once it is back.
+                logger.warning("change feed unavailable; retrying", exc_info=True)
+                await asyncio.sleep(_RETRY_DELAY_S)
+                continue
+            self.apply(feed)
+            self.last_sync = time.monotonic()
+            self._synced.set()
+            self._advanced.set()
+            self._advanced = asyncio.Event()
