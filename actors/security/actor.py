@@ -1,0 +1,106 @@
+"""The SecurityGateway's named detached actor: identities, keys, revocations and trust.
+
+It lives on the SecurityGateway's host (the signing keys never leave that host's data dir) and
+publishes :class:`SecurityFeed` (public keys and revoked token ids) for every service's
+verifier to long-poll, so a revocation is enforced everywhere within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors._singleton import singleton_options
+from actors.security.core import SecurityCore
+from cluster.constants import SECURITY_ACTOR_NAME
+from cluster.settings import SecuritySettings
+from deployments.security.models import (
+    AgentIdentity,
+    Grant,
+    IdentityCreated,
+    NewAgent,
+    NewUser,
+    SecurityFeed,
+    TokenPair,
+    TrustOutcome,
+    TrustReport,
+    UserIdentity,
+)
+
+__all__ = ["SecurityActor", "get_or_create_security"]
+
+MAX_WAIT_S = 30.0
+
+
+class SecurityActor:
+    """Ray actor over :class:`SecurityCore`. Use :func:`get_or_create_security`."""
+
+    def __init__(self, settings: SecuritySettings, data_dir: str) -> None:
+        self._core = SecurityCore(settings, Path(data_dir), time.time)
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def ensure_admin(self, password: str | None) -> str | None:
+        return self._core.ensure_admin(password)
+
+    async def create_user(self, user: NewUser) -> UserIdentity:
+        return self._core.create_user(user)
+
+    async def create_agent(self, agent: NewAgent) -> IdentityCreated:
+        return self._core.create_agent(agent)
+
+    async def agent_identity(self, agent_id: str) -> AgentIdentity:
+        return self._core.agent_identity(agent_id)
+
+    async def grant(self, grant: Grant) -> TokenPair:
+        # Password hashing is CPU-bound (scrypt); keep the actor's event loop responsive.
+        return await asyncio.to_thread(self._core.grant, grant)
+
+    async def revoke(self, token: str) -> tuple[str, int]:
+        outcome = self._core.revoke(token)
+        self._notify()
+        return outcome, self._core.version
+
+    async def rotate_key(self) -> tuple[str, int]:
+        kid = self._core.rotate_key()
+        self._notify()
+        return kid, self._core.version
+
+    async def record_outcome(self, agent: str, outcome: TrustOutcome) -> TrustReport:
+        return self._core.record_outcome(agent, outcome)
+
+    async def trust_report(self, agent: str, history: int) -> TrustReport:
+        return self._core.trust_report(agent, history)
+
+    async def scores(self) -> dict[str, float]:
+        return self._core.scores()
+
+    async def wait_changes(self, since: int, timeout_s: float = MAX_WAIT_S) -> SecurityFeed:
+        """Return the feed once its version passed ``since`` or after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout_s, MAX_WAIT_S)
+        while self._core.version == since:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                break
+        return self._core.feed()
+
+
+def get_or_create_security(settings: SecuritySettings, data_dir: Path, host_tag: str) -> Any:
+    """Return the security actor's handle, creating it pinned to ``host_tag`` if absent."""
+    return (
+        ray.remote(SecurityActor)
+        .options(**singleton_options(SECURITY_ACTOR_NAME, host_tag))
+        .remote(settings, str(data_dir))
+    )

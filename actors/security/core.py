@@ -1,0 +1,245 @@
+"""SecurityCore: identities, token grants, revocation and trust scores, with no Ray in it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import jwt
+
+from actors.security.store import SecurityStore
+from cluster.errors import CredentialsRejected, IdentityExists, IdentityNotFound, TokenRejected
+from cluster.settings import SecuritySettings
+from deployments.security.keys import KeyRing
+from deployments.security.models import (
+    WRITE_SCOPES,
+    AgentIdentity,
+    Grant,
+    IdentityCreated,
+    Jwks,
+    NewAgent,
+    NewUser,
+    Role,
+    Scope,
+    SecurityFeed,
+    TokenPair,
+    TrustOutcome,
+    TrustReport,
+    UserIdentity,
+    scopes_of_roles,
+)
+from deployments.security.passwords import hash_secret, verify_secret
+from deployments.security.tokens import ALGORITHMS, TokenIssuer
+from deployments.security.trust import TrustState, decayed, observe, score_of
+
+__all__ = ["SecurityCore"]
+
+Clock = Callable[[], float]
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SecurityCore:
+    """All SecurityGateway state transitions.
+
+    Args:
+        settings: the ``security`` section.
+        data_dir: holds ``security.sqlite3`` and the signing keys.
+        clock: seconds since the epoch.
+    """
+
+    def __init__(self, settings: SecuritySettings, data_dir: Path, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._store = SecurityStore(data_dir / "security.sqlite3")
+        self._keys = KeyRing(data_dir / "security" / "keys")
+        self._issuer = TokenIssuer(
+            self._keys, settings.issuer, settings.audience, settings.access_ttl_s, clock
+        )
+        self.version = max(self._store.version(), 1)
+
+    # identities
+
+    def ensure_admin(self, password: str | None) -> str | None:
+        """Create the first admin if there is no user; return a generated password, once."""
+        if self._store.users():
+            return None
+        generated = password is None
+        secret = password or secrets.token_urlsafe(18)
+        self.create_user(
+            NewUser.model_validate(
+                {"name": self._settings.admin_user, "password": secret, "roles": [Role.ADMIN]}
+            )
+        )
+        return secret if generated else None
+
+    def create_user(self, user: NewUser) -> UserIdentity:
+        if self._store.user(user.name) is not None:
+            raise IdentityExists("user", user.name)
+        now = self._clock()
+        digest = hash_secret(user.password.get_secret_value())
+        self._store.add_user(user.name, digest, [r.value for r in user.roles], now)
+        return UserIdentity(name=user.name, roles=user.roles, created_at=now)
+
+    def create_agent(self, agent: NewAgent) -> IdentityCreated:
+        if self._store.agent(agent.agent_id) is not None:
+            raise IdentityExists("agent", agent.agent_id)
+        secret = secrets.token_urlsafe(32)
+        scopes = sorted(set(agent.scopes))
+        self._store.add_agent(
+            agent.agent_id, hash_secret(secret), [s.value for s in scopes], self._clock()
+        )
+        return IdentityCreated(agent_id=agent.agent_id, client_secret=secret, scopes=scopes)
+
+    def agent_identity(self, agent_id: str) -> AgentIdentity:
+        stored = self._store.agent(agent_id)
+        if stored is None:
+            raise IdentityNotFound("agent", agent_id)
+        return AgentIdentity(
+            agent_id=agent_id, scopes=[Scope(s) for s in stored[1]], created_at=stored[2]
+        )
+
+    # tokens
+
+    def grant(self, grant: Grant) -> TokenPair:
+        """Issue an access/refresh pair for a password, client-credentials or refresh grant.
+
+        Raises:
+            CredentialsRejected: unknown subject or wrong secret (one message for both).
+            TokenRejected: an unknown, used or expired refresh token.
+        """
+        if grant.grant_type == "password":
+            name = grant.username or ""
+            user = self._store.user(name)
+            password = grant.password.get_secret_value() if grant.password else ""
+            if user is None or not verify_secret(password, user[0]):
+                raise CredentialsRejected(name)
+            allowed = [s.value for s in scopes_of_roles([Role(r) for r in user[1]])]
+            return self._pair(name, "user", self._narrow(allowed, grant.scope))
+        if grant.grant_type == "client_credentials":
+            client = grant.client_id or ""
+            agent = self._store.agent(client)
+            secret = grant.client_secret.get_secret_value() if grant.client_secret else ""
+            if agent is None or not verify_secret(secret, agent[0]):
+                if agent is not None:
+                    self.record_outcome(client, TrustOutcome(kind="failed_auth", success=False))
+                raise CredentialsRejected(client)
+            return self._agent_pair(client, self._narrow(agent[1], grant.scope))
+        token = grant.refresh_token.get_secret_value() if grant.refresh_token else ""
+        stored = self._store.take_refresh(_digest(token))
+        if stored is None or stored[3] < self._clock():
+            raise TokenRejected("refresh token is unknown, already used or expired")
+        subject, kind, scopes, _ = stored
+        if kind == "agent":
+            return self._agent_pair(subject, scopes)
+        return self._pair(subject, "user", scopes)
+
+    def _narrow(self, allowed: list[str], requested: str | None) -> list[str]:
+        if requested is None:
+            return sorted(allowed)
+        wanted = set(requested.split())
+        extra = wanted - set(allowed) - ({s.value for s in Scope} if "admin" in allowed else set())
+        if extra:
+            raise TokenRejected(f"scopes {sorted(extra)} are not granted to this identity")
+        return sorted(wanted)
+
+    def _agent_pair(self, agent_id: str, scopes: list[str]) -> TokenPair:
+        score = self.trust_report(agent_id, 0).score
+        if score < self._settings.trust.write_floor:
+            kept = [s for s in scopes if Scope(s) not in WRITE_SCOPES]
+            note = (
+                f"trust score {score:.2f} is below {self._settings.trust.write_floor}: write "
+                "scopes withheld until it recovers"
+            )
+            return self._pair(agent_id, "agent", kept or [Scope.READ.value], note)
+        return self._pair(agent_id, "agent", scopes)
+
+    def _pair(
+        self, subject: str, kind: Literal["user", "agent"], scopes: list[str], note: str = ""
+    ) -> TokenPair:
+        access, claims = self._issuer.mint(subject, kind, scopes)
+        refresh = secrets.token_urlsafe(32)
+        expires = self._clock() + self._settings.refresh_ttl_s
+        self._store.add_refresh(_digest(refresh), (subject, kind, scopes, expires))
+        return TokenPair(
+            access_token=access,
+            expires_in=claims.exp - claims.iat,
+            refresh_token=refresh,
+            scope=claims.scope,
+            note=note,
+        )
+
+    def revoke(self, token: str) -> str:
+        """Revoke a refresh token or an access token (by its ``jti``); say which it was.
+
+        Raises:
+            TokenRejected: the token is neither a known refresh token nor one we signed.
+        """
+        if self._store.take_refresh(_digest(token)) is not None:
+            return "refresh token revoked"
+        try:
+            header = jwt.get_unverified_header(token)
+            key = next(k for k in self._keys.jwks() if k["kid"] == header.get("kid"))
+            payload = jwt.decode(
+                token,
+                jwt.PyJWK(key).key,
+                algorithms=ALGORITHMS,
+                options={
+                    "verify_exp": False,
+                    "verify_aud": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require": ["jti", "exp"],
+                },
+            )
+        except (jwt.InvalidTokenError, StopIteration) as exc:
+            raise TokenRejected("not a token issued by this gateway") from exc
+        self.version += 1
+        self._store.revoke(str(payload["jti"]), int(payload["exp"]), self.version)
+        return "access token revoked"
+
+    def rotate_key(self) -> str:
+        kid = self._keys.rotate()
+        self.version += 1
+        self._store.set_version(self.version)
+        return kid
+
+    def feed(self) -> SecurityFeed:
+        return SecurityFeed(
+            version=self.version,
+            jwks=Jwks(keys=self._keys.jwks()),
+            revoked=self._store.revoked(self._clock()),
+        )
+
+    # trust
+
+    def record_outcome(self, agent: str, outcome: TrustOutcome) -> TrustReport:
+        now = self._clock()
+        state = observe(
+            self._store.trust(agent) or TrustState(at=now), outcome, now, self._settings.trust
+        )
+        event = (outcome.kind, outcome.success, outcome.latency_s, score_of(state))
+        self._store.put_trust(agent, state, event, self._settings.trust.history_limit)
+        return self.trust_report(agent, 10)
+
+    def trust_report(self, agent: str, history: int) -> TrustReport:
+        now = self._clock()
+        state = decayed(self._store.trust(agent) or TrustState(at=now), now, self._settings.trust)
+        return TrustReport(
+            agent=agent,
+            score=score_of(state),
+            evidence=state.alpha + state.beta - 2.0,
+            history=self._store.trust_history(agent, history) if history else [],
+        )
+
+    def scores(self) -> dict[str, float]:
+        now = self._clock()
+        return {
+            agent: score_of(decayed(state, now, self._settings.trust))
+            for agent, state in self._store.trust_all().items()
+        }

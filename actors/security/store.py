@@ -1,0 +1,165 @@
+"""SQLite persistence of identities, refresh tokens, revocations and trust (write-through)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from deployments.security.trust import TrustState
+
+__all__ = ["SecurityStore", "StoredAgent", "StoredRefresh", "StoredUser"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL, created_at REAL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, scopes TEXT NOT NULL, created_at REAL
+);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    token_hash TEXT PRIMARY KEY, subject TEXT NOT NULL, kind TEXT NOT NULL,
+    scopes TEXT NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS trust (
+    agent TEXT PRIMARY KEY, alpha REAL NOT NULL, beta REAL NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trust_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, at REAL NOT NULL,
+    kind TEXT NOT NULL, success INTEGER NOT NULL, latency_s REAL NOT NULL, score REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trust_history_agent ON trust_history (agent, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+StoredUser = tuple[str, list[str], float]  # password hash, roles, created_at
+StoredAgent = tuple[str, list[str], float]  # secret hash, scopes, created_at
+StoredRefresh = tuple[str, str, list[str], float]  # subject, kind, scopes, expires_at
+
+
+class SecurityStore:
+    """Every write commits before it returns (WAL, survives a process kill)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    # identities
+
+    def user(self, name: str) -> StoredUser | None:
+        row = self._db.execute(
+            "SELECT password_hash, roles, created_at FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        return (row[0], json.loads(row[1]), row[2]) if row else None
+
+    def users(self) -> dict[str, StoredUser]:
+        rows = self._db.execute("SELECT name, password_hash, roles, created_at FROM users")
+        return {r[0]: (r[1], json.loads(r[2]), r[3]) for r in rows}
+
+    def add_user(self, name: str, password_hash: str, roles: list[str], at: float) -> None:
+        self._db.execute(
+            "INSERT INTO users VALUES (?, ?, ?, ?)", (name, password_hash, json.dumps(roles), at)
+        )
+
+    def agent(self, agent_id: str) -> StoredAgent | None:
+        row = self._db.execute(
+            "SELECT secret_hash, scopes, created_at FROM agents WHERE agent_id = ?", (agent_id,)
+        ).fetchone()
+        return (row[0], json.loads(row[1]), row[2]) if row else None
+
+    def add_agent(self, agent_id: str, secret_hash: str, scopes: list[str], at: float) -> None:
+        self._db.execute(
+            "INSERT INTO agents VALUES (?, ?, ?, ?)",
+            (agent_id, secret_hash, json.dumps(scopes), at),
+        )
+
+    # refresh tokens and revocations
+
+    def add_refresh(self, token_hash: str, refresh: StoredRefresh) -> None:
+        subject, kind, scopes, expires_at = refresh
+        self._db.execute(
+            "INSERT INTO refresh_tokens VALUES (?, ?, ?, ?, ?)",
+            (token_hash, subject, kind, json.dumps(scopes), expires_at),
+        )
+
+    def take_refresh(self, token_hash: str) -> StoredRefresh | None:
+        """Remove and return a refresh token (each is single-use)."""
+        row = self._db.execute(
+            "DELETE FROM refresh_tokens WHERE token_hash = ? "
+            "RETURNING subject, kind, scopes, expires_at",
+            (token_hash,),
+        ).fetchone()
+        return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    def revoke(self, jti: str, exp: int, version: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (jti, exp))
+        self._set_version(version)
+        self._db.execute("COMMIT")
+
+    def revoked(self, now: float) -> dict[str, int]:
+        self._db.execute("DELETE FROM revoked WHERE exp < ?", (now - 3600,))
+        return dict(self._db.execute("SELECT jti, exp FROM revoked"))
+
+    def version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def set_version(self, version: int) -> None:
+        self._set_version(version)
+
+    def _set_version(self, version: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta VALUES ('version', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (version,),
+        )
+
+    # trust
+
+    def trust(self, agent: str) -> TrustState | None:
+        row = self._db.execute(
+            "SELECT alpha, beta, at FROM trust WHERE agent = ?", (agent,)
+        ).fetchone()
+        return TrustState(alpha=row[0], beta=row[1], at=row[2]) if row else None
+
+    def trust_all(self) -> dict[str, TrustState]:
+        rows = self._db.execute("SELECT agent, alpha, beta, at FROM trust")
+        return {r[0]: TrustState(alpha=r[1], beta=r[2], at=r[3]) for r in rows}
+
+    def put_trust(
+        self, agent: str, state: TrustState, event: tuple[str, bool, float, float], limit: int
+    ) -> None:
+        kind, success, latency_s, score = event
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(
+            "INSERT INTO trust VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
+            "alpha = excluded.alpha, beta = excluded.beta, at = excluded.at",
+            (agent, state.alpha, state.beta, state.at),
+        )
+        self._db.execute(
+            "INSERT INTO trust_history (agent, at, kind, success, latency_s, score) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (agent, state.at, kind, int(success), latency_s, score),
+        )
+        self._db.execute(
+            "DELETE FROM trust_history WHERE agent = ? AND id NOT IN (SELECT id FROM "
+            "trust_history WHERE agent = ? ORDER BY id DESC LIMIT ?)",
+            (agent, agent, limit),
+        )
+        self._db.execute("COMMIT")
+
+    def trust_history(self, agent: str, limit: int) -> list[dict[str, float | str | bool]]:
+        rows = self._db.execute(
+            "SELECT at, kind, success, latency_s, score FROM trust_history WHERE agent = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (agent, limit),
+        )
+        return [
+            {"at": r[0], "kind": r[1], "success": bool(r[2]), "latency_s": r[3], "score": r[4]}
+            for r in rows
+        ]

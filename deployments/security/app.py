@@ -1,0 +1,148 @@
+"""SecurityGateway (``/security``): token grants, verification, revocation, identities, trust.
+
+Stateful work goes to the security actor on this host (which holds the signing keys); token
+verification here, as in every service, is local (:mod:`deployments._auth`).
+
+No ``from __future__ import annotations`` here: FastAPI reads route annotations at runtime.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query
+from pydantic import BaseModel, ConfigDict, SecretStr
+from ray import serve
+from ray.serve import Application
+
+from cluster.errors import ClusterError
+from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._http import install_error_handlers
+from deployments.security.models import (
+    Claims,
+    Grant,
+    IdentityCreated,
+    Jwks,
+    NewAgent,
+    NewUser,
+    RevokeRequest,
+    Scope,
+    TokenPair,
+    TrustOutcome,
+    TrustReport,
+    UserIdentity,
+    VerifyResponse,
+)
+
+__all__ = ["RefreshRequest", "RevokeResponse", "SecurityAppArgs", "SecurityGateway", "build_app"]
+
+
+class SecurityAppArgs(BaseModel):
+    """Arguments of the ``security`` application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auth: AuthArgs
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: SecretStr
+
+
+class RevokeResponse(BaseModel):
+    revoked: str
+
+
+api = FastAPI(
+    title="aisys SecurityGateway",
+    description="JWT (EdDSA) for users and agents, revocation, and agent trust scores.",
+    version="1",
+)
+install_error_handlers(api)
+
+
+@serve.deployment
+@serve.ingress(api)
+class SecurityGateway:
+    """Serve deployment of SecurityGateway."""
+
+    def __init__(self, args: SecurityAppArgs) -> None:
+        self._auth = Authenticator(args.auth)
+        self._actor = self._auth.actor
+        install_auth(api, self._auth)
+
+    async def check_health(self) -> None:
+        if not self._auth.follower.running:
+            raise ClusterError("security: the key/revocation feed task has stopped")
+
+    @api.post("/token", summary="Log in (password) or authenticate an agent (client credentials)")
+    async def token(self, grant: Grant) -> TokenPair:
+        pair: TokenPair = await self._actor.grant.remote(grant)
+        return pair
+
+    @api.post("/refresh", summary="Trade a refresh token for a new token pair (single use)")
+    async def refresh(self, body: RefreshRequest) -> TokenPair:
+        grant = Grant(grant_type="refresh_token", refresh_token=body.refresh_token)
+        pair: TokenPair = await self._actor.grant.remote(grant)
+        return pair
+
+    @api.post("/revoke", summary="Revoke an access token (by jti) or a refresh token")
+    async def revoke(self, body: RevokeRequest) -> RevokeResponse:
+        what, version = await self._actor.revoke.remote(body.token.get_secret_value())
+        await self._auth.wait_version(version)
+        return RevokeResponse(revoked=what)
+
+    @api.get("/verify", summary="Verify the bearer token and return its claims")
+    async def verify(self, authorization: Annotated[str | None, Header()] = None) -> VerifyResponse:
+        claims = await self._auth.authenticate(authorization)
+        return VerifyResponse(claims=claims)
+
+    @api.get("/.well-known/jwks.json", summary="Public signing keys (JWKS)")
+    async def jwks(self) -> Jwks:
+        feed = self._auth.follower.feed
+        if not await self._auth.follower.wait_synced() or feed is None:
+            raise ClusterError("security: signing keys not loaded yet; retry shortly")
+        return feed.jwks
+
+    @api.post("/users", summary="Create a user (admin)")
+    async def create_user(
+        self, user: NewUser, _: Annotated[Claims, require(Scope.ADMIN)]
+    ) -> UserIdentity:
+        created: UserIdentity = await self._actor.create_user.remote(user)
+        return created
+
+    @api.post("/agents", summary="Create an agent identity; its secret is shown once (admin)")
+    async def create_agent(
+        self, agent: NewAgent, _: Annotated[Claims, require(Scope.ADMIN)]
+    ) -> IdentityCreated:
+        created: IdentityCreated = await self._actor.create_agent.remote(agent)
+        return created
+
+    @api.get("/trust", summary="Trust scores of every agent with evidence")
+    async def trust_scores(
+        self, _: Annotated[Claims | None, require(Scope.READ)]
+    ) -> dict[str, float]:
+        scores: dict[str, float] = await self._actor.scores.remote()
+        return scores
+
+    @api.get("/trust/{agent}", summary="An agent's trust score and recent outcomes")
+    async def trust(
+        self,
+        agent: str,
+        _: Annotated[Claims | None, require(Scope.READ)],
+        history: Annotated[int, Query(ge=0, le=1000)] = 20,
+    ) -> TrustReport:
+        report: TrustReport = await self._actor.trust_report.remote(agent, history)
+        return report
+
+    @api.post("/trust/{agent}/outcomes", summary="Record an interaction outcome (admin)")
+    async def outcome(
+        self, agent: str, outcome: TrustOutcome, _: Annotated[Claims, require(Scope.ADMIN)]
+    ) -> TrustReport:
+        report: TrustReport = await self._actor.record_outcome.remote(agent, outcome)
+        return report
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve application builder named by the ``security`` import path of the Serve config."""
+    return SecurityGateway.bind(SecurityAppArgs.model_validate(args))  # type: ignore[attr-defined,no-any-return]

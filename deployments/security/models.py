@@ -1,0 +1,201 @@
+"""Pydantic models of the SecurityGateway: grants, tokens, claims, identities, trust."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = [
+    "AgentIdentity",
+    "Claims",
+    "Grant",
+    "IdentityCreated",
+    "Jwks",
+    "NewAgent",
+    "NewUser",
+    "RevokeRequest",
+    "Role",
+    "Scope",
+    "SecurityFeed",
+    "TokenPair",
+    "TrustOutcome",
+    "TrustReport",
+    "UserIdentity",
+    "VerifyResponse",
+    "WRITE_SCOPES",
+    "scopes_of_roles",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+
+class Scope(StrEnum):
+    """What a token allows. ``admin`` implies every other scope."""
+
+    READ = "read"
+    REGISTRY_WRITE = "registry:write"
+    REQUESTS_SUBMIT = "requests:submit"
+    RESOURCES_LEASE = "resources:lease"
+    ERRORS_PUBLISH = "errors:publish"
+    ALERTS_WRITE = "alerts:write"
+    ADMIN = "admin"
+
+
+WRITE_SCOPES = frozenset(s for s in Scope if s is not Scope.READ)
+
+
+class Role(StrEnum):
+    """User roles and the scopes they grant."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+def scopes_of_roles(roles: list[Role]) -> list[Scope]:
+    scopes: set[Scope] = set()
+    for role in roles:
+        if role is Role.ADMIN:
+            scopes |= set(Scope)
+        elif role is Role.OPERATOR:
+            scopes |= set(Scope) - {Scope.ADMIN}
+        else:
+            scopes.add(Scope.READ)
+    return sorted(scopes)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"name {value!r} must be 1-128 characters: letters, digits and _ . : @ -, starting "
+            "with a letter or digit"
+        )
+    return value
+
+
+class NewUser(_Model):
+    name: str
+    password: SecretStr = Field(min_length=12, description="At least 12 characters.")
+    roles: list[Role] = Field(default_factory=lambda: [Role.VIEWER], min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def name_is_plain(cls, value: str) -> str:
+        return _check_name(value)
+
+
+class NewAgent(_Model):
+    agent_id: str
+    scopes: list[Scope] = Field(default_factory=lambda: [Scope.READ], min_length=1)
+
+    @field_validator("agent_id")
+    @classmethod
+    def agent_id_is_plain(cls, value: str) -> str:
+        return _check_name(value)
+
+
+class UserIdentity(_Model):
+    name: str
+    roles: list[Role]
+    created_at: float
+
+
+class AgentIdentity(_Model):
+    agent_id: str
+    scopes: list[Scope]
+    created_at: float
+
+
+class IdentityCreated(_Model):
+    """Returned once when an agent identity is created: the secret is never shown again."""
+
+    agent_id: str
+    client_secret: str
+    scopes: list[Scope]
+
+
+class Grant(_Model):
+    """``POST /security/token`` body (OAuth2-style grants)."""
+
+    grant_type: Literal["password", "client_credentials", "refresh_token"]
+    username: str | None = Field(default=None, max_length=128)
+    password: SecretStr | None = Field(default=None, max_length=1024)
+    client_id: str | None = Field(default=None, max_length=128)
+    client_secret: SecretStr | None = Field(default=None, max_length=1024)
+    refresh_token: SecretStr | None = Field(default=None, max_length=1024)
+    scope: str | None = Field(
+        default=None, max_length=512, description="Space-separated subset of allowed scopes."
+    )
+
+
+class TokenPair(_Model):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str
+    scope: str
+    note: str = ""
+
+
+class RevokeRequest(_Model):
+    token: SecretStr = Field(max_length=8192, description="An access or a refresh token.")
+
+
+class Claims(_Model):
+    """The verified claims of an access token."""
+
+    sub: str
+    iss: str
+    aud: str
+    exp: int
+    iat: int
+    nbf: int
+    jti: str
+    scope: str
+    kind: Literal["user", "agent"]
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.scope.split())
+
+    def allows(self, scope: Scope) -> bool:
+        return Scope.ADMIN.value in self.scopes or scope.value in self.scopes
+
+
+class VerifyResponse(_Model):
+    valid: Literal[True] = True
+    claims: Claims
+
+
+class Jwks(_Model):
+    keys: list[dict[str, str]]
+
+
+class SecurityFeed(_Model):
+    """What verifiers follow: the public keys and every revoked, unexpired token id."""
+
+    version: int
+    jwks: Jwks
+    revoked: dict[str, int] = Field(description="jti -> its exp (dropped once expired)")
+
+
+class TrustOutcome(_Model):
+    """One observed interaction with an agent."""
+
+    kind: Literal["interaction", "error_reported", "failed_auth"] = "interaction"
+    success: bool = True
+    latency_s: float = Field(default=0.0, ge=0, le=3600)
+
+
+class TrustReport(_Model):
+    agent: str
+    score: float
+    evidence: float = Field(description="Decayed number of observations behind the score.")
+    history: list[dict[str, float | str | bool]]
