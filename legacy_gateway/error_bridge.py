@@ -1,0 +1,203 @@
+"""The legacy error bus on port 7150, bridged to ErrorBus (``legacy-protocol.md`` 3.3, 4.14).
+
+The legacy agents *connect* a PUB socket to 7150, so the bridge **binds** a SUB there and
+subscribes to everything. Each message, in whichever of the legacy framings, is normalised to an
+:class:`ErrorEvent` (unreadable ones become ``malformed_error_report`` events) and published
+through the :class:`ErrorPublisher`. Every event stored in the stream, from any source, is also
+re-published on a PUB socket as ``[b"ERROR:", json]`` with the fields the legacy
+Error_Management_System reads.
+
+Example::
+
+    bridge = ErrorBridge(publisher, settings.errors.bridge, max_event_bytes=256 * 1024)
+    bridge.start()
+    ...
+    await bridge.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import zmq
+import zmq.asyncio
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from cluster.constants import ERRORS_SUBJECTS
+from cluster.errors import ErrorBusError
+from cluster.settings import ErrorBridgeSettings
+from deployments.errors.models import ErrorEvent
+from deployments.errors.normalize import MALFORMED_TYPE, normalize_frames
+from deployments.errors.publisher import ErrorPublisher
+
+__all__ = ["BridgeStats", "ErrorBridge", "LegacyErrorFrame"]
+
+logger = logging.getLogger(__name__)
+
+#: Topic frame of re-published events (what Error_Management_System subscribes to).
+REPUBLISH_TOPIC: Final = b"ERROR:"
+_QUEUE_SIZE: Final = 10_000
+_BATCH: Final = 500
+
+
+class LegacyErrorFrame(BaseModel):
+    """Second frame of a re-published event: the fields Error_Management_System reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    error_id: str
+    source: str
+    error_type: str
+    message: str
+    severity: str
+    timestamp: str
+    details: dict[str, JsonValue]
+
+    @classmethod
+    def from_event(cls, event: ErrorEvent) -> LegacyErrorFrame:
+        return cls(
+            error_id=event.id,
+            source=event.agent,
+            error_type=event.error_type,
+            message=event.message,
+            severity=event.severity,
+            timestamp=event.time.isoformat(),
+            details=event.details,
+        )
+
+
+class BridgeStats(BaseModel):
+    """Counters of the bridge since it started."""
+
+    received: int = 0
+    malformed: int = 0
+    published: int = 0
+    spooled: int = 0
+    lost: int = 0
+    republished: int = 0
+
+
+class ErrorBridge:
+    """Bind the legacy SUB and the re-publishing PUB, and move events between them and NATS.
+
+    Args:
+        publisher: a started publisher; the bridge does not own it.
+        settings: bind address, ports and receive high-water mark.
+        max_event_bytes: legacy messages over this size are recorded as malformed.
+    """
+
+    def __init__(
+        self, publisher: ErrorPublisher, settings: ErrorBridgeSettings, max_event_bytes: int
+    ) -> None:
+        self._publisher = publisher
+        self._settings = settings
+        self._max_bytes = max_event_bytes
+        self._ctx = zmq.asyncio.Context()
+        self._sub = self._ctx.socket(zmq.SUB)
+        self._pub = self._ctx.socket(zmq.PUB)
+        self._queue: asyncio.Queue[ErrorEvent] = asyncio.Queue(_QUEUE_SIZE)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._republish_sub: Subscription | None = None
+        self.stats = BridgeStats()
+
+    @property
+    def running(self) -> bool:
+        # The last task ends once the re-publishing subscription is made; only a failure counts.
+        return bool(self._tasks) and not any(
+            t.done() and (t is not self._tasks[-1] or t.cancelled() or t.exception() is not None)
+            for t in self._tasks
+        )
+
+    def start(self) -> None:
+        """Bind both sockets and start receiving; re-publishing starts once NATS is connected.
+
+        Needs a running event loop.
+
+        Raises:
+            zmq.ZMQError: a port is taken.
+        """
+        bind = self._settings.bind
+        for sock in (self._sub, self._pub):
+            sock.setsockopt(zmq.LINGER, 0)
+        self._sub.setsockopt(zmq.RCVHWM, self._settings.receive_hwm)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.bind(f"tcp://{bind}:{self._settings.sub_port}")
+        self._pub.bind(f"tcp://{bind}:{self._settings.pub_port}")
+        self._tasks = [
+            asyncio.create_task(self._receive(), name="error-bridge-receive"),
+            asyncio.create_task(self._forward(), name="error-bridge-forward"),
+            asyncio.create_task(self._start_republish(), name="error-bridge-republish"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._republish_sub is not None:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._republish_sub.unsubscribe()
+        self._sub.close(linger=0)
+        self._pub.close(linger=0)
+        self._ctx.term()
+
+    async def _receive(self) -> None:
+        while True:
+            frames = await self._sub.recv_multipart(copy=False)
+            peer = _peer_address(frames[0])
+            event = normalize_frames(
+                [f.bytes for f in frames],
+                received_at=datetime.now(UTC),
+                peer=peer,
+                max_bytes=self._max_bytes,
+            )
+            self.stats.received += 1
+            if event.error_type == MALFORMED_TYPE:
+                self.stats.malformed += 1
+            await self._queue.put(event)
+
+    async def _forward(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                result = await self._publisher.publish(batch)
+            except ErrorBusError as exc:
+                # Legacy publishers are fire-and-forget: nobody to tell but the log.
+                self.stats.lost += len(batch)
+                logger.error("dropped %d legacy error events: %s", len(batch), exc)
+                continue
+            self.stats.published += result.stored
+            self.stats.spooled += result.spooled
+
+    async def _start_republish(self) -> None:
+        await self._publisher.wait_connected()
+        self._republish_sub = await self._publisher.nc.subscribe(
+            ERRORS_SUBJECTS, cb=self._republish, pending_msgs_limit=_QUEUE_SIZE
+        )
+
+    async def _republish(self, msg: Msg) -> None:
+        try:
+            event = ErrorEvent.model_validate_json(msg.data)
+        except ValidationError as exc:
+            logger.warning("not re-publishing a message on %s: %s", msg.subject, exc)
+            return
+        frame = LegacyErrorFrame.from_event(event).model_dump_json().encode()
+        await self._pub.send_multipart([REPUBLISH_TOPIC, frame])
+        self.stats.republished += 1
+
+
+def _peer_address(frame: Any) -> str:
+    try:
+        return str(frame.get("Peer-Address"))
+    except zmq.ZMQError:
+        return ""

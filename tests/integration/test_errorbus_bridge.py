@@ -1,0 +1,312 @@
+"""The legacy error-bus bridge with real ZeroMQ sockets and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nats
+import pytest
+import zmq
+
+from cluster.constants import ERRORS_SUBJECTS
+from cluster.nats_server import NatsServer
+from cluster.settings import ErrorBridgeSettings, ErrorBusSettings
+from deployments.errors.normalize import MALFORMED_TYPE
+from deployments.errors.publisher import ErrorPublisher
+from deployments.errors.spool import Spool
+from legacy_gateway.error_bridge import ErrorBridge, LegacyErrorFrame
+from tests.conftest import free_port
+from tests.integration._errorbus import read_stream
+
+pytestmark = pytest.mark.integration
+
+PUBLISHERS = 8
+PER_PUBLISHER = 1250
+
+
+def framed(kind: int, marker: str) -> list[bytes]:
+    """One legacy message in framing E1..E6 (kind 0..5) whose message or details carry marker."""
+    body: dict[str, object]
+    if kind == 0:  # E1 ErrorPublisher
+        body = {
+            "message_type": "error_report",
+            "source": "SystemDigitalTwin",
+            "timestamp": "2025-07-15T11:00:00.1",
+            "error_data": {
+                "error_id": marker,
+                "error_type": "setup",
+                "severity": "high",
+                "details": marker,
+            },
+        }
+        return [b"ERROR:" + json.dumps(body).encode()]
+    if kind == 1:  # E2 hand-rolled
+        body = {
+            "timestamp": time.time(),
+            "agent": "MemoryClient",
+            "error_type": "conn",
+            "message": marker,
+            "severity": "ERROR",
+        }
+        return [f"ERROR:{json.dumps(body)}".encode()]
+    if kind == 2:  # E3 two frames
+        body = {
+            "error_type": "task",
+            "message": marker,
+            "severity": "ErrorSeverity.WARNING",
+            "context": {"task_id": "t"},
+        }
+        return [b"ERROR:", json.dumps(body).encode()]
+    if kind == 3:  # E4 topic without colon
+        body = {
+            "timestamp": "2025-07-15T11:00:00",
+            "agent": "AuthenticationAgent",
+            "type": "LOGIN_ERROR",
+            "message": marker,
+            "severity": "ERROR",
+        }
+        return [b"ERROR", json.dumps(body).encode()]
+    if kind == 4:  # E5 template
+        body = {
+            "timestamp": time.time(),
+            "agent": "unknown",
+            "error_type": "proc",
+            "message": marker,
+            "severity": "CRITICAL",
+            "details": {"stack_trace": "tb"},
+        }
+        return [b"ERROR:" + json.dumps(body).encode()]
+    body = {
+        "source": "ResourceManager",
+        "source_machine": "PC2",  # E6
+        "error_data": {"error_type": "gpu", "severity": "critical", "details": marker},
+    }
+    return [b"PC2_ERROR:RESOURCE:" + json.dumps(body).encode()]
+
+
+EXPECTED = {  # kind -> (agent, error_type, severity)
+    0: ("SystemDigitalTwin", "setup", "error"),
+    1: ("MemoryClient", "conn", "error"),
+    2: ("unknown", "task", "warning"),
+    3: ("AuthenticationAgent", "LOGIN_ERROR", "error"),
+    4: ("unknown", "proc", "critical"),
+    5: ("ResourceManager", "gpu", "critical"),
+}
+
+
+@contextmanager
+def legacy_pub(port: int) -> Iterator[zmq.Socket[bytes]]:
+    """A legacy publisher: PUB *connected* to the bridge, as every legacy agent does it."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    # A PUB drops what exceeds its send high-water mark (1000 by default) when it sends faster
+    # than its I/O thread writes; these tests burst far above any real agent's rate.
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        yield sock
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+class Bridge:
+    """A publisher and bridge running in their own event loop thread, plus a NATS watcher."""
+
+    def __init__(self, nats_url: str, tmp: Path) -> None:
+        self.settings = ErrorBusSettings(
+            spool_retry_s=0.2,
+            bridge=ErrorBridgeSettings(
+                bind="127.0.0.1", sub_port=free_port(), pub_port=free_port()
+            ),
+        )
+        self.nats_url = nats_url
+        self.tmp = tmp
+        self.seen: set[str] = set()  # messages seen on NATS (core subscription)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Bridge:
+        self.thread.start()
+        self.call(self._start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.call(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def call(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        spool = Spool(self.tmp / "spool.sqlite3", 64 * 1024 * 1024)
+        self.publisher = ErrorPublisher(self.nats_url, self.settings, spool, create_stream=True)
+        self.publisher.start()
+        assert await self.publisher.wait_connected(10)
+        self.bridge = ErrorBridge(
+            self.publisher, self.settings.bridge, self.settings.max_event_bytes
+        )
+        self.bridge.start()
+        self.nc = await nats.connect(self.nats_url)
+
+        async def watch(msg) -> None:
+            self.seen.add(json.loads(msg.data)["message"])
+
+        await self.nc.subscribe(ERRORS_SUBJECTS, cb=watch)
+        await self.nc.flush()
+
+    async def _stop(self) -> None:
+        await self.nc.close()
+        await self.bridge.close()
+        await self.publisher.close()
+
+    def wait_joined(self, sock: zmq.Socket[bytes], probe: str) -> None:
+        """Beat the ZeroMQ slow joiner: send probes until one is seen on NATS."""
+        deadline = time.monotonic() + 20
+        while probe not in self.seen:
+            assert time.monotonic() < deadline, "bridge never received a probe"
+            sock.send_string("ERROR:" + json.dumps({"agent": "probe", "message": probe}))
+            wait = time.monotonic() + 0.2
+            while probe not in self.seen and time.monotonic() < wait:
+                time.sleep(0.01)
+
+
+def test_ten_thousand_events_from_eight_publishers_in_all_framings_arrive_once(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    with Bridge(nats_server.client_url, tmp_path) as bridge:
+        port = bridge.settings.bridge.sub_port
+
+        def publisher(n: int) -> None:
+            with legacy_pub(port) as sock:
+                bridge.wait_joined(sock, f"probe-{n}")
+                for i in range(PER_PUBLISHER):
+                    kind = (n + i) % 6
+                    sock.send_multipart(framed(kind, f"load-{n}-{i}-k{kind}"))
+                # Keep the socket open until everything it sent has arrived.
+                deadline = time.monotonic() + 60
+                while (
+                    f"load-{n}-{PER_PUBLISHER - 1}-k{(n + PER_PUBLISHER - 1) % 6}"
+                    not in bridge.seen
+                ):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+
+        threads = [threading.Thread(target=publisher, args=(n,)) for n in range(PUBLISHERS)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        logging.getLogger(__name__).info(
+            "%d events through the bridge in %.1fs",
+            PUBLISHERS * PER_PUBLISHER,
+            time.monotonic() - started,
+        )
+        expected = {
+            f"load-{n}-{i}-k{(n + i) % 6}" for n in range(PUBLISHERS) for i in range(PER_PUBLISHER)
+        }
+        deadline = time.monotonic() + 60
+        while not expected <= bridge.seen:
+            missing = len(expected - bridge.seen)
+            assert time.monotonic() < deadline, f"{missing} never arrived; {bridge.bridge.stats}"
+            time.sleep(0.05)
+
+        stored = asyncio.run(read_stream(nats_server.client_url))
+        load = [s.event for s in stored if s.event.agent != "probe"]
+        marks = [e.message or str(e.details.get("details", "")) for e in load]
+        assert len(load) == PUBLISHERS * PER_PUBLISHER
+        assert len({e.id for e in load}) == len(load)
+        assert sorted(marks) == sorted(expected)
+        for event in load:
+            kind = int(event.message.rsplit("-k", 1)[1])
+            assert (event.agent, event.error_type, event.severity) == EXPECTED[kind]
+            if kind == 0:
+                assert event.id == event.message  # E1 keeps its error_id
+        assert bridge.bridge.stats.malformed == 0
+
+
+def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_running(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    rng = random.Random(7150)
+    with (
+        Bridge(nats_server.client_url, tmp_path) as bridge,
+        legacy_pub(bridge.settings.bridge.sub_port) as sock,
+    ):
+        bridge.wait_joined(sock, "probe-fuzz")
+        sent = 0
+        for _ in range(300):
+            count = rng.choice([1, 1, 2, 3, 5])
+            frames = [
+                rng.randbytes(rng.choice([0, 1, 7, 100, 5000, 300_000])) for _ in range(count)
+            ]
+            if count == 2 and rng.random() < 0.3:
+                frames[0] = b"ERROR:"  # a real topic with a junk body
+            sock.send_multipart(frames)
+            sent += 1
+        sock.send_string("ERROR:" + json.dumps({"agent": "after", "message": "still-alive"}))
+        deadline = time.monotonic() + 60
+        while "still-alive" not in bridge.seen:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert bridge.bridge.running
+        stats = bridge.bridge.stats
+        assert stats.malformed == sent
+        stored = asyncio.run(read_stream(nats_server.client_url))
+        malformed = [s.event for s in stored if s.event.error_type == MALFORMED_TYPE]
+        assert len(malformed) == sent
+        assert all(e.details["raw_b64"] is not None for e in malformed)
+
+
+def test_events_are_republished_for_legacy_subscribers(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    with Bridge(nats_server.client_url, tmp_path) as bridge:
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"ERROR:")
+        sub.connect(f"tcp://127.0.0.1:{bridge.settings.bridge.pub_port}")
+        try:
+            with legacy_pub(bridge.settings.bridge.sub_port) as sock:
+                # Probes are re-published too: the first to reach our SUB proves it has joined.
+                deadline = time.monotonic() + 20
+                while not sub.poll(100):
+                    assert time.monotonic() < deadline
+                    sock.send_multipart(framed(3, "join"))
+                while sub.poll(300):
+                    sub.recv_multipart()
+                sock.send_multipart(framed(3, "republished"))
+                assert sub.poll(10_000)
+                topic, body = sub.recv_multipart()
+        finally:
+            sub.close(linger=0)
+            ctx.term()
+        assert topic == b"ERROR:"
+        frame = LegacyErrorFrame.model_validate_json(body)
+        assert (frame.source, frame.error_type, frame.message) == (
+            "AuthenticationAgent",
+            "LOGIN_ERROR",
+            "republished",
+        )
+        assert set(json.loads(body)) >= {
+            "error_id",
+            "source",
+            "error_type",
+            "message",
+            "severity",
+            "timestamp",
+            "details",
+        }
