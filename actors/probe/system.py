@@ -1,0 +1,91 @@
+"""Host facts the digital twin shows beside a :class:`HostReading`: address, disk, totals, GPU
+temperatures. Read on the host itself by the probe actor's ``system()`` method.
+
+GPU temperatures come from NVML like the devices in :class:`HostReading`; without NVML there
+are none (an empty mapping), never an invented figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import psutil
+import pynvml
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["SystemReading", "read_system"]
+
+logger = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
+
+
+class SystemReading(BaseModel):
+    """Slow-changing facts and disk use of one host."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    ip: str
+    hostname: str
+    cpu_count: int = Field(ge=1)
+    memory_total_mb: int = Field(ge=0)
+    disk_path: str
+    disk_percent: float = Field(ge=0, le=100)
+    disk_free_mb: int = Field(ge=0)
+    gpu_temperatures_c: dict[str, int] = Field(
+        default_factory=dict, description="GPU uuid -> core temperature; empty without NVML."
+    )
+
+
+def _existing(path: Path) -> Path:
+    # The data dir may not exist on every host yet; measure the filesystem that would hold it.
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def gpu_temperatures() -> dict[str, int]:
+    """Core temperature of every NVML device by uuid; empty when NVML is unavailable."""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return {}
+    try:
+        temperatures: dict[str, int] = {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+            try:
+                temperatures[uuid] = int(
+                    pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+                )
+            except pynvml.NVMLError_NotSupported:
+                continue
+        return temperatures
+    except pynvml.NVMLError as exc:
+        logger.warning("NVML temperature read failed: %s", exc)
+        return {}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def read_system(host: str, ip: str, disk_path: Path) -> SystemReading:
+    """Read this machine's facts; ``ip`` is the node address Ray knows it by."""
+    path = _existing(disk_path)
+    disk = psutil.disk_usage(str(path))
+    return SystemReading(
+        host=host,
+        ip=ip,
+        hostname=socket.gethostname(),
+        cpu_count=psutil.cpu_count() or 1,
+        memory_total_mb=psutil.virtual_memory().total // _MIB,
+        disk_path=str(path),
+        disk_percent=disk.percent,
+        disk_free_mb=disk.free // _MIB,
+        gpu_temperatures_c=gpu_temperatures(),
+    )

@@ -1,0 +1,3 @@
+"""ResourceScheduler (``/resources``): VRAM leases, one queue, Ray tasks, the VRAM optimizer."""
+
+__all__: list[str] = []

@@ -1,0 +1,291 @@
+"""The ResourceScheduler's named, detached actor: the ledger, the queue, tasks, the optimizer.
+
+A thin async shell over :class:`LeaseScheduler`. It owns the SQLite store (a restarted actor
+reloads every granted lease and queued request), polls each host's probe actor and sweeps
+expired leases every ``poll_interval_s``, runs the optimizer every ``optimizer.interval_s``, and
+places and follows Ray tasks. All state is touched from the actor's one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import ray
+from pydantic import JsonValue, TypeAdapter, ValidationError
+
+from actors._singleton import singleton_options
+from actors.probe.actor import get_or_create_host_probe
+from actors.probe.models import HostReading
+from cluster.constants import RESOURCES_ACTOR_NAME
+from cluster.errors import TaskNotFound, ValidationFailed
+from cluster.settings import DeclaredGpu, ResourceSettings
+from deployments.resources._owners import ask_to_unload
+from deployments.resources.models import (
+    GpuList,
+    LeaseGrant,
+    LeaseList,
+    LeaseRequest,
+    LeaseStatus,
+    TaskRequest,
+    TaskStatus,
+)
+from deployments.resources.optimizer import (
+    MmaRequest,
+    ModelManagerLink,
+    Thresholds,
+    UnloadDecision,
+    idle_sweep,
+    plan_for_gpu,
+)
+from deployments.resources.scheduler import LeaseScheduler
+from deployments.resources.store import SqliteLeaseStore
+from deployments.resources.tasks import check_function_allowed, pick_host, place_task
+from deployments.resources.views import gpu_list, lease_models, usage_ratio
+
+__all__ = ["ResourcesActor", "get_or_create_resources"]
+
+logger = logging.getLogger(__name__)
+
+_MMA = TypeAdapter(MmaRequest)
+_JSON = TypeAdapter(JsonValue)
+_DECISIONS_KEPT = 100
+
+
+class ResourcesActor:
+    """Ray actor holding the scheduler state. Use :func:`get_or_create_resources`."""
+
+    def __init__(
+        self,
+        settings: ResourceSettings,
+        db_path: str,
+        hosts: dict[str, list[DeclaredGpu]],
+        model_manager_host: str,
+    ) -> None:
+        self._settings = settings
+        self._sched = LeaseScheduler(
+            settings, SqliteLeaseStore(Path(db_path)), time.time, on_grant=self._on_grant
+        )
+        opt = settings.optimizer
+        self._thresholds = Thresholds(
+            warning_ratio=opt.warning_ratio,
+            critical_ratio=opt.critical_ratio,
+            idle_timeout_s=opt.idle_timeout_s,
+        )
+        self._mma = ModelManagerLink(
+            model_manager_host, self._best_available, lambda: self._thresholds, time.time
+        )
+        self.decisions: list[tuple[float, UnloadDecision, bool]] = []
+        self._probes = {tag: get_or_create_host_probe(tag, table) for tag, table in hosts.items()}
+        self._tasks: dict[str, TaskStatus] = {}
+        self._waiting: dict[str, tuple[str, TaskRequest]] = {}  # lease id -> task
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._poll_forever()), loop.create_task(self._optimize())]
+        logger.info("resources: %d leases reloaded", len(self._sched.leases().granted))
+
+    # Leases
+
+    async def request_lease(self, request: LeaseRequest) -> LeaseStatus:
+        return self._sched.request(request)
+
+    async def release_lease(self, lease_id: str) -> LeaseStatus:
+        return self._sched.release(lease_id)
+
+    async def heartbeat(self, lease_id: str, used: bool) -> LeaseStatus:
+        return self._sched.heartbeat(lease_id, used)
+
+    async def get_lease(self, lease_id: str) -> LeaseStatus:
+        return self._sched.get(lease_id)
+
+    async def list_leases(self) -> LeaseList:
+        return self._sched.leases()
+
+    async def gpus(self) -> GpuList:
+        return gpu_list(self._sched)
+
+    async def refresh(self) -> GpuList:
+        """Read every host now (instead of at the next poll) and return the GPU table."""
+        await self._poll_once()
+        return gpu_list(self._sched)
+
+    # Optimizer
+
+    async def thresholds(self) -> Thresholds:
+        return self._thresholds
+
+    async def set_thresholds(self, thresholds: Thresholds) -> Thresholds:
+        self._thresholds = thresholds
+        return thresholds
+
+    async def model_manager(self, message: dict[str, Any]) -> dict[str, object]:
+        """Answer a legacy ModelManagerAgent ``action`` frame (for the legacy gateway)."""
+        try:
+            request = _MMA.validate_python(message)
+        except ValidationError as exc:
+            raise ValidationFailed(f"not a ModelManagerAgent request: {exc}") from exc
+        return self._mma.handle(request).wire()
+
+    # Tasks
+
+    async def submit_task(self, request: TaskRequest) -> TaskStatus:
+        check_function_allowed(request.function, self._settings.task_modules)
+        task_id = uuid.uuid4().hex
+        status = TaskStatus(
+            task_id=task_id,
+            state="waiting",
+            function=request.function,
+            lease_id=request.lease_id,
+            host=None,
+            submitted_at=time.time(),
+        )
+        if request.lease_id is not None:
+            lease = self._sched.get(request.lease_id)
+            if not isinstance(lease, LeaseGrant):
+                raise ValidationFailed(f"lease '{request.lease_id}' is {lease.state}, not granted")
+            self._check_load(lease.host)
+            self._tasks[task_id] = status
+            self._start(task_id, request, lease)
+        elif request.vram_mb is not None:
+            self._check_load(request.host)
+            self._tasks[task_id] = status
+            grant = self._sched.request(
+                LeaseRequest(
+                    owner=f"task:{task_id}",
+                    vram_mb=request.vram_mb,
+                    host=request.host,
+                    priority=request.priority,
+                )
+            )
+            if isinstance(grant, LeaseGrant):
+                self._start(task_id, request, grant, own_lease=True)
+            else:  # started by _on_grant when the queue grants it
+                self._waiting[grant.lease_id] = (task_id, request)
+                self._tasks[task_id] = status.model_copy(update={"lease_id": grant.lease_id})
+        else:
+            host = self._check_load(request.host)
+            self._tasks[task_id] = status
+            self._start(task_id, request, None, host)
+        return self._tasks[task_id]
+
+    async def task_status(self, task_id: str) -> TaskStatus:
+        if task_id not in self._tasks:
+            raise TaskNotFound(task_id)
+        return self._tasks[task_id]
+
+    def _on_grant(self, lease: LeaseGrant) -> None:
+        waiting = self._waiting.pop(lease.lease_id, None)
+        if waiting is not None:
+            self._start(waiting[0], waiting[1], lease, own_lease=True)
+
+    def _start(
+        self,
+        task_id: str,
+        request: TaskRequest,
+        lease: LeaseGrant | None,
+        host: str | None = None,
+        own_lease: bool = False,
+    ) -> None:
+        host = lease.host if lease is not None else host
+        assert host is not None
+        ref = place_task(
+            request.function, request.args, request.kwargs, request.num_cpus, lease, host
+        )
+        self._tasks[task_id] = self._tasks[task_id].model_copy(
+            update={"state": "running", "host": host, "lease_id": lease and lease.lease_id}
+        )
+        release = lease.lease_id if lease is not None and own_lease else None
+        asyncio.get_running_loop().create_task(self._follow(task_id, ref, release))
+
+    async def _follow(self, task_id: str, ref: Any, own_lease: str | None) -> None:
+        update: dict[str, object]
+        try:
+            update = {"state": "succeeded", "result": _JSON.validate_python(await ref)}
+        except ValidationError:
+            update = {"state": "failed", "error": "the task's result is not JSON"}
+        except ray.exceptions.RayError as exc:
+            update = {"state": "failed", "error": str(exc)[-2000:]}
+        update["finished_at"] = time.time()
+        self._tasks[task_id] = self._tasks[task_id].model_copy(update=update)
+        if own_lease is not None:
+            self._sched.release(own_lease, "its task ended")
+
+    def _check_load(self, host: str) -> str:
+        settings = self._settings
+        readings = list(self._sched.hosts.values())
+        return pick_host(
+            readings, host, settings.cpu_threshold_percent, settings.memory_threshold_percent
+        )
+
+    # Loops
+
+    def _best_available(self, host: str) -> int:
+        return max(
+            (self._sched.available_mb(k) for k in self._sched.gpus if k[0] == host), default=0
+        )
+
+    async def _poll_once(self) -> None:
+        timeout = self._settings.poll_interval_s * 5
+        for tag, probe in self._probes.items():
+            try:
+                reading: HostReading = await asyncio.wait_for(probe.read.remote(), timeout)
+            except (TimeoutError, ray.exceptions.RayError) as exc:
+                logger.warning("probe of host %s did not answer: %s", tag, exc)
+                continue
+            self._sched.observe(reading)
+        self._sched.sweep()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            try:
+                await self._poll_once()
+            except Exception:
+                # Loop boundary: logged with its traceback, retried at the next interval.
+                logger.exception("resources poll failed")
+            await asyncio.sleep(self._settings.poll_interval_s)
+
+    async def _optimize(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.optimizer.interval_s)
+            now, thresholds = time.time(), self._thresholds
+            models = lease_models(self._sched)
+            decisions = idle_sweep(models, thresholds, now)
+            for key in list(self._sched.gpus):
+                here = [m for m in models if (m.host, m.gpu_index) == key]
+                decision = plan_for_gpu(usage_ratio(self._sched, key), here, thresholds, now)
+                decisions += [decision] if decision else []
+            for decision in {d.model_name + d.owner: d for d in decisions}.values():
+                asked = decision.endpoint is not None and await asyncio.to_thread(
+                    ask_to_unload,
+                    decision.endpoint,
+                    decision.model_name,
+                    self._settings.optimizer.owner_timeout_s,
+                )
+                self.decisions = [*self.decisions, (now, decision, asked)][-_DECISIONS_KEPT:]
+
+
+def get_or_create_resources(
+    settings: ResourceSettings,
+    db_path: Path,
+    host_tag: str,
+    hosts: dict[str, list[DeclaredGpu]],
+    model_manager_host: str,
+) -> Any:
+    """Return the handle of the scheduler actor, creating it pinned to ``host_tag`` if absent.
+
+    Args:
+        settings: the ``resources`` section of Settings.
+        db_path: SQLite file of the lease ledger, on the host carrying ``host_tag``.
+        host_tag: the host the actor lives on.
+        hosts: every host tag to read GPUs on, with its declared GPU table.
+        model_manager_host: host tag of the legacy ModelManagerAgent's GPU.
+    """
+    return (
+        ray.remote(ResourcesActor)
+        # A lease request retried after a crash at worst queues twice (until its TTL ends).
+        .options(**singleton_options(RESOURCES_ACTOR_NAME, host_tag))
+        .remote(settings, str(db_path), hosts, model_manager_host)
+    )

@@ -1,0 +1,182 @@
+"""ResourceScheduler (``/resources``): the Serve application over the resources actor.
+
+The deployment only adapts HTTP to the actor, which holds the lease ledger, the queue, tasks and
+the optimizer, so a replica restart loses nothing and every replica sees the same ledger.
+
+No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime
+to tell body models from query parameters.
+"""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Response
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.exceptions import RayError
+from ray.serve import Application
+
+from cluster.errors import ClusterError
+from cluster.settings import DeclaredGpu, ResourceSettings
+from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._http import install_error_handlers
+from deployments.resources.actor import get_or_create_resources
+from deployments.resources.models import (
+    GpuList,
+    LeaseHeartbeat,
+    LeaseList,
+    LeaseRequest,
+    LeaseStatus,
+    TaskRequest,
+    TaskStatus,
+)
+from deployments.resources.optimizer import Thresholds
+from deployments.security.models import Scope
+
+__all__ = ["ResourceScheduler", "ResourcesAppArgs", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+
+class ResourcesAppArgs(BaseModel):
+    """Arguments of the ``resources`` application (the ``args`` block of its Serve config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: ResourceSettings
+    data_dir: str
+    host_tag: str
+    hosts: dict[str, list[DeclaredGpu]]
+    model_manager_host: str
+    auth: AuthArgs
+
+
+api = FastAPI(
+    title="aisys ResourceScheduler",
+    description="VRAM leases from NVML readings, one priority queue, Ray task placement.",
+    version="1",
+)
+install_error_handlers(api)
+
+
+@serve.deployment
+@serve.ingress(api)
+class ResourceScheduler:
+    """Serve deployment of ResourceScheduler."""
+
+    def __init__(self, args: ResourcesAppArgs) -> None:
+        install_auth(api, Authenticator(args.auth))
+        self._actor = get_or_create_resources(
+            args.settings,
+            Path(args.data_dir) / "resources.sqlite3",
+            args.host_tag,
+            args.hosts,
+            args.model_manager_host,
+        )
+
+    async def check_health(self) -> None:
+        try:
+            await self._actor.thresholds.remote()
+        except RayError as exc:
+            raise ClusterError(f"resources: the scheduler actor does not answer: {exc}") from exc
+
+    @api.post(
+        "/leases",
+        summary="Request VRAM on a GPU: granted (201) or queued (202)",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def request_lease(self, request: LeaseRequest, response: Response) -> LeaseStatus:
+        status: LeaseStatus = await self._actor.request_lease.remote(request)
+        response.status_code = 201 if status.state == "granted" else 202
+        return status
+
+    @api.get(
+        "/leases",
+        summary="Granted leases and the queue in serving order",
+        dependencies=[require(Scope.READ)],
+    )
+    async def list_leases(self) -> LeaseList:
+        leases: LeaseList = await self._actor.list_leases.remote()
+        return leases
+
+    @api.get(
+        "/leases/{lease_id}",
+        summary="A lease: granted, queued (with position) or ended",
+        dependencies=[require(Scope.READ)],
+    )
+    async def get_lease(self, lease_id: str) -> LeaseStatus:
+        status: LeaseStatus = await self._actor.get_lease.remote(lease_id)
+        return status
+
+    @api.delete(
+        "/leases/{lease_id}",
+        summary="Release a lease or withdraw a queued request",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def release_lease(self, lease_id: str) -> LeaseStatus:
+        status: LeaseStatus = await self._actor.release_lease.remote(lease_id)
+        return status
+
+    @api.put(
+        "/leases/{lease_id}/heartbeat",
+        summary="Renew a lease's TTL",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def heartbeat(self, lease_id: str, heartbeat: LeaseHeartbeat) -> LeaseStatus:
+        status: LeaseStatus = await self._actor.heartbeat.remote(lease_id, heartbeat.used)
+        return status
+
+    @api.get(
+        "/gpus",
+        summary="Every visible GPU with its lease accounting; hosts' readings",
+        dependencies=[require(Scope.READ)],
+    )
+    async def gpus(self, refresh: bool = False) -> GpuList:
+        method = self._actor.refresh if refresh else self._actor.gpus
+        table: GpuList = await method.remote()
+        return table
+
+    @api.post(
+        "/tasks",
+        status_code=202,
+        summary="Run a function as a Ray task (under a lease)",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def submit_task(self, request: TaskRequest) -> TaskStatus:
+        status: TaskStatus = await self._actor.submit_task.remote(request)
+        return status
+
+    @api.get(
+        "/tasks/{task_id}",
+        summary="A task's state and, once done, its result",
+        dependencies=[require(Scope.READ)],
+    )
+    async def task_status(self, task_id: str) -> TaskStatus:
+        status: TaskStatus = await self._actor.task_status.remote(task_id)
+        return status
+
+    @api.get(
+        "/optimizer", summary="The VRAM optimizer's thresholds", dependencies=[require(Scope.READ)]
+    )
+    async def thresholds(self) -> Thresholds:
+        thresholds: Thresholds = await self._actor.thresholds.remote()
+        return thresholds
+
+    @api.put(
+        "/optimizer",
+        summary="Change the VRAM optimizer's thresholds at run time",
+        dependencies=[require(Scope.ADMIN)],
+    )
+    async def set_thresholds(self, thresholds: Thresholds) -> Thresholds:
+        updated: Thresholds = await self._actor.set_thresholds.remote(thresholds)
+        return updated
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve application builder named by the ``resources`` import path of the Serve config.
+
+    Raises:
+        pydantic.ValidationError: ``args`` is not a valid :class:`ResourcesAppArgs`.
+    """
+    return ResourceScheduler.bind(ResourcesAppArgs.model_validate(args))  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,34 @@
+"""Jobs that ``POST /resources/tasks`` may run out of the box (``resources.task_modules``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import ray
+
+__all__ = ["placement_report"]
+
+
+def placement_report() -> dict[str, object]:
+    """Where this task runs and what Ray gave it: a check that a lease's placement holds.
+
+    Returns:
+        the node's host label, the resources Ray assigned, Ray's GPU ids and the
+        ``CUDA_VISIBLE_DEVICES`` the task sees.
+    """
+    context = ray.get_runtime_context()
+    node_id = context.get_node_id()
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    labels: dict[str, str] = next(
+        (n.get("Labels", {}) for n in nodes if n["NodeID"] == node_id), {}
+    )
+    return {
+        "hostname": socket.gethostname(),
+        "node_id": node_id,
+        "host_label": labels.get("host"),
+        "assigned_resources": context.get_assigned_resources(),  # type: ignore[no-untyped-call]
+        "ray_gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }

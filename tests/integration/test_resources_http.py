@@ -1,0 +1,169 @@
+"""ResourceScheduler through the deployed app: leases over HTTP, Ray task placement on pc2,
+and leases surviving a kill of the scheduler actor.
+
+The session node has no GPU: Settings declare a 12 GiB device on pc2, and Ray advertises two
+fake GPUs, so placement is Ray's real bookkeeping on a CPU machine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import httpx
+import pytest
+import ray
+
+from cluster import system
+from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
+from cluster.settings import Settings
+from deployments.resources.models import LeaseList
+from tests.conftest import wait_for_condition
+
+pytestmark = pytest.mark.integration
+
+TOTAL = 12288
+MARGIN = 512
+
+
+@pytest.fixture
+def pc2_gpu(http: httpx.Client) -> Iterator[dict[str, Any]]:
+    """The declared pc2 GPU, once the scheduler has read it; every lease released after."""
+    found: dict[str, Any] = {}
+
+    def visible() -> bool:
+        table = http.get("/resources/gpus", params={"refresh": True}).json()
+        gpus = [g for g in table.get("gpus", []) if g["host"] == "pc2"]
+        found.update(gpus[0] if gpus else {})
+        return bool(gpus)
+
+    wait_for_condition(visible, timeout_s=60, interval_s=0.5)
+    yield found
+    for lease in http.get("/resources/leases").json()["granted"]:
+        http.delete(f"/resources/leases/{lease['lease_id']}")
+
+
+def post_lease(http: httpx.Client, vram: int, **fields: object) -> httpx.Response:
+    body = {"owner": f"it-{uuid.uuid4().hex[:6]}", "vram_mb": vram, "host": "pc2", **fields}
+    return http.post("/resources/leases", json=body)
+
+
+def test_gpu_table_shows_the_declared_device_and_no_invented_one(
+    http: httpx.Client, pc2_gpu: dict[str, Any]
+) -> None:
+    assert (pc2_gpu["source"], pc2_gpu["total_mb"], pc2_gpu["uuid"]) == (
+        "declared",
+        TOTAL,
+        "declared-pc2-0",
+    )
+    table = http.get("/resources/gpus").json()
+    assert table["gpu_devices"] == 1
+    hosts = {h["host"]: h for h in table["hosts"]}
+    assert hosts["mainpc"]["gpu_devices"] == 0
+    assert hosts["mainpc"]["gpu_error"].startswith("NVML")
+
+
+@pytest.mark.usefixtures("pc2_gpu")
+def test_lease_grant_queue_heartbeat_release_over_http(http: httpx.Client) -> None:
+    first = post_lease(http, 9000, ttl_s=60)
+    assert first.status_code == 201, first.text
+    grant = first.json()
+    assert (grant["state"], grant["host"], grant["gpu_index"]) == ("granted", "pc2", 0)
+    assert grant["resources"] == {"pc2": 0.001}
+    assert grant["num_gpus"] == pytest.approx(9000 / TOTAL, abs=1e-4)
+
+    second = post_lease(http, 5000, priority="high")
+    assert second.status_code == 202
+    assert (second.json()["state"], second.json()["position"]) == ("queued", 1)
+    too_big = post_lease(http, TOTAL)
+    assert too_big.status_code == 409 and "can hold" in too_big.json()["detail"]
+
+    beat = http.put(f"/resources/leases/{grant['lease_id']}/heartbeat", json={"used": True})
+    assert beat.status_code == 200 and beat.json()["expires_at"] >= grant["expires_at"]
+    released = http.delete(f"/resources/leases/{grant['lease_id']}")
+    assert released.json()["state"] == "released"
+    assert http.get(f"/resources/leases/{grant['lease_id']}").json()["state"] == "released"
+    promoted = http.get(f"/resources/leases/{second.json()['lease_id']}").json()
+    assert promoted["state"] == "granted"
+    gpu = next(g for g in http.get("/resources/gpus").json()["gpus"] if g["host"] == "pc2")
+    assert gpu["available_mb"] == TOTAL - 5000 - MARGIN
+    assert http.delete("/resources/leases/unknown").status_code == 404
+
+
+def _finished(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+
+    def done() -> bool:
+        status.update(http.get(f"/resources/tasks/{task_id}").json())
+        return status["state"] in ("succeeded", "failed")
+
+    wait_for_condition(done, timeout_s=120, interval_s=0.2)
+    return status
+
+
+@pytest.mark.usefixtures("pc2_gpu")
+def test_a_task_under_a_lease_runs_on_pc2_with_its_gpu_share(http: httpx.Client) -> None:
+    lease = post_lease(http, 3000).json()
+    submitted = http.post(
+        "/resources/tasks",
+        json={
+            "function": "deployments.resources.jobs:placement_report",
+            "lease_id": lease["lease_id"],
+        },
+    )
+    assert submitted.status_code == 202, submitted.text
+    status = _finished(http, submitted.json()["task_id"])
+    assert status["state"] == "succeeded", status["error"]
+    report = status["result"]
+    assert report["assigned_resources"]["GPU"] == pytest.approx(lease["num_gpus"])
+    assert report["assigned_resources"]["pc2"] == pytest.approx(0.001)
+    assert report["cuda_visible_devices"] == str(lease["gpu_index"])
+    assert "pc2" in report["host_label"].split(".")
+    assert (status["host"], status["lease_id"]) == ("pc2", lease["lease_id"])
+
+
+@pytest.mark.usefixtures("pc2_gpu")
+def test_a_task_with_its_own_lease_releases_it_when_done(http: httpx.Client) -> None:
+    body = {
+        "function": "deployments.resources.jobs:placement_report",
+        "vram_mb": 2000,
+        "host": "pc2",
+    }
+    status = _finished(http, http.post("/resources/tasks", json=body).json()["task_id"])
+    assert status["state"] == "succeeded", status["error"]
+    assert status["result"]["assigned_resources"]["GPU"] == pytest.approx(0.1628)
+    ended = http.get(f"/resources/leases/{status['lease_id']}").json()
+    assert (ended["state"], ended["reason"]) == ("released", "its task ended")
+
+
+def test_tasks_outside_the_allowed_modules_are_refused(http: httpx.Client) -> None:
+    response = http.post("/resources/tasks", json={"function": "os:system", "args": ["true"]})
+    assert response.status_code == 422 and "resources.task_modules" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("pc2_gpu")
+def test_active_leases_survive_a_kill_of_the_scheduler_actor(
+    aisys_system: Settings, http: httpx.Client
+) -> None:
+    leases = [post_lease(http, 2000, ttl_s=600).json() for _ in range(3)]
+    assert {lease["state"] for lease in leases} == {"granted"}
+    queued = post_lease(http, 9000, ttl_s=600).json()
+    assert queued["state"] == "queued"
+    system.connect(aisys_system)
+    actor = ray.get_actor(RESOURCES_ACTOR_NAME, namespace=RAY_NAMESPACE)
+    ray.kill(actor, no_restart=False)
+
+    def reloaded() -> bool:
+        granted = cast(LeaseList, ray.get(actor.list_leases.remote(), timeout=5)).granted
+        return {g.lease_id for g in granted} == {lease["lease_id"] for lease in leases}
+
+    wait_for_condition(reloaded, timeout_s=60)
+    for lease in leases:
+        assert http.get(f"/resources/leases/{lease['lease_id']}").json() == lease
+    assert http.get(f"/resources/leases/{queued['lease_id']}").json()["state"] == "queued"
+    # The ledger still accounts the reloaded leases: the queued 9000 MiB does not fit yet.
+    http.delete(f"/resources/leases/{leases[0]['lease_id']}")
+    assert http.get(f"/resources/leases/{queued['lease_id']}").json()["state"] == "queued"
+    http.delete(f"/resources/leases/{leases[1]['lease_id']}")
+    assert http.get(f"/resources/leases/{queued['lease_id']}").json()["state"] == "granted"
