@@ -1,0 +1,241 @@
+"""CoreOrchestrator's unified gRPC ingress: proto <-> model conversion and the RPC methods.
+
+Serve's gRPC proxy (``grpc_options`` in the Serve config) routes an RPC of service
+``aisys.core.v1.CoreOrchestrator`` with metadata ``application=core`` to the method of the same
+name on the deployment; :class:`CoreGrpcMethods` supplies those methods and the deployment
+inherits them. Each converts the proto to the model the HTTP route takes, calls the same code,
+and maps :class:`AisysError` to a gRPC status (404 -> NOT_FOUND, 429 -> RESOURCE_EXHAUSTED ...).
+Every RPC needs the scope its HTTP route needs, from ``authorization: Bearer <jwt>`` metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from pydantic import TypeAdapter, ValidationError
+from ray.exceptions import RayTaskError
+
+from actors.registry.models import AgentQuery, AgentRecord, Heartbeat, Registration
+from cluster.errors import AisysError, PermissionDenied
+from deployments._auth import Authenticator
+from deployments.core.models import RequestStatus, SubmitReceipt, UserRequest
+from deployments.core.proto import aisys_core_pb2 as pb
+from deployments.security.models import Scope
+
+__all__ = ["CoreGrpcMethods", "grpc_code_for"]
+
+_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+_USER_REQUEST: TypeAdapter[UserRequest] = TypeAdapter(UserRequest)
+M = TypeVar("M", bound=Message)
+
+
+def grpc_code_for(error: AisysError) -> grpc.StatusCode:
+    return _CODES.get(error.http_status, grpc.StatusCode.INTERNAL)
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be a JSON object")
+    return value
+
+
+def registration_from_proto(msg: pb.Registration) -> Registration:
+    return Registration.model_validate(
+        {
+            "agent_id": msg.agent_id,
+            "agent_type": msg.agent_type or None,
+            "host": msg.host,
+            "port": msg.port,
+            "health_check_port": msg.health_check_port or None,
+            "capabilities": list(msg.capabilities),
+            "tags": list(msg.tags),
+            "metadata": _json_object(msg.metadata_json, "metadata_json"),
+            "check": msg.check or "ttl",
+            "ttl_s": msg.ttl_s or None,
+        }
+    )
+
+
+def record_to_proto(record: AgentRecord) -> pb.AgentRecord:
+    return pb.AgentRecord(
+        agent_id=record.agent_id,
+        agent_type=record.agent_type,
+        host=record.host,
+        port=record.port,
+        health_check_port=record.health_check_port or 0,
+        capabilities=record.capabilities,
+        tags=record.tags,
+        metadata_json=json.dumps(record.metadata),
+        check=record.check,
+        health=record.health.value,
+        health_note=record.health_note,
+        registered_at=record.registered_at,
+        last_seen_at=record.last_seen_at,
+    )
+
+
+def submit_from_proto(msg: pb.SubmitRequest) -> UserRequest:
+    body: dict[str, Any] = {
+        "type": msg.type,
+        "context": _json_object(msg.context_json, "context_json"),
+        "metadata": {"user_type": msg.user_type or "standard", "urgency": msg.urgency or "normal"},
+        "user_id": msg.user_id or None,
+        "session_id": msg.session_id or None,
+    }
+    media = base64.b64encode(msg.media).decode()
+    if msg.type == "text":
+        body["data"] = msg.text
+    elif msg.type == "audio":
+        body.update(audio_data=media, format=msg.format or "wav")
+    else:
+        body.update(image_data=media, format=msg.format or "jpg")
+    return _USER_REQUEST.validate_python(body)
+
+
+def status_to_proto(status: RequestStatus) -> pb.RequestStatus:
+    return pb.RequestStatus(
+        request_id=status.request_id,
+        type=status.type,
+        state=status.state.value,
+        priority=status.priority,
+        downstream=status.downstream or "",
+        result_json="" if status.result is None else status.result.model_dump_json(),
+        error_json="" if status.error is None else json.dumps(status.error),
+        dispatch_seq=-1 if status.dispatch_seq is None else status.dispatch_seq,
+    )
+
+
+async def _answer(context: Any, empty: type[M], call: Callable[[], Awaitable[M]]) -> M:
+    """Run ``call``; map errors to the gRPC status on ``context`` and return an empty reply."""
+    try:
+        return await call()
+    except (ValidationError, ValueError) as exc:
+        context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+        context.set_details(str(exc))
+    except (AisysError, RayTaskError) as exc:
+        cause = exc.cause if isinstance(exc, RayTaskError) else exc
+        if not isinstance(cause, AisysError):
+            raise
+        context.set_code(grpc_code_for(cause))
+        context.set_details(str(cause))
+    return empty()
+
+
+class _CoreRoutes(Protocol):
+    """The HTTP route methods of the deployment that the RPCs reuse."""
+
+    async def register(self, registration: Registration) -> AgentRecord: ...
+    async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> AgentRecord: ...
+    async def get_agent(self, agent_id: str) -> AgentRecord: ...
+    async def _query(self, query: AgentQuery) -> tuple[int, list[AgentRecord]]: ...
+    async def submit(self, request: UserRequest) -> SubmitReceipt: ...
+    async def request_status(self, request_id: str) -> RequestStatus: ...
+
+    @property
+    def authenticator(self) -> Authenticator: ...
+
+
+async def _authorize(routes: _CoreRoutes, context: Any, scope: Scope) -> None:
+    """Check the ``authorization: Bearer <jwt>`` metadata of an RPC, as HTTP routes do."""
+    metadata = dict(context.invocation_metadata())
+    authenticator = routes.authenticator
+    if scope is Scope.READ and authenticator.open_reads:
+        return
+    claims = await authenticator.authenticate(metadata.get("authorization"))
+    if not claims.allows(scope):
+        raise PermissionDenied(claims.sub, scope.value)
+
+
+class CoreGrpcMethods:
+    """RPC methods of ``aisys.core.v1.CoreOrchestrator``; mixed into the Serve deployment."""
+
+    async def Register(  # noqa: N802 (RPC names come from the proto)
+        self: _CoreRoutes, request: pb.Registration, grpc_context: Any
+    ) -> pb.AgentRecord:
+        async def call() -> pb.AgentRecord:
+            await _authorize(self, grpc_context, Scope.REGISTRY_WRITE)
+            return record_to_proto(await self.register(registration_from_proto(request)))
+
+        return await _answer(grpc_context, pb.AgentRecord, call)
+
+    async def Heartbeat(  # noqa: N802
+        self: _CoreRoutes, request: pb.HeartbeatRequest, grpc_context: Any
+    ) -> pb.AgentRecord:
+        async def call() -> pb.AgentRecord:
+            await _authorize(self, grpc_context, Scope.REGISTRY_WRITE)
+            beat = Heartbeat.model_validate(
+                {"status": request.status or "passing", "note": request.note}
+            )
+            return record_to_proto(await self.heartbeat(request.agent_id, beat))
+
+        return await _answer(grpc_context, pb.AgentRecord, call)
+
+    async def Lookup(  # noqa: N802
+        self: _CoreRoutes, request: pb.LookupRequest, grpc_context: Any
+    ) -> pb.AgentRecord:
+        async def call() -> pb.AgentRecord:
+            await _authorize(self, grpc_context, Scope.READ)
+            return record_to_proto(await self.get_agent(request.agent_id))
+
+        return await _answer(grpc_context, pb.AgentRecord, call)
+
+    async def ListAgents(  # noqa: N802
+        self: _CoreRoutes, request: pb.ListRequest, grpc_context: Any
+    ) -> pb.AgentList:
+        async def call() -> pb.AgentList:
+            await _authorize(self, grpc_context, Scope.READ)
+            query = AgentQuery.model_validate(
+                {
+                    "capability": request.capability or None,
+                    "host": request.host or None,
+                    "health": request.health or None,
+                    "agent_type": request.agent_type or None,
+                    "tag": request.tag or None,
+                }
+            )
+            version, agents = await self._query(query)
+            return pb.AgentList(version=version, agents=[record_to_proto(a) for a in agents])
+
+        return await _answer(grpc_context, pb.AgentList, call)
+
+    async def Submit(  # noqa: N802
+        self: _CoreRoutes, request: pb.SubmitRequest, grpc_context: Any
+    ) -> pb.SubmitReply:
+        async def call() -> pb.SubmitReply:
+            await _authorize(self, grpc_context, Scope.REQUESTS_SUBMIT)
+            receipt = await self.submit(submit_from_proto(request))
+            return pb.SubmitReply(
+                request_id=receipt.request_id,
+                priority=receipt.priority,
+                queue_position=receipt.queue_position,
+            )
+
+        return await _answer(grpc_context, pb.SubmitReply, call)
+
+    async def Status(  # noqa: N802
+        self: _CoreRoutes, request: pb.StatusRequest, grpc_context: Any
+    ) -> pb.RequestStatus:
+        async def call() -> pb.RequestStatus:
+            await _authorize(self, grpc_context, Scope.READ)
+            return status_to_proto(await self.request_status(request.request_id))
+
+        return await _answer(grpc_context, pb.RequestStatus, call)
