@@ -56,6 +56,7 @@ from deployments.core.serve_control import (
     serve_details,
 )
 from deployments.core.supervision import HealthSweep, zmq_health_probe
+from deployments.core.trust_link import TrustLink
 from deployments.core.twin import DigitalTwin, services_from_details
 from deployments.core.twin_models import (
     ServiceTwin,
@@ -123,11 +124,19 @@ class CoreOrchestrator(CoreGrpcMethods):
         self._client = LazyPirateClient(
             self._zmq, coordinator.dispatch_timeout_s, coordinator.dispatch_attempts
         )
+        self._trust = TrustLink(self._authenticator.actor)
+        metrics = CoordinatorMetrics()
+
+        def finished(status: RequestStatus) -> None:
+            metrics.record(status)
+            self._trust.report(status)
+
         self._coordinator = RequestCoordinator(
             coordinator,
             lambda capability: self._follower.view.list_agents(AgentQuery(capability=capability)),
             self._send,
-            on_finished=CoordinatorMetrics().record,
+            on_finished=finished,
+            trust=self._trust.score,
         )
         self._twin = DigitalTwin(settings.twin, args.host_tags)
         probes = {
@@ -143,6 +152,7 @@ class CoreOrchestrator(CoreGrpcMethods):
             "coordinator": loop.create_task(self._coordinator.run()),
             "twin sampler": loop.create_task(sampler.run()),
             "health sweep": loop.create_task(self._sweep_forever()),
+            "trust scores": loop.create_task(self._trust.refresh_forever()),
         }
 
     @property

@@ -129,6 +129,8 @@ class RequestCoordinator:
             :class:`DispatchFailed` when the target does not answer.
         clock: seconds since the epoch.
         on_finished: called with the final status of every request (metrics).
+        trust: agent id -> trust score; among equally healthy agents the higher one is tried
+            first.
     """
 
     def __init__(
@@ -138,12 +140,14 @@ class RequestCoordinator:
         send: Sender,
         clock: Callable[[], float] = time.time,
         on_finished: Callable[[RequestStatus], None] | None = None,
+        trust: Callable[[str], float] | None = None,
     ) -> None:
         self._settings = settings
         self._resolve = resolve
         self._send = send
         self._clock = clock
         self._on_finished = on_finished
+        self._trust = trust or (lambda _agent: 0.5)
         self._queue: BoundedPriorityQueue[_Request] = BoundedPriorityQueue(settings.queue_max_size)
         self._breakers = BreakerBoard(
             settings.breaker_failure_threshold, settings.breaker_reset_s, clock
@@ -283,7 +287,10 @@ class RequestCoordinator:
             name = f"{route.app}/{route.deployment}"
             return [DeploymentTarget(name, route.app, route.deployment, route.method)]
         records = [r for r in self._resolve(route.capability) if r.health is not Health.CRITICAL]
-        records.sort(key=lambda r: (_HEALTH_ORDER.get(r.health, 3), r.agent_id))
+        # Healthier first; among equally healthy agents, the more trusted one.
+        records.sort(
+            key=lambda r: (_HEALTH_ORDER.get(r.health, 3), -self._trust(r.agent_id), r.agent_id)
+        )
         return [AgentTarget(r.agent_id, tcp_endpoint(r.host, r.port)) for r in records]
 
     async def _dispatch(self, entry: _Request, target: Target, breaker: CircuitBreaker) -> None:

@@ -22,6 +22,7 @@ from deployments.core.models import (
     TaskDefinition,
     TextRequest,
 )
+from deployments.core.trust_link import outcome_of
 from tests.unit._resources_helpers import FakeClock
 
 
@@ -297,3 +298,38 @@ def test_finished_requests_age_out_after_results_kept() -> None:
     with pytest.raises(RequestNotFound):
         coordinator.status(ids[0])
     assert coordinator.status(ids[2]).state is RequestState.SUCCEEDED
+
+
+def test_more_trusted_agent_is_preferred_among_equally_healthy_ones() -> None:
+    downstream = Downstream()
+    agents = [agent("a-doubtful", port=1), agent("b-trusted", port=2)]
+    trust = {"a-doubtful": 0.2, "b-trusted": 0.9}
+    finished: list[RequestStatus] = []
+    coordinator = RequestCoordinator(
+        settings(),
+        lambda _: agents,
+        downstream,
+        on_finished=finished.append,
+        trust=lambda a: trust[a],
+    )
+    coordinator.submit(text())
+    run_with(coordinator, lambda: until(lambda: len(finished) == 1))
+    assert [target for target, _ in downstream.sent] == [
+        AgentTarget("b-trusted", "tcp://127.0.0.1:2")
+    ]
+    outcome = outcome_of(finished[0])
+    assert outcome is not None and outcome.success and outcome.latency_s >= 0
+    trust["a-doubtful"] = 0.95  # trust changes the choice; health still comes first
+    coordinator.submit(text())
+    run_with(coordinator, lambda: until(lambda: len(finished) == 2))
+    assert downstream.sent[-1][0] == AgentTarget("a-doubtful", "tcp://127.0.0.1:1")
+
+
+def test_requests_never_dispatched_give_no_trust_outcome() -> None:
+    coordinator = RequestCoordinator(settings(), lambda _: [], Downstream())
+    receipt = coordinator.submit(text())
+    run_with(
+        coordinator,
+        lambda: until(lambda: coordinator.status(receipt.request_id).finished_at is not None),
+    )
+    assert outcome_of(coordinator.status(receipt.request_id)) is None
