@@ -4,8 +4,8 @@ straight to the agent over ZeroMQ, in one run.
 Starts a private aisys system (random ports, temporary data dir) and a no-op ZeroMQ REP agent
 in this process, registered with capability ``reasoning``. Then, in alternating rounds:
 
-* coordinator: each client thread POSTs a text request to ``/core/requests`` and polls
-  ``GET /core/requests/{id}`` until it has the agent's result (the full path a user sees);
+* coordinator: each client thread POSTs a text request to ``/core/requests`` and long-polls
+  ``GET /core/requests/{id}?wait_s=10`` until it has the agent's result (the path a user sees);
 * direct: each client thread sends the same TaskDefinition JSON over its own REQ socket to the
   agent and waits for the reply (what the legacy client did, with no queue, breaker or HTTP).
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import httpx
 import zmq
 
-from bench._system import bench_settings, running_system
+from bench._system import admin_headers, bench_settings, running_system
 
 CORE = "/core"
 AGENT_ID = "bench-reasoner"
@@ -116,12 +116,12 @@ def via_coordinator(client: httpx.Client, i: int) -> float:
     submitted.raise_for_status()
     request_id = submitted.json()["request_id"]
     while True:
-        status = client.get(f"{CORE}/requests/{request_id}").json()
+        # Long-poll: the answer comes as soon as the request finished.
+        status = client.get(f"{CORE}/requests/{request_id}", params={"wait_s": 10}).json()
         if status["state"] == "succeeded":
             return (time.perf_counter() - start) * 1000
         if status["state"] in ("failed", "cancelled"):
             raise RuntimeError(f"request {request_id} ended {status}")
-        time.sleep(0.001)
 
 
 def direct_worker(endpoint: str) -> Callable[[int], float]:
@@ -156,7 +156,10 @@ def run(args: argparse.Namespace) -> None:
         with running_system(settings):
             base_url = f"http://127.0.0.1:{settings.ports.http}"
             limits = httpx.Limits(max_connections=args.threads * 2)
-            with httpx.Client(base_url=base_url, timeout=30, limits=limits) as client:
+            headers = admin_headers(settings)
+            with httpx.Client(
+                base_url=base_url, timeout=30, limits=limits, headers=headers
+            ) as client:
                 registration = {
                     "agent_id": AGENT_ID,
                     "host": "127.0.0.1",

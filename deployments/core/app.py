@@ -288,7 +288,12 @@ class CoreOrchestrator(CoreGrpcMethods):
         summary="Status and result of a request",
         dependencies=[require(Scope.READ)],
     )
-    async def request_status(self, request_id: str) -> RequestStatus:
+    async def request_status(
+        self, request_id: str, wait_s: Annotated[float, Query(ge=0, le=30)] = 0
+    ) -> RequestStatus:
+        """With ``wait_s``, answer as soon as the request finishes (at most that long)."""
+        if wait_s > 0:
+            return await self._coordinator.wait_finished(request_id, wait_s)
         return self._coordinator.status(request_id)
 
     @api.get(

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from actors.registry.models import AgentRecord, Health
@@ -101,6 +101,7 @@ class _Request:
     downstream: str | None = None
     result: AgentResponse | None = None
     error: AisysError | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def status(self) -> RequestStatus:
         return RequestStatus(
@@ -184,6 +185,17 @@ class RequestCoordinator:
         entry = self._requests.get(request_id)
         if entry is None:
             raise RequestNotFound(request_id)
+        return entry.status()
+
+    async def wait_finished(self, request_id: str, timeout_s: float) -> RequestStatus:
+        """The request's status once it finished, or as it is after ``timeout_s`` (long-poll)."""
+        entry = self._requests.get(request_id)
+        if entry is None:
+            raise RequestNotFound(request_id)
+        try:
+            await asyncio.wait_for(entry.done.wait(), timeout_s)
+        except TimeoutError:
+            pass  # not finished yet: the caller gets the current state and asks again
         return entry.status()
 
     def queue_view(self) -> QueueView:
@@ -343,6 +355,7 @@ class RequestCoordinator:
         while len(self._finished) > self._settings.results_kept:
             old, _ = self._finished.popitem(last=False)
             self._requests.pop(old, None)
+        entry.done.set()
         if self._on_finished is not None:
             self._on_finished(entry.status())
 

@@ -333,3 +333,22 @@ def test_requests_never_dispatched_give_no_trust_outcome() -> None:
         lambda: until(lambda: coordinator.status(receipt.request_id).finished_at is not None),
     )
     assert outcome_of(coordinator.status(receipt.request_id)) is None
+
+
+def test_wait_finished_long_polls_until_the_result_or_the_timeout() -> None:
+    downstream = Downstream()
+    coordinator = RequestCoordinator(settings(), lambda _: [agent("cot")], downstream)
+    coordinator.interrupt(InterruptRequest(session_id="nobody", pause_s=60))
+    receipt = coordinator.submit(text())
+
+    async def body() -> None:
+        waited = await coordinator.wait_finished(receipt.request_id, 0.05)
+        assert waited.state is RequestState.QUEUED  # paused: the timeout answers the state
+        waiter = asyncio.create_task(coordinator.wait_finished(receipt.request_id, 5))
+        coordinator.resume()
+        done = await waiter
+        assert done.state is RequestState.SUCCEEDED and done.result is not None
+
+    run_with(coordinator, body)
+    with pytest.raises(RequestNotFound):
+        asyncio.run(coordinator.wait_finished("nope", 0.01))
