@@ -41,5 +41,7 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
+BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases
+
 bench: dev-venv
-	$(BIN)/python -m bench.registry_lookup
+	@for b in $(BENCHES); do echo "######## bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done

@@ -62,13 +62,17 @@ def _free_ports(count: int) -> list[int]:
 def bench_settings(**overrides: Any) -> Settings:
     """Settings for a private system: random free ports, a fresh short data dir in /tmp."""
     names = list(PortSettings.model_fields)
-    ports = PortSettings.model_validate(dict(zip(names, _free_ports(len(names)), strict=True)))
+    free = _free_ports(len(names) + 2)
+    ports = PortSettings.model_validate(dict(zip(names, free, strict=False)))
+    bridge = {"bind": "127.0.0.1", "sub_port": free[-2], "pub_port": free[-1]}
     data_dir = Path(tempfile.mkdtemp(prefix="aisys-bench-", dir="/tmp"))
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "ports": ports,
         "nats": NatsSettings(bind="127.0.0.1"),
         "security": {"admin_password": ADMIN_PASSWORD, "access_ttl_s": 3600},
+        # Never the legacy ports: a benchmark must not collide with a running aisys.
+        "errors": {"bridge": bridge},
     }
     values.update(overrides)
     try:

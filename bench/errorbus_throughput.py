@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import socket
 import statistics
 import threading
 import time
@@ -34,20 +33,13 @@ from nats.aio.msg import Msg
 
 from bench._system import admin_headers, bench_settings, running_system
 from cluster.constants import ERRORS_STREAM
-from cluster.settings import ErrorBridgeSettings, ErrorBusSettings, Settings
+from cluster.settings import ErrorBusSettings, Settings
 from deployments.errors.models import ErrorEvent
 from deployments.errors.store import stream_config
 
 PUBLISHERS = 8
 HTTP_CLIENTS = 4
 HTTP_BATCH = 100
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _payload(i: int) -> bytes:
@@ -192,13 +184,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--latency-samples", type=int, default=500)
     args = parser.parse_args()
-    settings = bench_settings(
-        errors=ErrorBusSettings(
-            bridge=ErrorBridgeSettings(
-                bind="127.0.0.1", sub_port=_free_port(), pub_port=_free_port()
-            )
-        )
-    )
+    settings = bench_settings()  # random bridge ports too
     with running_system(settings):
         from cluster.system import nats_url
 
