@@ -282,19 +282,60 @@ def _http(
     return json.loads(result.stdout)
 
 
+def _login(cluster: TwoHosts) -> str:
+    """Log in as the admin through PC2's proxy (the SecurityGateway runs on PC2)."""
+    login = _http(
+        cluster.pc2,
+        "POST",
+        f"http://{cluster.pc2.ns.ip}:{cluster.ports['http']}/security/token",
+        json.dumps({"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}),
+    )
+    assert login["status"] == 200, login
+    token: str = json.loads(login["body"])["access_token"]
+    return token
+
+
+def test_twin_shows_both_hosts_measured_on_each_and_simulates_load(two_hosts: TwoHosts) -> None:
+    token = _login(two_hosts)
+    base = f"http://{two_hosts.main.ns.ip}:{two_hosts.ports['http']}/core"
+    deadline = time.monotonic() + 60
+    while True:
+        twin = json.loads(_http(two_hosts.main, "GET", f"{base}/twin", token=token)["body"])
+        hosts = {h["host"]: h for h in twin["hosts"]}
+        if all(h.get("cpu_percent") is not None for h in hosts.values()) or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.5)
+    assert set(hosts) == {"mainpc", "pc2"}
+    # Each host's probe actor runs on that host's node: it reports that node's own address.
+    assert hosts["mainpc"]["ip"] == two_hosts.main.ns.ip
+    assert hosts["pc2"]["ip"] == two_hosts.pc2.ns.ip
+    for host in hosts.values():
+        assert 0 <= host["cpu_percent"] <= 100 and host["memory_total_mb"] > 0
+        assert host["gpus"] == []  # no NVIDIA device here: zero GPUs, never an invented one
+    answer = _http(
+        two_hosts.main,
+        "POST",
+        f"{base}/twin/simulate_load",
+        json.dumps({"host": "pc2", "cpu_percent": 5, "ram_mb": 64}),
+        token,
+    )
+    assert answer["status"] == 200, answer
+    result = json.loads(answer["body"])
+    assert result["host"] == "pc2" and result["recommendation"] in (
+        "proceed",
+        "caution_high_cpu",
+        "deny_insufficient_resources",
+    )
+    assert {c["resource"] for c in result["checks"]} >= {"cpu", "ram"}
+
+
 def test_registration_through_pc2_is_read_back_through_mainpc(two_hosts: TwoHosts) -> None:
     http = two_hosts.ports["http"]
     agent_id = f"e2e-{secrets.token_hex(4)}"
     registration = {"agent_id": agent_id, "host": "10.0.0.9", "port": 5000}
-    # Log in through PC2's proxy (the SecurityGateway runs on PC2) ...
-    login = _http(
-        two_hosts.pc2,
-        "POST",
-        f"http://{two_hosts.pc2.ns.ip}:{http}/security/token",
-        json.dumps({"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}),
-    )
-    assert login["status"] == 200, login
-    token = json.loads(login["body"])["access_token"]
+    token = _login(two_hosts)
 
     posted = _http(
         two_hosts.pc2,
