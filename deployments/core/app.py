@@ -36,6 +36,7 @@ from deployments._http import install_error_handlers
 from deployments.core.coordinator import DeploymentTarget, RequestCoordinator, Target
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.grpc_ingress import CoreGrpcMethods
+from deployments.core.journal import RequestJournal
 from deployments.core.metrics import CoordinatorMetrics
 from deployments.core.models import (
     AgentResponse,
@@ -137,6 +138,7 @@ class CoreOrchestrator(CoreGrpcMethods):
             self._send,
             on_finished=finished,
             trust=self._trust.score,
+            journal=RequestJournal(Path(args.data_dir) / "coordinator-journal.sqlite3"),
         )
         self._twin = DigitalTwin(settings.twin, args.host_tags)
         probes = {

@@ -32,12 +32,14 @@ from cluster.errors import (
     CircuitOpen,
     DispatchFailed,
     NoRoute,
+    QueueFull,
     RequestCancelled,
     RequestNotFound,
 )
 from cluster.settings import CoordinatorSettings, DispatchRoute, RequestType
 from deployments.core.breaker import BreakerBoard, CircuitBreaker
 from deployments.core.dispatch import tcp_endpoint
+from deployments.core.journal import JournalEntry, RequestJournal
 from deployments.core.models import (
     AgentResponse,
     BreakerView,
@@ -132,6 +134,8 @@ class RequestCoordinator:
         on_finished: called with the final status of every request (metrics).
         trust: agent id -> trust score; among equally healthy agents the higher one is tried
             first.
+        journal: where accepted requests are written before they are acknowledged; the
+            unfinished ones in it are queued again at construction.
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class RequestCoordinator:
         clock: Callable[[], float] = time.time,
         on_finished: Callable[[RequestStatus], None] | None = None,
         trust: Callable[[str], float] | None = None,
+        journal: RequestJournal | None = None,
     ) -> None:
         self._settings = settings
         self._resolve = resolve
@@ -149,6 +154,7 @@ class RequestCoordinator:
         self._clock = clock
         self._on_finished = on_finished
         self._trust = trust or (lambda _agent: 0.5)
+        self._journal = journal
         self._queue: BoundedPriorityQueue[_Request] = BoundedPriorityQueue(settings.queue_max_size)
         self._breakers = BreakerBoard(
             settings.breaker_failure_threshold, settings.breaker_reset_s, clock
@@ -161,8 +167,23 @@ class RequestCoordinator:
         self._wakeup = asyncio.Event()
         # Selection result of the request just taken: its target and breaker, or why it fails.
         self._picked: dict[str, tuple[Target, CircuitBreaker] | AisysError] = {}
+        if journal is not None:
+            self._restore(journal)
 
     # -- API -----------------------------------------------------------------------------
+
+    def _restore(self, journal: RequestJournal) -> None:
+        """Queue again what an earlier coordinator accepted and did not finish."""
+        for pending in journal.pending():
+            entry = _Request(
+                pending.request_id, pending.request, pending.priority, pending.submitted_at
+            )
+            self._requests[entry.request_id] = entry
+            try:
+                self._queue.push(entry.priority, entry)
+            except QueueFull as exc:  # the bound was lowered below what was accepted
+                self._finish(entry, exc)
+        self._kick()
 
     def submit(self, request: UserRequest) -> SubmitReceipt:
         """Queue ``request``; raises :class:`QueueFull` when the queue is at its bound."""
@@ -175,6 +196,14 @@ class RequestCoordinator:
         )
         entry = _Request(f"req_{uuid.uuid4().hex}", request, priority, self._clock())
         position = self._queue.push(priority, entry)
+        if self._journal is not None:
+            # Written before the 202 goes out: an acknowledged request survives a restart.
+            journal_entry = JournalEntry(entry.request_id, priority, entry.submitted_at, request)
+            try:
+                self._journal.add(journal_entry)
+            except BaseException:
+                self._queue.remove_where(lambda queued: queued is entry)
+                raise
         self._requests[entry.request_id] = entry
         self._kick()
         return SubmitReceipt(
@@ -356,6 +385,8 @@ class RequestCoordinator:
             old, _ = self._finished.popitem(last=False)
             self._requests.pop(old, None)
         entry.done.set()
+        if self._journal is not None:
+            self._journal.remove(entry.request_id)
         if self._on_finished is not None:
             self._on_finished(entry.status())
 

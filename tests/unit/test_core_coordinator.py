@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from actors.registry.models import AgentRecord, Health
 from cluster.errors import DispatchFailed, QueueFull, RequestNotFound
 from cluster.settings import CoordinatorSettings, DispatchRoute
 from deployments.core.coordinator import AgentTarget, DeploymentTarget, RequestCoordinator, Target
+from deployments.core.journal import RequestJournal
 from deployments.core.models import (
     AgentResponse,
     AudioRequest,
@@ -352,3 +354,44 @@ def test_wait_finished_long_polls_until_the_result_or_the_timeout() -> None:
     run_with(coordinator, body)
     with pytest.raises(RequestNotFound):
         asyncio.run(coordinator.wait_finished("nope", 0.01))
+
+
+def test_accepted_requests_survive_a_coordinator_restart_through_the_journal(
+    tmp_path: Path,
+) -> None:
+    journal_path = tmp_path / "journal.sqlite3"
+    first = RequestCoordinator(
+        settings(), lambda _: [agent("cot")], Downstream(), journal=RequestJournal(journal_path)
+    )
+    first.interrupt(InterruptRequest(session_id="nobody", pause_s=60))  # nothing dispatches
+    ids = [first.submit(text(u, data=u)).request_id for u in ("low", "critical", "normal")]
+    # The process dies here: a new coordinator on the same journal has every accepted request.
+    downstream = Downstream()
+    finished: list[RequestStatus] = []
+    second = RequestCoordinator(
+        settings(),
+        lambda _: [agent("cot")],
+        downstream,
+        on_finished=finished.append,
+        journal=RequestJournal(journal_path),
+    )
+    assert [entry.request_id for entry in second.queue_view().entries] == [ids[1], ids[2], ids[0]]
+    run_with(second, lambda: until(lambda: len(finished) == 3))
+    assert [request_of(task)["data"] for _, task in downstream.sent] == [
+        "critical",
+        "normal",
+        "low",
+    ]
+    assert RequestJournal(journal_path).pending() == []  # finished requests leave the journal
+
+
+def test_refused_request_is_not_journaled(tmp_path: Path) -> None:
+    journal = RequestJournal(tmp_path / "journal.sqlite3")
+    coordinator = RequestCoordinator(
+        settings(queue_max_size=1), lambda _: [], Downstream(), journal=journal
+    )
+    coordinator.interrupt(InterruptRequest(session_id="nobody", pause_s=60))
+    coordinator.submit(text())
+    with pytest.raises(QueueFull):
+        coordinator.submit(text())
+    assert len(journal.pending()) == 1

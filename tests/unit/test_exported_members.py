@@ -24,6 +24,7 @@ MODULES = [
     "deployments.core.twin",
     "deployments.core.twin_models",
     "deployments.core.grpc_ingress",
+    "deployments.core.journal",
     "actors.probe",
     "actors.probe.gpu",
     "actors.probe.models",
