@@ -33,15 +33,27 @@ from cluster._dashboard import DashboardClient
 from cluster._progress import Progress
 from cluster._ray_node import export_ray_auth, read_ray_token
 from cluster.errors import ClusterError, ConfigError
-from cluster.settings import NatsSettings, PortSettings, Settings, load_settings
+from cluster.settings import (
+    LegacyGatewaySettings,
+    NatsSettings,
+    PortSettings,
+    Settings,
+    load_settings,
+)
 
 __all__ = [
+    "NOOP",
     "REPO_ROOT",
     "admin_headers",
+    "baseline_app",
     "bench_settings",
     "deploy_with_extra_apps",
     "running_system",
 ]
+
+#: ``(builder import path, deployment name)`` of the no-op baseline in :mod:`bench._noop`
+#: (named here: importing that module would import Ray before the token is set).
+NOOP = ("bench._noop:build_app", "Noop")
 
 #: Password of the private system's first admin; the benchmarks log in with it.
 ADMIN_PASSWORD = "bench-admin-password"
@@ -59,6 +71,16 @@ def _free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
+def _legacy_ports() -> dict[str, dict[str, int]]:
+    """The default legacy port map of every host, with free random ports instead."""
+    defaults = LegacyGatewaySettings().ports
+    free = iter(_free_ports(sum(len(services) for services in defaults.values())))
+    return {
+        host: {str(service): next(free) for service in services}
+        for host, services in defaults.items()
+    }
+
+
 def bench_settings(**overrides: Any) -> Settings:
     """Settings for a private system: random free ports, a fresh short data dir in /tmp."""
     names = list(PortSettings.model_fields)
@@ -73,6 +95,7 @@ def bench_settings(**overrides: Any) -> Settings:
         "security": {"admin_password": ADMIN_PASSWORD, "access_ttl_s": 3600},
         # Never the legacy ports: a benchmark must not collide with a running aisys.
         "errors": {"bridge": bridge},
+        "legacy_gateway": {"bind": "127.0.0.1", "ports": _legacy_ports()},
     }
     values.update(overrides)
     try:
@@ -132,6 +155,38 @@ def admin_headers(settings: Settings) -> dict[str, str]:
     if response.status_code != 200:
         raise ClusterError(f"bench: admin login failed: {response.text}")
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def baseline_app(
+    settings: Settings,
+    like: str,
+    name: str,
+    target: tuple[str, str],
+    args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Serve application entry with the replica options (host pin included) of app ``like``.
+
+    Args:
+        like: the aisys application whose deployment options the baseline copies.
+        name: the baseline's application name; its route is ``/<name>``.
+        target: ``(import path of the builder, name of the deployment class it binds)``.
+        args: the builder's args, if it takes any.
+    """
+    from cluster.serve_config import build_serve_config
+
+    app = next(a for a in build_serve_config(settings)["applications"] if a["name"] == like)
+    import_path, deployment = target
+    entry: dict[str, Any] = {
+        "name": name,
+        "route_prefix": f"/{name}",
+        "import_path": import_path,
+        # `bench` is not part of the installed package: replicas import it from this checkout.
+        "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
+        "deployments": [{**app["deployments"][0], "name": deployment}],
+    }
+    if args is not None:
+        entry["args"] = args
+    return entry
 
 
 def deploy_with_extra_apps(

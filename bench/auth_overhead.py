@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 
 from bench._system import (
-    REPO_ROOT,
+    NOOP,
     admin_headers,
+    baseline_app,
     bench_settings,
     deploy_with_extra_apps,
     running_system,
@@ -28,31 +29,21 @@ from bench._system import (
 from cluster.settings import Settings
 
 GOAL_RATIO = 1.1
-OPEN, GUARDED = "/bench-open/", "/bench-guarded/"
+OPEN, GUARDED = "/open/", "/guarded/"
 
 
 def _apps(settings: Settings) -> list[dict[str, Any]]:
-    from cluster.serve_config import _auth_args, build_serve_config
+    from cluster.serve_config import _auth_args
 
-    core = next(a for a in build_serve_config(settings)["applications"] if a["name"] == "core")
-    options = core["deployments"][0]
-    env = {"env_vars": {"PYTHONPATH": str(REPO_ROOT)}}
     return [
-        {
-            "name": "bench-open",
-            "route_prefix": OPEN.rstrip("/"),
-            "import_path": "bench._noop:build_app",
-            "runtime_env": env,
-            "deployments": [{**options, "name": "Noop"}],
-        },
-        {
-            "name": "bench-guarded",
-            "route_prefix": GUARDED.rstrip("/"),
-            "import_path": "bench._guarded:build_app",
-            "runtime_env": env,
-            "args": {"auth": _auth_args(settings)},
-            "deployments": [{**options, "name": "Guarded"}],
-        },
+        baseline_app(settings, "core", "open", NOOP),
+        baseline_app(
+            settings,
+            "core",
+            "guarded",
+            ("bench._guarded:build_app", "Guarded"),
+            args={"auth": _auth_args(settings)},
+        ),
     ]
 
 

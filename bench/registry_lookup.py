@@ -18,23 +18,22 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from bench._system import (
-    REPO_ROOT,
+    NOOP,
     admin_headers,
+    baseline_app,
     bench_settings,
     deploy_with_extra_apps,
     running_system,
 )
 from cluster.constants import APP_CORE, APP_ROUTE_PREFIXES
-from cluster.settings import Settings
 
 GOAL_RATIO = 1.2
 AGENT_ID = "bench-agent-0001"
-NOOP_APP = "bench-noop"
+NOOP_APP = "noop"
 NOOP_ROUTE = "/noop"
 REGISTRY_PATH = f"{APP_ROUTE_PREFIXES[APP_CORE]}/agents/{AGENT_ID}"
 NOOP_PATH = f"{NOOP_ROUTE}/"
@@ -54,22 +53,6 @@ class Sample:
     @property
     def throughput(self) -> float:
         return len(self.latencies_ms) / self.elapsed_s
-
-
-def noop_app_config(settings: Settings) -> dict[str, Any]:
-    """The no-op application, with CoreOrchestrator's replica options (host pin included)."""
-    from cluster.serve_config import build_serve_config
-
-    apps = build_serve_config(settings)["applications"]
-    core = next(app for app in apps if app["name"] == APP_CORE)
-    return {
-        "name": NOOP_APP,
-        "route_prefix": NOOP_ROUTE,
-        "import_path": "bench._noop:build_app",
-        # `bench` is not part of the installed package: replicas import it from this checkout.
-        "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
-        "deployments": [{**core["deployments"][0], "name": "Noop"}],
-    }
 
 
 def _get_ms(client: httpx.Client, path: str) -> float:
@@ -157,7 +140,7 @@ def run(args: argparse.Namespace) -> None:
     settings = bench_settings()
     with running_system(settings):
         print("==> Deploying the no-op baseline application beside the aisys apps", flush=True)
-        deploy_with_extra_apps(settings, [noop_app_config(settings)])
+        deploy_with_extra_apps(settings, [baseline_app(settings, APP_CORE, NOOP_APP, NOOP)])
         base_url = f"http://127.0.0.1:{settings.ports.http}"
         with httpx.Client(base_url=base_url, timeout=30, headers=admin_headers(settings)) as client:
             register_agent(client)

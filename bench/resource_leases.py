@@ -27,20 +27,22 @@ import httpx
 from actors.probe.gpu import RecordedProbe
 from actors.probe.models import HostReading
 from bench._system import (
+    NOOP,
     REPO_ROOT,
     admin_headers,
+    baseline_app,
     bench_settings,
     deploy_with_extra_apps,
     running_system,
 )
 from cluster.constants import APP_RESOURCES
-from cluster.settings import ResourceSettings, Settings
+from cluster.settings import ResourceSettings
 from deployments.resources.models import LeaseGrant, LeaseRequest
 from deployments.resources.scheduler import LeaseScheduler
 from deployments.resources.store import SqliteLeaseStore
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "nvml"
-NOOP_APP, NOOP_ROUTE = "bench-noop", "/noop"
+NOOP_APP, NOOP_ROUTE = "noop", "/noop"
 
 
 def _reading(host: str, fixture: str) -> HostReading:
@@ -88,20 +90,6 @@ def sqlite_floor(count: int, directory: Path) -> float:
     return (count // 2 * 2) / elapsed
 
 
-def _noop_config(settings: Settings) -> dict[str, Any]:
-    from cluster.serve_config import build_serve_config
-
-    apps = build_serve_config(settings)["applications"]
-    resources = next(app for app in apps if app["name"] == APP_RESOURCES)
-    return {
-        "name": NOOP_APP,
-        "route_prefix": NOOP_ROUTE,
-        "import_path": "bench._noop:build_app",
-        "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
-        "deployments": [{**resources["deployments"][0], "name": "Noop"}],
-    }
-
-
 def _timed(client: httpx.Client, method: str, path: str, **kwargs: Any) -> tuple[float, Any]:
     start = time.perf_counter()
     response = client.request(method, path, **kwargs)
@@ -146,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     declared = {"pc2": [{"index": 0, "name": "bench declared GPU", "total_mb": 12288}]}
     settings = bench_settings(resources={"declared_gpus": declared})
     with running_system(settings):
-        deploy_with_extra_apps(settings, [_noop_config(settings)])
+        deploy_with_extra_apps(settings, [baseline_app(settings, APP_RESOURCES, NOOP_APP, NOOP)])
         url = f"http://127.0.0.1:{settings.ports.http}"
         with httpx.Client(base_url=url, timeout=30, headers=admin_headers(settings)) as client:
             deadline = time.monotonic() + 60
