@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import ray
@@ -364,9 +365,25 @@ def _applications(
 
 
 async def _probe_nats(url: str) -> NatsStatus:
+    parsed = urlsplit(url)
+    if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 4222, timeout_s=2):
+        return NatsStatus(url=url, reachable=False, jetstream=False, detail="connection refused")
+
+    async def quiet(_: Exception) -> None:
+        return None  # reported in NatsStatus, not as a traceback on stderr
+
     try:
-        nc = await nats.connect(
-            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        # Bounded from outside: nats-py's connect can keep retrying despite
+        # allow_reconnect=False (nats-io/nats.py#645).
+        nc = await asyncio.wait_for(
+            nats.connect(
+                url,
+                connect_timeout=2,
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+                error_cb=quiet,
+            ),
+            timeout=5,
         )
     except (NatsError, OSError, TimeoutError) as exc:
         return NatsStatus(url=url, reachable=False, jetstream=False, detail=str(exc) or "refused")

@@ -68,3 +68,17 @@ def test_status_exits_nonzero_when_nothing_runs() -> None:
         shutil.rmtree(settings.data_dir, ignore_errors=True)
     assert result.returncode == 2
     assert "no Ray cluster answers" in result.stderr
+
+
+def test_status_exits_1_and_names_what_is_unhealthy(aisys_system: Settings) -> None:
+    from cluster import system
+
+    server = system.embedded_nats(aisys_system)
+    assert server.stop()
+    try:
+        result = aisys(aisys_system, "status")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "UNHEALTHY" in result.stdout
+    finally:
+        server.start()
+    assert aisys(aisys_system, "status").returncode == 0
