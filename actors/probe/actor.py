@@ -10,6 +10,7 @@ from typing import Any
 
 import ray
 
+from actors.probe.counters import HostCounters, read_counters
 from actors.probe.gpu import DeclaredProbe, HostProbe, NvmlProbe
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading, read_system
@@ -35,6 +36,10 @@ class HostProbeActor:
         """Address, totals, disk use of ``disk_path`` and GPU temperatures of this host."""
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         return read_system(self._tag, ip, Path(disk_path))
+
+    def counters(self) -> HostCounters:
+        """Network byte counters and GPU power draw of this host."""
+        return read_counters(self._tag)
 
 
 def get_or_create_host_probe(tag: str, declared: list[DeclaredGpu]) -> Any:

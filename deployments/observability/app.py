@@ -1,0 +1,325 @@
+"""ObservabilityHub (``/observability``): the Serve application over :class:`HubCore`.
+
+The deployment wires the hub's sources (per-host probe actors, the registry's change feed, the
+legacy ZeroMQ health probes, ErrorBus counts) and sink (alert events to the ErrorBus), runs one
+sampling round every ``sample_interval_s`` and adapts HTTP: ``GET /metrics`` renders the hub's
+own ``CollectorRegistry`` in the Prometheus text format.
+
+No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime.
+"""
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.exceptions import RayError, RayTaskError
+from ray.serve import Application
+from ray.serve.exceptions import RayServeException
+
+from actors.probe.actor import get_or_create_host_probe
+from actors.registry.actor import get_or_create_registry
+from actors.registry.follower import RegistryFollower
+from actors.registry.models import Heartbeat
+from cluster.constants import APP_ERRORS
+from cluster.errors import AgentNotFound, ClusterError, ValidationFailed
+from cluster.settings import (
+    AlertRuleSpec,
+    DeclaredGpu,
+    ErrorBusSettings,
+    ObservabilitySettings,
+    RegistrySettings,
+)
+from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._http import install_error_handlers
+from deployments.core.dispatch import LazyPirateClient
+from deployments.core.supervision import zmq_health_probe
+from deployments.errors.models import ErrorCounts
+from deployments.errors.publisher import ErrorPublisher
+from deployments.errors.spool import Spool
+from deployments.observability.alert_models import Alert, Notification, Silence, SilenceRequest
+from deployments.observability.alert_store import AlertStore
+from deployments.observability.anomaly import SeriesStatus
+from deployments.observability.events import alert_events
+from deployments.observability.hub import HubCore, HubSources
+from deployments.observability.perflog import (
+    MetricEntry,
+    MetricRecord,
+    PerfLog,
+    PerfQuery,
+    UsageEntry,
+    UsageRecord,
+)
+from deployments.observability.probes import AgentProber
+from deployments.observability.state import HostSample
+from deployments.security.models import Scope
+
+__all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+#: The ``agent`` of the hub's own ErrorBus events.
+SOURCE = "observability"
+
+
+class ObservabilityAppArgs(BaseModel):
+    """Arguments of the ``observability`` application (the ``args`` of its Serve config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: ObservabilitySettings
+    data_dir: str
+    nats_url: str
+    errors: ErrorBusSettings
+    hosts: dict[str, list[DeclaredGpu]]
+    registry: RegistrySettings
+    registry_host_tag: str
+    auth: AuthArgs
+
+
+api = FastAPI(
+    title="aisys ObservabilityHub",
+    description="Prometheus exporter, agent health probes, performance log, anomaly detection "
+    "and breach prediction, alerting with Alertmanager semantics.",
+    version="1",
+)
+install_error_handlers(api)
+
+
+@serve.deployment
+@serve.ingress(api)
+class ObservabilityHub:
+    """Serve deployment of the ObservabilityHub."""
+
+    def __init__(self, args: ObservabilityAppArgs) -> None:
+        install_auth(api, Authenticator(args.auth))
+        settings = args.settings
+        self._settings = settings
+        self._data_dir = args.data_dir
+        data = Path(args.data_dir) / "observability"
+        registry = get_or_create_registry(
+            args.registry, Path(args.data_dir) / "registry.sqlite3", args.registry_host_tag
+        )
+        self._registry = registry
+        self._follower = RegistryFollower(registry)
+        self._follower.start()
+        self._probes = {
+            tag: get_or_create_host_probe(tag, declared) for tag, declared in args.hosts.items()
+        }
+        self._zmq = zmq.asyncio.Context()
+        client = LazyPirateClient(self._zmq, settings.probes.probe_timeout_s, attempts=1)
+        probe = zmq_health_probe(client, settings.probes.probe_timeout_s)
+        prober = AgentProber(settings.probes, probe, self._mark)
+        self._publisher: ErrorPublisher | None = None
+        if settings.publish_alerts:
+            spool = Spool(data / "alert-spool.sqlite3", args.errors.spool_max_mb * 1024 * 1024)
+            self._publisher = ErrorPublisher(args.nats_url, args.errors, spool)
+            self._publisher.start()
+        self.metrics = CollectorRegistry()
+        sources = HubSources(
+            hosts=self._sample_hosts,
+            agents=lambda: self._follower.view.list_agents(),
+            probe=prober.probe,
+            error_counts=self._error_counts,
+            notify=self._notify,
+        )
+        self._core = HubCore(
+            settings,
+            self.metrics,
+            PerfLog(data / "perf.sqlite3", settings.perflog),
+            AlertStore(data / "alerts.sqlite3"),
+            sources,
+            clock=time.time,
+        )
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def check_health(self) -> None:
+        if self._task.done():
+            raise ClusterError("observability: the sampling loop has stopped")
+        if not self._follower.running:
+            raise ClusterError("observability: the registry change-feed task has stopped")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._core.tick()
+            except Exception:
+                # Loop boundary: one failed round (an actor restarting) must not end sampling;
+                # it is logged with its traceback and the next round runs on time.
+                logger.exception("observability sampling round failed")
+            await asyncio.sleep(self._settings.sample_interval_s)
+
+    async def _sample_hosts(self) -> list[HostSample]:
+        return list(
+            await asyncio.gather(*(self._sample_host(t, a) for t, a in self._probes.items()))
+        )
+
+    async def _sample_host(self, tag: str, actor: Any) -> HostSample:
+        try:
+            reading, system, counters = await asyncio.wait_for(
+                asyncio.gather(
+                    actor.read.remote(),
+                    actor.system.remote(self._data_dir),
+                    actor.counters.remote(),
+                ),
+                self._settings.host_timeout_s,
+            )
+        except (RayError, TimeoutError) as exc:
+            reason = f"probe of host {tag!r} failed: {type(exc).__name__}: {exc}"
+            return HostSample(host=tag, taken_at=time.time(), error=reason[:1000])
+        return HostSample(
+            host=tag, taken_at=time.time(), reading=reading, system=system, counters=counters
+        )
+
+    async def _error_counts(self) -> dict[str, dict[str, int]] | None:
+        try:
+            handle = serve.get_app_handle(APP_ERRORS)
+            counts: ErrorCounts = await asyncio.wait_for(
+                handle.counts.remote(None), self._settings.host_timeout_s
+            )
+        except (RayServeException, RayError, TimeoutError) as exc:
+            logger.debug("no ErrorBus counts this round: %s", exc)
+            return None
+        return {
+            agent: {str(severity): n for severity, n in c.by_severity.items()}
+            for agent, c in counts.agents.items()
+        }
+
+    async def _mark(self, agent_id: str, heartbeat: Heartbeat) -> None:
+        try:
+            await self._registry.heartbeat.remote(agent_id, heartbeat)
+        except RayTaskError as exc:
+            # An agent deregistered since the sweep began has nothing left to mark.
+            if not isinstance(exc.cause, AgentNotFound):
+                raise
+
+    async def _notify(self, notifications: list[Notification]) -> None:
+        for notification in notifications:
+            logger.info(
+                "alert group %s %s: %d alert(s)",
+                notification.group_labels,
+                notification.status,
+                len(notification.alerts),
+            )
+        if self._publisher is not None:
+            events = [e for n in notifications for e in alert_events(n, SOURCE)]
+            await self._publisher.publish(events)
+
+    @api.get("/metrics", summary="Prometheus text exposition", dependencies=[require(Scope.READ)])
+    async def prometheus_metrics(self) -> Response:
+        return Response(content=generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get(
+        "/anomalies",
+        summary="Every watched series: anomaly score and predicted time to breach",
+        dependencies=[require(Scope.READ)],
+    )
+    async def anomalies(self) -> list[SeriesStatus]:
+        return self._core.anomalies.statuses()
+
+    @api.get(
+        "/alerts", summary="Pending, firing and resolved alerts", dependencies=[require(Scope.READ)]
+    )
+    async def alerts(self) -> list[Alert]:
+        return self._core.alerts.alerts()
+
+    @api.get("/rules", summary="Alert rules", dependencies=[require(Scope.READ)])
+    async def rules(self) -> list[AlertRuleSpec]:
+        return self._core.alerts.rules()
+
+    @api.put(
+        "/rules/{name}",
+        summary="Add or replace an alert rule",
+        dependencies=[require(Scope.ALERTS_WRITE)],
+    )
+    async def put_rule(self, name: str, rule: AlertRuleSpec) -> AlertRuleSpec:
+        if rule.name != name:
+            raise ValidationFailed(f"the rule's name {rule.name!r} differs from the path {name!r}")
+        return self._core.alerts.put_rule(rule)
+
+    @api.delete(
+        "/rules/{name}",
+        status_code=204,
+        summary="Delete an alert rule",
+        dependencies=[require(Scope.ALERTS_WRITE)],
+    )
+    async def delete_rule(self, name: str) -> None:
+        self._core.alerts.delete_rule(name)
+
+    @api.get("/silences", summary="Active silences", dependencies=[require(Scope.READ)])
+    async def silences(self) -> list[Silence]:
+        return self._core.alerts.silences(time.time())
+
+    @api.post(
+        "/silences",
+        status_code=201,
+        summary="Silence matching alerts for a while",
+        dependencies=[require(Scope.ALERTS_WRITE)],
+    )
+    async def add_silence(self, request: SilenceRequest) -> Silence:
+        return self._core.alerts.add_silence(request, time.time())
+
+    @api.delete(
+        "/silences/{silence_id}",
+        status_code=204,
+        summary="Expire a silence now",
+        dependencies=[require(Scope.ALERTS_WRITE)],
+    )
+    async def expire_silence(self, silence_id: str) -> None:
+        self._core.alerts.expire_silence(silence_id)
+
+    @api.post(
+        "/perf/metrics",
+        status_code=201,
+        summary="log_metric: an action and its duration",
+        dependencies=[require(Scope.ERRORS_PUBLISH)],
+    )
+    async def log_metric(self, entry: MetricEntry) -> MetricRecord:
+        return self._core.perflog.log_metric(entry, time.time())
+
+    @api.get("/perf/metrics", summary="Logged actions", dependencies=[require(Scope.READ)])
+    async def perf_metrics(
+        self,
+        agent: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[MetricRecord]:
+        query = PerfQuery(agent=agent, since=since, until=until, limit=limit)
+        return self._core.perflog.metrics(query)
+
+    @api.post(
+        "/perf/usage",
+        status_code=201,
+        summary="log_resource_usage: an agent's CPU and memory",
+        dependencies=[require(Scope.ERRORS_PUBLISH)],
+    )
+    async def log_usage(self, entry: UsageEntry) -> UsageRecord:
+        return self._core.perflog.log_usage(entry, time.time())
+
+    @api.get("/perf/usage", summary="Logged resource usage", dependencies=[require(Scope.READ)])
+    async def perf_usage(
+        self,
+        agent: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[UsageRecord]:
+        query = PerfQuery(agent=agent, since=since, until=until, limit=limit)
+        return self._core.perflog.usage(query)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve application builder named by the ``observability`` import path of the Serve config.
+
+    Raises:
+        pydantic.ValidationError: ``args`` is not a valid :class:`ObservabilityAppArgs`.
+    """
+    return ObservabilityHub.bind(ObservabilityAppArgs.model_validate(args))  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,190 @@
+"""Performance log (legacy PerformanceLoggerAgent): action durations and resource usage.
+
+Two SQLite tables with an index on ``(agent, at)`` and one on ``at`` each; rows older than the
+retention (30 days for metrics, 7 for usage, configurable) are deleted by :meth:`PerfLog.purge`,
+which the hub calls every sampling round.
+
+Example::
+
+    log = PerfLog(Path("perf.sqlite3"), settings.perflog)
+    log.log_metric(MetricEntry(agent="tts", action="speak", duration_s=0.21), now=clock())
+    log.metrics(PerfQuery(agent="tts", since=clock() - 3600))
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from cluster.settings import PerfLogSettings
+from deployments.observability.state import PerfAggregate
+
+__all__ = ["MetricEntry", "MetricRecord", "PerfLog", "PerfQuery", "UsageEntry", "UsageRecord"]
+
+_DAY_S = 86_400.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL,
+    duration_s REAL NOT NULL, metadata TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_agent_at ON metrics (agent, at);
+CREATE INDEX IF NOT EXISTS metrics_at ON metrics (at);
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY, agent TEXT NOT NULL, cpu_percent REAL NOT NULL,
+    memory_mb REAL NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_agent_at ON usage (agent, at);
+CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
+"""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Name = Field(min_length=1, max_length=128)
+
+
+class MetricEntry(_Model):
+    """``log_metric``: one action of an agent and how long it took."""
+
+    agent: str = _Name
+    action: str = _Name
+    duration_s: float = Field(ge=0)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    at: float | None = Field(default=None, description="Epoch seconds; None means now.")
+
+
+class UsageEntry(_Model):
+    """``log_resource_usage``: an agent's CPU and memory at one moment."""
+
+    agent: str = _Name
+    cpu_percent: float = Field(ge=0)
+    memory_mb: float = Field(ge=0)
+    at: float | None = None
+
+
+class MetricRecord(MetricEntry):
+    id: int
+    at: float
+
+
+class UsageRecord(UsageEntry):
+    id: int
+    at: float
+
+
+class PerfQuery(_Model):
+    """Rows of one agent (or all) in ``[since, until)``, newest first."""
+
+    agent: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = Field(default=1000, ge=1)
+
+
+class PerfLog:
+    """The SQLite performance log; safe to call from several threads."""
+
+    def __init__(self, path: Path, settings: PerfLogSettings) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._s = settings
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def log_metric(self, entry: MetricEntry, now: float) -> MetricRecord:
+        at = now if entry.at is None else entry.at
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO metrics (agent, action, duration_s, metadata, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (entry.agent, entry.action, entry.duration_s, json.dumps(entry.metadata), at),
+            )
+        assert cursor.lastrowid is not None
+        return MetricRecord(**{**entry.model_dump(), "id": cursor.lastrowid, "at": at})
+
+    def log_usage(self, entry: UsageEntry, now: float) -> UsageRecord:
+        at = now if entry.at is None else entry.at
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO usage (agent, cpu_percent, memory_mb, at) VALUES (?, ?, ?, ?)",
+                (entry.agent, entry.cpu_percent, entry.memory_mb, at),
+            )
+        assert cursor.lastrowid is not None
+        return UsageRecord(**{**entry.model_dump(), "id": cursor.lastrowid, "at": at})
+
+    def metrics(self, query: PerfQuery) -> list[MetricRecord]:
+        where, params = self._where(query)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, agent, action, duration_s, metadata, at FROM metrics"
+                f"{where} ORDER BY at DESC, id DESC LIMIT ?",
+                (*params, self._limit(query)),
+            ).fetchall()
+        return [
+            MetricRecord(id=i, agent=a, action=act, duration_s=d, metadata=json.loads(m), at=at)
+            for i, a, act, d, m, at in rows
+        ]
+
+    def usage(self, query: PerfQuery) -> list[UsageRecord]:
+        where, params = self._where(query)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, agent, cpu_percent, memory_mb, at FROM usage{where} "
+                "ORDER BY at DESC, id DESC LIMIT ?",
+                (*params, self._limit(query)),
+            ).fetchall()
+        return [
+            UsageRecord(id=i, agent=a, cpu_percent=c, memory_mb=m, at=at) for i, a, c, m, at in rows
+        ]
+
+    def aggregates(self, since: float) -> list[PerfAggregate]:
+        """Count, mean and max duration per agent and action since ``since``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT agent, action, COUNT(*), AVG(duration_s), MAX(duration_s) FROM metrics "
+                "WHERE at >= ? GROUP BY agent, action ORDER BY agent, action",
+                (since,),
+            ).fetchall()
+        return [
+            PerfAggregate(agent=a, action=act, count=n, mean_duration_s=mean, max_duration_s=top)
+            for a, act, n, mean, top in rows
+        ]
+
+    def purge(self, now: float) -> tuple[int, int]:
+        """Delete rows past retention; return how many metrics and usage rows went."""
+        metrics_cutoff = now - self._s.metrics_retention_days * _DAY_S
+        usage_cutoff = now - self._s.usage_retention_days * _DAY_S
+        with self._lock:
+            metrics = self._db.execute("DELETE FROM metrics WHERE at < ?", (metrics_cutoff,))
+            usage = self._db.execute("DELETE FROM usage WHERE at < ?", (usage_cutoff,))
+        return metrics.rowcount, usage.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _limit(self, query: PerfQuery) -> int:
+        return min(query.limit, self._s.max_query_rows)
+
+    @staticmethod
+    def _where(query: PerfQuery) -> tuple[str, tuple[object, ...]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if query.agent is not None:
+            clauses.append("agent = ?")
+            params.append(query.agent)
+        if query.since is not None:
+            clauses.append("at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("at < ?")
+            params.append(query.until)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

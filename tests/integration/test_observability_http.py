@@ -1,0 +1,212 @@
+"""ObservabilityHub through the deployed app: the exporter, agent probes, the perf log, alerts.
+
+The session node carries both host tags, so both probe actors run on this machine; it has no
+NVML device, so no measured GPU series may appear, while pc2's declared device shows only its
+size, labelled ``source="declared"``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_for_condition
+from tests.integration._zmq_agent import ZmqAgent
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+
+
+def scrape(http: httpx.Client) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Sample name -> [(labels, value)] of one scrape of ``/observability/metrics``."""
+    response = http.get("/observability/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def value(
+    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
+) -> float:
+    found = [
+        v for got, v in samples.get(name, []) if all(got.get(k) == x for k, x in labels.items())
+    ]
+    assert len(found) == 1, (name, labels, samples.get(name))
+    return found[0]
+
+
+def test_host_metrics_of_both_hosts_and_no_invented_gpu(http: httpx.Client) -> None:
+    def both_hosts_up() -> bool:
+        samples = scrape(http)
+        return all(value(samples, "aisys_host_up", host=h) == 1.0 for h in ("mainpc", "pc2"))
+
+    wait_for_condition(both_hosts_up, timeout_s=90, interval_s=0.5)
+    samples = scrape(http)
+    for host in ("mainpc", "pc2"):
+        assert 0.0 <= value(samples, "aisys_host_cpu_used_ratio", host=host) <= 1.0
+        assert 0.0 < value(samples, "aisys_host_memory_used_ratio", host=host) < 1.0
+        assert value(samples, "aisys_host_memory_total_bytes", host=host) > 0
+        assert value(samples, "aisys_host_disk_free_bytes", host=host) > 0
+        assert value(samples, "aisys_host_network_received_bytes_total", host=host) > 0
+    for measured in (
+        "aisys_gpu_memory_used_bytes",
+        "aisys_gpu_memory_free_bytes",
+        "aisys_gpu_utilization_ratio",
+        "aisys_gpu_temperature_celsius",
+        "aisys_gpu_power_watts",
+    ):
+        assert samples.get(measured, []) == []
+    assert samples["aisys_gpu_memory_total_bytes"] == [
+        (
+            {"host": "pc2", "gpu": "0", "name": "declared test GPU", "source": "declared"},
+            12288 * MIB,
+        )
+    ]
+    assert samples["aisys_gpu_devices"] == [({"host": "pc2", "source": "declared"}, 1.0)]
+
+    anomalies = http.get("/observability/anomalies").json()
+    assert {
+        s["labels"]["host"] for s in anomalies if s["metric"] == "aisys_host_cpu_used_ratio"
+    } == {
+        "mainpc",
+        "pc2",
+    }
+
+
+@pytest.fixture
+def health_agent(http: httpx.Client) -> Iterator[tuple[str, ZmqAgent]]:
+    """A registered agent whose health port is a real ZeroMQ REP answering ``ok``."""
+    server = ZmqAgent().start()
+    agent_id = f"obs-it-{uuid.uuid4().hex[:6]}"
+    assert server.port is not None
+    body = {
+        "agent_id": agent_id,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "health_check_port": server.port,
+        "check": "none",
+    }
+    response = http.post("/core/agents", json=body)
+    assert response.status_code in (200, 201), response.text
+    yield agent_id, server
+    http.delete(f"/core/agents/{agent_id}")
+    server.close()
+
+
+def test_registered_agents_are_probed_and_exported(
+    http: httpx.Client, health_agent: tuple[str, ZmqAgent]
+) -> None:
+    agent_id, server = health_agent
+
+    def probed() -> bool:
+        samples = scrape(http)
+        ups = [v for labels, v in samples.get("aisys_agent_up", []) if labels["agent"] == agent_id]
+        return ups == [1.0]
+
+    wait_for_condition(probed, timeout_s=60, interval_s=0.5)
+    assert {"action": "health_check"} in server.received
+    samples = scrape(http)
+    (latency,) = [
+        v
+        for labels, v in samples["aisys_agent_probe_latency_seconds"]
+        if labels["agent"] == agent_id
+    ]
+    assert 0 < latency < 0.5
+
+
+def test_perf_log_round_trip(http: httpx.Client) -> None:
+    agent = f"perf-{uuid.uuid4().hex[:6]}"
+    now = time.time()
+    for i in range(3):
+        entry = {"agent": agent, "action": "speak", "duration_s": 0.1 * (i + 1), "at": now + i}
+        response = http.post("/observability/perf/metrics", json={**entry, "metadata": {"i": i}})
+        assert response.status_code == 201, response.text
+    usage = {"agent": agent, "cpu_percent": 12.5, "memory_mb": 300}
+    assert http.post("/observability/perf/usage", json=usage).status_code == 201
+
+    rows = http.get(
+        "/observability/perf/metrics", params={"agent": agent, "since": now + 1, "until": now + 3}
+    ).json()
+    assert [row["metadata"] for row in rows] == [{"i": 2}, {"i": 1}]
+    (used,) = http.get("/observability/perf/usage", params={"agent": agent}).json()
+    assert (used["cpu_percent"], used["memory_mb"]) == (12.5, 300)
+
+    def aggregated() -> bool:
+        samples = scrape(http)
+        return [
+            v for labels, v in samples.get("aisys_perf_actions", []) if labels["agent"] == agent
+        ] == [3.0]
+
+    wait_for_condition(aggregated, timeout_s=30, interval_s=0.5)
+
+
+def test_an_alert_rule_goes_pending_then_firing_and_is_published(http: httpx.Client) -> None:
+    name = f"ItCpu{uuid.uuid4().hex[:6]}"
+    rule = {
+        "name": name,
+        "metric": "aisys_host_cpu_used_ratio",
+        "matchers": {"host": "pc2"},
+        "op": ">=",
+        "threshold": -1.0,
+        "for_s": 3.0,
+        "severity": "warning",
+        "summary": "integration test rule",
+    }
+    response = http.put(f"/observability/rules/{name}", json=rule)
+    assert response.status_code == 200, response.text
+    assert name in [r["name"] for r in http.get("/observability/rules").json()]
+    seen: list[str] = []
+
+    def state() -> str | None:
+        mine = [a for a in http.get("/observability/alerts").json() if a["rule"] == name]
+        if mine and (not seen or seen[-1] != mine[0]["state"]):
+            seen.append(mine[0]["state"])
+        return mine[0]["state"] if mine else None
+
+    wait_for_condition(lambda: state() == "firing", timeout_s=60, interval_s=0.2)
+    assert seen[:2] == ["pending", "firing"]
+    samples = scrape(http)
+    assert value(samples, "aisys_alerts", alertname=name, state="firing", host="pc2") == 1.0
+
+    def published() -> bool:
+        page = http.get("/errors/", params={"agent": "observability", "error_type": "alert_firing"})
+        return any(
+            item["event"]["details"]["alert"]["rule"] == name for item in page.json()["items"]
+        )
+
+    wait_for_condition(published, timeout_s=60, interval_s=0.5)
+
+    def counted() -> bool:  # the hub reads the ErrorBus's per-agent counts back
+        errors = scrape(http).get("aisys_agent_errors_total", [])
+        return any(
+            labels == {"agent": "observability", "severity": "warning"} for labels, _ in errors
+        )
+
+    wait_for_condition(counted, timeout_s=30, interval_s=0.5)
+    assert http.delete(f"/observability/rules/{name}").status_code == 204
+    assert http.delete(f"/observability/rules/{name}").status_code == 404
+
+
+def test_silences_over_http(http: httpx.Client) -> None:
+    body = {"matchers": {"host": "pc2"}, "duration_s": 60, "comment": "maintenance"}
+    response = http.post("/observability/silences", json=body)
+    assert response.status_code == 201, response.text
+    silence = response.json()
+    assert silence["id"] in [s["id"] for s in http.get("/observability/silences").json()]
+    assert http.delete(f"/observability/silences/{silence['id']}").status_code == 204
+    assert silence["id"] not in [s["id"] for s in http.get("/observability/silences").json()]
+    assert http.delete(f"/observability/silences/{silence['id']}").status_code == 404
+
+
+def test_reads_need_a_token(anonymous_http: httpx.Client) -> None:
+    assert anonymous_http.get("/observability/metrics").status_code == 401

@@ -1,0 +1,75 @@
+"""The shipped Prometheus scrape config and Grafana dashboard name metrics the hub exports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import CollectorRegistry
+from ray._private import ray_constants
+
+from cluster.settings import AlertingSettings, AnomalySettings
+from deployments.observability.alert_store import AlertStore
+from deployments.observability.alerts import AlertEngine
+from deployments.observability.anomaly import AnomalyBank
+from deployments.observability.collectors import register_collectors
+from deployments.observability.state import HubState
+from tests.unit._observability_helpers import Clock
+
+HERE = Path(__file__).resolve().parents[2] / "deployments" / "observability"
+
+
+def _exported_names(tmp_path: Path) -> set[str]:
+    registry = CollectorRegistry()
+    clock = Clock()
+    engine = AlertEngine(AlertingSettings(rules=[]), AlertStore(tmp_path / "a.db"), clock())
+    register_collectors(registry, HubState(), AnomalyBank(AnomalySettings()), engine, clock)
+    names = set()
+    for family in registry.collect():  # every family is yielded, even with no sample
+        names.add(family.name)
+        if isinstance(family, CounterMetricFamily):
+            names.add(family.name + "_total")
+    return names
+
+
+def test_the_scrape_config_scrapes_the_hub_and_rays_file_sd_list() -> None:
+    config = yaml.safe_load((HERE / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["aisys"]["metrics_path"] == "/observability/metrics"
+    assert jobs["aisys"]["authorization"]["type"] == "Bearer"
+    (files,) = [sd["files"] for sd in jobs["ray"]["file_sd_configs"]]
+    expected = f"/session_latest/{ray_constants.PROMETHEUS_SERVICE_DISCOVERY_FILE}"
+    assert files and all(path.endswith(expected) for path in files)
+
+
+def test_every_dashboard_metric_is_exported(tmp_path: Path) -> None:
+    dashboard = json.loads((HERE / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\baisys_[a-z_]+", target["expr"])
+    }
+    exported = _exported_names(tmp_path)
+    assert used, "the dashboard queries no aisys metric"
+    assert used <= exported, used - exported
+    # Every exported family has a panel, apart from the few only alerts and scrapes need.
+    families = {n for n in exported if not n.endswith("_total")}
+    assert families - used - {"aisys_gpu_devices", "aisys_gpu_memory_total_bytes"} <= {
+        "aisys_agent_errors",
+        "aisys_host_network_received_bytes",
+        "aisys_host_network_sent_bytes",
+        "aisys_host_sample_age_seconds",
+        "aisys_host_memory_available_bytes",
+        "aisys_host_memory_total_bytes",
+        "aisys_host_disk_free_bytes",
+        "aisys_gpu_memory_used_bytes",
+        "aisys_gpu_memory_free_bytes",
+        "aisys_agent_health_state",
+        "aisys_anomaly_flagged",
+        "aisys_perf_actions",
+        "aisys_perf_action_duration_max_seconds",
+    }

@@ -1,0 +1,68 @@
+"""The performance log: round trips, queries by agent and time, retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.settings import PerfLogSettings
+from deployments.observability.perflog import MetricEntry, PerfLog, PerfQuery, UsageEntry
+
+DAY = 86_400.0
+NOW = 1_700_000_000.0
+
+
+def test_metrics_round_trip_and_query_by_agent_and_time_range(tmp_path: Path) -> None:
+    log = PerfLog(tmp_path / "perf.db", PerfLogSettings())
+    for i in range(5):
+        log.log_metric(
+            MetricEntry(agent="tts", action="speak", duration_s=0.1 * i, metadata={"i": i}),
+            now=NOW + i,
+        )
+    log.log_metric(MetricEntry(agent="nlu", action="parse", duration_s=1.0), now=NOW)
+
+    rows = log.metrics(PerfQuery(agent="tts", since=NOW + 1, until=NOW + 4))
+    assert [(r.at, r.metadata) for r in rows] == [
+        (NOW + 3, {"i": 3}),
+        (NOW + 2, {"i": 2}),
+        (NOW + 1, {"i": 1}),
+    ]
+    assert len(log.metrics(PerfQuery())) == 6
+    assert len(log.metrics(PerfQuery(limit=2))) == 2
+    (nlu,) = log.metrics(PerfQuery(agent="nlu"))
+    assert (nlu.action, nlu.duration_s) == ("parse", 1.0)
+
+    (speak,) = [a for a in log.aggregates(since=NOW) if a.agent == "tts"]
+    assert (speak.count, speak.max_duration_s) == (5, 0.4)
+    assert abs(speak.mean_duration_s - 0.2) < 1e-9
+
+
+def test_usage_round_trip(tmp_path: Path) -> None:
+    log = PerfLog(tmp_path / "perf.db", PerfLogSettings())
+    log.log_usage(UsageEntry(agent="tts", cpu_percent=12.5, memory_mb=300), now=NOW)
+    log.log_usage(UsageEntry(agent="tts", cpu_percent=15.0, memory_mb=310, at=NOW - 60), now=NOW)
+    rows = log.usage(PerfQuery(agent="tts"))
+    assert [(r.cpu_percent, r.at) for r in rows] == [(12.5, NOW), (15.0, NOW - 60)]
+
+
+def test_retention_keeps_30_days_of_metrics_and_7_of_usage_by_default(tmp_path: Path) -> None:
+    log = PerfLog(tmp_path / "perf.db", PerfLogSettings())
+    for age_days in (1, 8, 29, 31):
+        at = NOW - age_days * DAY
+        log.log_metric(MetricEntry(agent="a", action="x", duration_s=1, at=at), now=NOW)
+        log.log_usage(UsageEntry(agent="a", cpu_percent=1, memory_mb=1, at=at), now=NOW)
+    assert log.purge(NOW) == (1, 3)
+    assert len(log.metrics(PerfQuery())) == 3
+    assert len(log.usage(PerfQuery())) == 1
+
+
+def test_retention_and_row_cap_are_configurable(tmp_path: Path) -> None:
+    settings = PerfLogSettings(metrics_retention_days=1, usage_retention_days=2, max_query_rows=2)
+    log = PerfLog(tmp_path / "perf.db", settings)
+    for i in range(4):
+        log.log_metric(MetricEntry(agent="a", action="x", duration_s=1, at=NOW - i * DAY), now=NOW)
+        log.log_usage(UsageEntry(agent="a", cpu_percent=1, memory_mb=1, at=NOW - i * DAY), now=NOW)
+    assert log.purge(NOW + 1) == (3, 2)
+    assert len(log.usage(PerfQuery(limit=100))) == 2
+    log.log_metric(MetricEntry(agent="a", action="x", duration_s=1), now=NOW)
+    log.log_metric(MetricEntry(agent="a", action="x", duration_s=1), now=NOW)
+    assert len(log.metrics(PerfQuery(limit=100))) == 2
