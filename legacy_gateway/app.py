@@ -1,8 +1,10 @@
 """The legacy gateway's Serve application (``legacy``): one deployment per host tag.
 
-Today it holds the ErrorBus host's deployment, :class:`LegacyGatewayPc2`, which runs the error
-bus bridge on port 7150 (:mod:`legacy_gateway.error_bridge`). The rest of the gateway (the other
-legacy ports) is added here as further deployments, one per host tag.
+:class:`LegacyGatewayPc2` runs on the ErrorBus host: the error-bus bridge on port 7150
+(:mod:`legacy_gateway.error_bridge`) and that host's legacy ports (7120 by default).
+:class:`LegacyGatewayMainpc` runs on ``legacy_gateway.host`` and binds that host's legacy ports
+(7100, 8100, 7120 and 26002 by default). Registry reads come from a local copy of the agent registry
+(:mod:`legacy_gateway.registry_port`). ``GET /legacy/ports`` lists every bound port.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime.
 """
@@ -15,8 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application
 
+from actors.registry.actor import get_or_create_registry
+from actors.registry.follower import RegistryFollower
 from cluster.errors import ClusterError
-from cluster.settings import ErrorBusSettings
+from cluster.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
 from deployments._auth import AuthArgs, Authenticator, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.errors.core import SPOOL_FILE
@@ -24,8 +28,10 @@ from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
 from deployments.security.models import Scope
 from legacy_gateway.error_bridge import BridgeStats, ErrorBridge
+from legacy_gateway.gateway import HostGateway, PortStats
+from legacy_gateway.registry_port import RegistryLink
 
-__all__ = ["LegacyAppArgs", "LegacyGatewayPc2", "build_app"]
+__all__ = ["LegacyAppArgs", "LegacyGatewayMainpc", "LegacyGatewayPc2", "build_app"]
 
 
 class LegacyAppArgs(BaseModel):
@@ -37,6 +43,40 @@ class LegacyAppArgs(BaseModel):
     nats_url: str
     errors_dir: str
     auth: AuthArgs
+    gateway: LegacyGatewaySettings
+    registry: RegistrySettings
+    data_dir: str
+    registry_host_tag: str
+    mainpc_host: str
+    pc2_host: str
+
+
+class _HostPorts:
+    """The registry follower and the legacy ports of one host, as a deployment holds them."""
+
+    def __init__(self, args: LegacyAppArgs, host: str) -> None:
+        registry = get_or_create_registry(
+            args.registry, Path(args.data_dir) / "registry.sqlite3", args.registry_host_tag
+        )
+        self.follower = RegistryFollower(registry)
+        self.follower.start()
+        link = RegistryLink(registry, self.follower, args.gateway.reply_timeout_s)
+        self.gateway = HostGateway(args.gateway, host, link)
+        self.gateway.start()
+
+    async def wait_synced(self) -> None:
+        if not await self.follower.wait_synced(30.0):
+            raise ClusterError("legacy: the registry feed did not answer within 30 s")
+
+    def check(self) -> None:
+        if not self.gateway.running:
+            raise ClusterError(f"legacy: a legacy port of host {self.gateway.host} stopped")
+        if not self.follower.running:
+            raise ClusterError("legacy: the registry follower stopped")
+
+    async def close(self) -> None:
+        await self.gateway.close()
+        await self.follower.stop()
 
 
 api = FastAPI(
@@ -48,11 +88,31 @@ install_error_handlers(api)
 
 
 @serve.deployment
-@serve.ingress(api)
-class LegacyGatewayPc2:
-    """The legacy gateway on the ErrorBus host: the error-bus bridge on port 7150."""
+class LegacyGatewayMainpc:
+    """The legacy gateway on ``legacy_gateway.host``: that host's legacy ports."""
 
     def __init__(self, args: LegacyAppArgs) -> None:
+        self._ports = _HostPorts(args, args.mainpc_host)
+
+    async def check_health(self) -> None:
+        self._ports.check()
+
+    async def ports(self) -> list[PortStats]:
+        await self._ports.wait_synced()
+        return self._ports.gateway.stats()
+
+    async def __del__(self) -> None:
+        await self._ports.close()
+
+
+@serve.deployment
+@serve.ingress(api)
+class LegacyGatewayPc2:
+    """The legacy gateway on the ErrorBus host: the error-bus bridge and that host's ports."""
+
+    def __init__(self, args: LegacyAppArgs, mainpc: Any) -> None:
+        self._mainpc = mainpc
+        self._ports = _HostPorts(args, args.pc2_host)
         install_auth(api, Authenticator(args.auth))
         errors = args.errors
         # The bridge shares the host's spool file with ErrorBus: whichever is connected drains it.
@@ -65,6 +125,17 @@ class LegacyGatewayPc2:
     async def check_health(self) -> None:
         if not self._publisher.running or not self._bridge.running:
             raise ClusterError("legacy: the error-bus bridge has stopped")
+        self._ports.check()
+
+    @api.get(
+        "/ports",
+        summary="Every legacy port the gateway binds, per host, with its request count",
+        dependencies=[require(Scope.READ)],
+    )
+    async def ports(self) -> list[PortStats]:
+        await self._ports.wait_synced()
+        mainpc: list[PortStats] = await self._mainpc.ports.remote()
+        return [*mainpc, *self._ports.gateway.stats()]
 
     @api.get(
         "/error-bridge",
@@ -75,6 +146,7 @@ class LegacyGatewayPc2:
         return self._bridge.stats
 
     async def __del__(self) -> None:
+        await self._ports.close()
         await self._bridge.close()
         await self._publisher.close()
 
@@ -85,4 +157,6 @@ def build_app(args: dict[str, Any]) -> Application:
     Raises:
         pydantic.ValidationError: ``args`` is not a valid :class:`LegacyAppArgs`.
     """
-    return LegacyGatewayPc2.bind(LegacyAppArgs.model_validate(args))  # type: ignore[attr-defined,no-any-return]
+    app_args = LegacyAppArgs.model_validate(args)
+    mainpc = LegacyGatewayMainpc.bind(app_args)  # type: ignore[attr-defined]
+    return LegacyGatewayPc2.bind(app_args, mainpc)  # type: ignore[attr-defined,no-any-return]

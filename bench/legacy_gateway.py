@@ -1,0 +1,222 @@
+"""Legacy gateway speed: the gateway's ZeroMQ ports against a bare pyzmq REP echo, one run.
+
+Starts a private aisys system (random ports, temporary data dir), registers one agent through the
+gateway, and times two hot reads through the gateway's ROUTER ports:
+
+* ``{"action": "get_agent_endpoint"}`` on the ServiceRegistry port (7100 in production), and
+* ``{"command": "DISCOVER"}`` on the SystemDigitalTwin port (7120 in production),
+
+each against a bare pyzmq REP server in its own process that returns the very same reply bytes
+without reading the request. Latency: one REQ client, alternating blocks so machine noise lands
+on both. Throughput: 32 REQ clients with one request outstanding each. Goals (issue 8): p50
+ratio (gateway / echo) at most 1.5 and throughput ratio at least 1.0.
+
+Run with ``.venv/bin/python -m bench.legacy_gateway [--requests N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from bench._system import bench_settings, running_system
+from cluster.settings import LegacyService
+
+P50_GOAL = 1.5
+THROUGHPUT_GOAL = 1.0
+CLIENTS = 32
+AGENT = "BenchAgent"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _echo_server(port: int, reply: bytes) -> None:
+    """A bare REP server: answer every request with ``reply`` (runs in a child process)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.bind(f"tcp://127.0.0.1:{port}")
+    while True:
+        sock.recv()
+        sock.send(reply)
+
+
+@dataclass
+class Sample:
+    name: str
+    latencies_ms: list[float]
+
+    def percentile(self, q: int) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
+
+
+def _req(ctx: zmq.Context[zmq.Socket[bytes]], port: int) -> zmq.Socket[bytes]:
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    return sock
+
+
+def _ask(sock: zmq.Socket[bytes], frame: bytes) -> bytes:
+    sock.send(frame)
+    return sock.recv()
+
+
+def _latency(
+    ctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int], frame: bytes, n: int, block: int
+) -> dict[str, Sample]:
+    socks = {name: _req(ctx, port) for name, port in ports.items()}
+    samples = {name: Sample(name, []) for name in ports}
+    for sock in socks.values():  # warm-up
+        for _ in range(200):
+            _ask(sock, frame)
+    while len(samples["gateway"].latencies_ms) < n:
+        for name, sock in socks.items():
+            for _ in range(block):
+                start = time.perf_counter()
+                _ask(sock, frame)
+                samples[name].latencies_ms.append((time.perf_counter() - start) * 1000)
+    for sock in socks.values():
+        sock.close(linger=0)
+    return samples
+
+
+def _throughput(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes, n: int) -> float:
+    """Requests per second with CLIENTS REQ sockets, each with one request outstanding."""
+    socks = [_req(ctx, port) for _ in range(CLIENTS)]
+    poller = zmq.Poller()
+    for sock in socks:
+        poller.register(sock, zmq.POLLIN)
+    for sock in socks:
+        sock.send(frame)
+    sent, done = len(socks), 0
+    start = time.perf_counter()
+    while done < n:
+        ready = dict(poller.poll(5000))
+        if not ready:
+            raise RuntimeError(f"port {port}: no reply within 5 s")
+        for sock in ready:
+            sock.recv()
+            done += 1
+            if sent < n:
+                sock.send(frame)
+                sent += 1
+    elapsed = time.perf_counter() - start
+    for sock in socks:
+        sock.close(linger=0)
+    return n / elapsed
+
+
+def _wait_answers(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes) -> bytes:
+    deadline = time.monotonic() + 120
+    while True:
+        sock = _req(ctx, port)
+        try:
+            return _ask(sock, frame)
+        except zmq.Again:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            sock.close(linger=0)
+
+
+def _one_case(
+    ctx: zmq.Context[zmq.Socket[bytes]], label: str, port: int, frame: bytes, args: Any
+) -> tuple[list[str], bool]:
+    reply = _wait_answers(ctx, port, frame)
+    status = json.loads(reply)["status"]
+    if status not in ("success", "SUCCESS"):
+        raise RuntimeError(f"{label}: the gateway answered {reply!r}")
+    echo_port = _free_port()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_echo_server, args=(echo_port, reply), daemon=True
+    )
+    proc.start()
+    try:
+        _wait_answers(ctx, echo_port, frame)
+        ports = {"gateway": port, "echo": echo_port}
+        lat = _latency(ctx, ports, frame, args.requests, args.block)
+        rate = {name: _throughput(ctx, p, frame, args.requests) for name, p in ports.items()}
+    finally:
+        proc.terminate()
+        proc.join(5)
+    g, e = lat["gateway"], lat["echo"]
+    p50 = g.percentile(50) / e.percentile(50)
+    p99 = g.percentile(99) / e.percentile(99)
+    tput = rate["gateway"] / rate["echo"]
+    lines = [
+        f"{label}  ({len(reply)}-byte reply)",
+        f"  {'':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s x32':>10}",
+        f"  {'gateway':8} {g.percentile(50):8.3f} {g.percentile(99):8.3f} {rate['gateway']:10.0f}",
+        f"  {'echo':8} {e.percentile(50):8.3f} {e.percentile(99):8.3f} {rate['echo']:10.0f}",
+        f"  ratio    p50 {p50:.2f} (goal <= {P50_GOAL})   p99 {p99:.2f}   "
+        f"throughput {tput:.2f} (goal >= {THROUGHPUT_GOAL})",
+    ]
+    return lines, p50 <= P50_GOAL and tput >= THROUGHPUT_GOAL
+
+
+def run(args: argparse.Namespace) -> bool:
+    settings = bench_settings()
+    with running_system(settings):
+        ports = settings.legacy_gateway.ports
+        sr = ports["mainpc"][LegacyService.SERVICE_REGISTRY]
+        sdt = ports["pc2"][LegacyService.SYSTEM_DIGITAL_TWIN]
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            register = {"command": "REGISTER", "payload": {"name": AGENT, "port": 5709}}
+            _wait_answers(ctx, sdt, json.dumps(register).encode())
+            cases = [
+                (
+                    f"get_agent_endpoint on the ServiceRegistry port ({sr})",
+                    sr,
+                    {"action": "get_agent_endpoint", "agent_name": AGENT},
+                ),
+                (
+                    f"DISCOVER on the SystemDigitalTwin port ({sdt})",
+                    sdt,
+                    {"command": "DISCOVER", "payload": {"name": AGENT}},
+                ),
+            ]
+            ok = True
+            out = ["", "aisys legacy gateway benchmark", ""]
+            for label, port, request in cases:
+                lines, met = _one_case(ctx, label, port, json.dumps(request).encode(), args)
+                out += [*lines, ""]
+                ok = ok and met
+            out.append("verdict: " + ("goals met" if ok else "goals NOT met"))
+            out.append("Absolute times on a shared machine are noise; the ratios are the result.")
+            print("\n".join(out), flush=True)
+        finally:
+            ctx.destroy(linger=0)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=5000, help="timed requests per case")
+    parser.add_argument("--block", type=int, default=250, help="requests per alternating block")
+    args = parser.parse_args(argv)
+    try:
+        run(args)  # the verdict is printed; like the other benchmarks, a miss is not an error
+    except KeyboardInterrupt:
+        print("interrupted; the benchmark's system was stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

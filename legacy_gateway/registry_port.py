@@ -1,0 +1,428 @@
+"""ServiceRegistry (7100, health 8100) and SystemDigitalTwin (7120) translated to the registry.
+
+Both legacy services are now the agent registry actor of CoreOrchestrator. Reads (endpoint
+lookups, DISCOVER, ``list_agents``, health) come from the local :class:`RegistryView` that a
+:class:`RegistryFollower` keeps current, with no Ray call per request; writes go to the actor and
+wait until the local view has the change, so a client that registers and then looks itself up
+on the same port finds itself (``legacy-protocol.md`` 1.3, 2.2, 3.1, 3.2, 4.1, 4.2).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from pydantic import JsonValue, ValidationError
+from ray.exceptions import RayError
+
+from actors.registry.follower import RegistryFollower
+from actors.registry.models import AgentRecord, Registration
+from cluster.errors import AisysError, ClusterError
+from legacy_gateway._codec import (
+    ActionRequest,
+    CommandRequest,
+    Dialect,
+    InvalidRequest,
+    LegacyRequest,
+    RawRequest,
+    Reply,
+    TypedRequest,
+    dialect_of,
+    encode,
+    error_reply,
+    iso_time,
+    unknown,
+)
+from legacy_gateway.server import Outcome, Received
+
+__all__ = [
+    "DigitalTwinPort",
+    "HealthPort",
+    "RegistryLink",
+    "ServiceRegistryPort",
+    "health_reply",
+]
+
+_HEALTH_ACTIONS: Final = frozenset({"ping", "health", "health_check"})
+#: Tag of every registration made through the gateway.
+LEGACY_TAG: Final = "legacy"
+#: Registration fields the legacy ServiceRegistry took (``dependencies`` it dropped).
+_REGISTRATION_FIELDS: Final = (
+    "agent_id",
+    "agent_type",
+    "host",
+    "port",
+    "health_check_port",
+    "capabilities",
+    "metadata",
+)
+
+
+class RegistryLink:
+    """The gateway's access to the registry: the follower's view and the actor for writes.
+
+    Args:
+        actor: handle of the registry actor.
+        follower: a started follower of that actor.
+        write_timeout_s: how long a write waits for the local view to catch up.
+    """
+
+    def __init__(self, actor: Any, follower: RegistryFollower, write_timeout_s: float) -> None:
+        self._actor = actor
+        self._follower = follower
+        self._write_timeout_s = write_timeout_s
+        self.started_at = time.time()
+
+    @property
+    def healthy(self) -> bool:
+        """The local view is loaded and still followed."""
+        return self._follower.running and self._follower.last_sync > 0
+
+    def lookup(self, agent_id: str) -> AgentRecord | None:
+        """The agent's record from the local view.
+
+        Raises:
+            ClusterError: the view was never loaded, so "not found" would be a guess.
+        """
+        self._require_loaded()
+        return self._follower.view.get(agent_id)
+
+    def records(self) -> list[AgentRecord]:
+        """Every record of the local view (same error as :meth:`lookup`)."""
+        self._require_loaded()
+        return self._follower.view.list_agents()
+
+    def _require_loaded(self) -> None:
+        if self._follower.last_sync <= 0:
+            raise ClusterError("the agent registry is not loaded yet; retry in a moment")
+
+    async def register(self, registration: Registration) -> AgentRecord:
+        """Store ``registration`` and wait until the local view shows it.
+
+        Raises:
+            AisysError: the registry refused it.
+            ray.exceptions.RayError: the registry actor is unreachable.
+        """
+        change = await self._actor.register.remote(registration)
+        await self._follower.wait_for(change.version, self._write_timeout_s)
+        record: AgentRecord = change.record
+        return record
+
+
+def health_reply(name: str, link: RegistryLink) -> Reply:
+    """The H1 health dict (``legacy-protocol.md`` 1.2) of service ``name``."""
+    return Reply(
+        status="ok" if link.healthy else "degraded",
+        ready=link.healthy,
+        initialized=True,
+        message=f"{name} is healthy" if link.healthy else f"{name} lost the registry feed",
+        timestamp=iso_time(time.time()),
+        uptime=round(time.time() - link.started_at, 3),
+        active_threads=threading.active_count(),
+    )
+
+
+def endpoint_reply(record: AgentRecord) -> Reply:
+    """ServiceRegistry's ``get_agent_endpoint`` success reply (section 1.3)."""
+    return Reply(
+        status="success",
+        host=record.host,
+        port=record.port,
+        health_check_port=record.health_check_port,
+        agent_type=record.agent_type,
+        capabilities=record.capabilities,
+        metadata=record.metadata,
+        last_registered=iso_time(record.registered_at),
+    )
+
+
+def _registration_from_fields(fields: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    nested = fields.get("registration_data")
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise ValueError("Invalid registration_data, expected dictionary")
+        source = nested
+    else:
+        source = fields
+    data: dict[str, JsonValue] = {k: source[k] for k in _REGISTRATION_FIELDS if k in source}
+    if "agent_id" not in data:
+        raise ValueError("Missing 'agent_id' (in registration_data or at top level)")
+    return data
+
+
+def _legacy_registration(data: dict[str, Any]) -> Registration:
+    return Registration.model_validate({**data, "check": "none", "tags": [LEGACY_TAG]})
+
+
+def _validation_text(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(parts)
+
+
+async def _write(link: RegistryLink, registration: Registration, dialect: Dialect) -> Reply | None:
+    """Register; None on success, else the error reply."""
+    try:
+        await link.register(registration)
+    except AisysError as exc:
+        return error_reply(dialect, str(exc))
+    except RayError as exc:
+        return error_reply(dialect, f"registry unavailable: {type(exc).__name__}")
+    return None
+
+
+async def register_agent(link: RegistryLink, fields: dict[str, JsonValue]) -> Reply:
+    """``register_agent``, nested or flat, with or without ``agent_type`` (section 2.2, 3.1)."""
+    try:
+        registration = _legacy_registration(_registration_from_fields(fields))
+    except ValidationError as exc:
+        return error_reply(Dialect.ACTION, _validation_text(exc))
+    except ValueError as exc:
+        return error_reply(Dialect.ACTION, str(exc))
+    failed = await _write(link, registration, Dialect.ACTION)
+    return failed or Reply(status="success")
+
+
+def discover_reply(record: AgentRecord) -> Reply:
+    """The old SDT's DISCOVER success reply: the stored fields plus ``ip``, ``host``, ``port``."""
+    found: dict[str, JsonValue] = {
+        **record.metadata,
+        "name": record.agent_id,
+        "ip": record.host,
+        "host": record.host,
+        "port": record.port,
+        "capabilities": list(record.capabilities),
+    }
+    if record.health_check_port is not None:
+        found["health_check_port"] = record.health_check_port
+    return Reply(status="SUCCESS", payload=found)
+
+
+class FrameCache:
+    """Encoded hot-read replies per agent, valid while the view holds the same record object.
+
+    Records are immutable and replaced on every change, so an identity check is exact.
+    """
+
+    _MAX_ENTRIES: Final = 10_000
+
+    def __init__(self, build: Callable[[AgentRecord], Reply]) -> None:
+        self._build = build
+        self._frames: dict[str, tuple[AgentRecord, bytes]] = {}
+
+    def frame(self, record: AgentRecord) -> bytes:
+        cached = self._frames.get(record.agent_id)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        if len(self._frames) >= self._MAX_ENTRIES:
+            self._frames.clear()
+        encoded = encode(self._build(record))
+        self._frames[record.agent_id] = (record, encoded)
+        return encoded
+
+
+def get_agent_endpoint(
+    link: RegistryLink, fields: dict[str, JsonValue], cache: FrameCache
+) -> Reply | bytes:
+    name = fields.get("agent_name")
+    if not isinstance(name, str) or not name:
+        return error_reply(Dialect.ACTION, "Missing 'agent_name'")
+    record = link.lookup(name)
+    if record is None:
+        return error_reply(Dialect.ACTION, f"Agent {name} not found")
+    return cache.frame(record)
+
+
+def list_agents(link: RegistryLink) -> Reply:
+    return Reply(status="success", agents=[r.agent_id for r in link.records()])
+
+
+class HealthPort:
+    """A dedicated health port: any request gets the H1 dict (8100)."""
+
+    def __init__(self, service: str, link: RegistryLink) -> None:
+        self.service = service
+        self._link = link
+
+    def handle(self, request: LegacyRequest, received: Received) -> Reply:  # noqa: ARG002
+        return health_reply(self.service, self._link)
+
+
+class ServiceRegistryPort:
+    """The ``action`` dialect of the legacy ServiceRegistry (section 4.1) on port 7100."""
+
+    service = "ServiceRegistry"
+
+    def __init__(self, link: RegistryLink) -> None:
+        self._link = link
+        self._endpoints = FrameCache(endpoint_reply)
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
+        try:
+            return self._dispatch(request)
+        except ClusterError as exc:
+            return error_reply(dialect_of(request), str(exc))
+
+    def _dispatch(self, request: LegacyRequest) -> Outcome:
+        if isinstance(request, InvalidRequest):
+            return error_reply(request.dialect, request.reason)
+        if isinstance(request, RawRequest) and request.text in _HEALTH_ACTIONS:
+            return health_reply(self.service, self._link)
+        if not isinstance(request, ActionRequest):
+            return unknown(request)
+        action = request.action
+        if action in _HEALTH_ACTIONS:
+            return health_reply(self.service, self._link)
+        if action == "get_agent_endpoint":
+            return get_agent_endpoint(self._link, request.fields, self._endpoints)
+        if action == "list_agents":
+            return list_agents(self._link)
+        if action == "register_agent":
+            return register_agent(self._link, request.fields)
+        return unknown(request)
+
+
+class DigitalTwinPort:
+    """SystemDigitalTwin on 7120: the ``action`` (4.2) and old ``command`` (3.2) dialects."""
+
+    service = "SystemDigitalTwin"
+
+    def __init__(self, link: RegistryLink) -> None:
+        self._link = link
+        self._endpoints = FrameCache(endpoint_reply)
+        self._discovered = FrameCache(discover_reply)
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
+        try:
+            return self._dispatch(request, received)
+        except ClusterError as exc:
+            return error_reply(dialect_of(request), str(exc))
+
+    def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
+        if isinstance(request, InvalidRequest):
+            return error_reply(request.dialect, request.reason)
+        if isinstance(request, RawRequest):
+            if request.text == "ping":  # SDT@B answered raw ping with its health dict
+                return health_reply(self.service, self._link)
+            if request.text == "GET_ALL_STATUS":
+                return Reply.model_validate({"status": "success", **self._all_status()})
+            return unknown(request)
+        if isinstance(request, CommandRequest):
+            return self._command(request, received)
+        if isinstance(request, TypedRequest):
+            return unknown(request)
+        return self._action(request)
+
+    def _action(self, request: ActionRequest) -> Outcome:
+        action, fields = request.action, request.fields
+        if action == "ping":
+            return Reply(status="ok", message="pong", timestamp=iso_time(time.time()))
+        if action in _HEALTH_ACTIONS:
+            return health_reply(self.service, self._link)
+        if action == "register_agent":
+            return register_agent(self._link, fields)
+        if action == "get_agent_endpoint":
+            return get_agent_endpoint(self._link, fields, self._endpoints)
+        if action == "list_agents":
+            return list_agents(self._link)
+        if action == "get_all_agents":
+            return Reply(status="success", agents=self._all_status())
+        if action == "get_registered_agents":
+            agents = [self._registered(r) for r in self._link.records()]
+            return Reply(status="success", agents=agents)
+        if action == "get_agent_info":
+            return self._agent_info(fields)
+        return unknown(request)
+
+    def _command(self, request: CommandRequest, received: Received) -> Outcome:
+        command = request.command.upper()
+        if command == "REGISTER":
+            return self._register(request.payload, received.peer())
+        if command == "DISCOVER":
+            return self._discover(request.payload)
+        if command == "PING":
+            return Reply(status="SUCCESS", message="pong")
+        return unknown(request)
+
+    async def _register(self, payload: dict[str, JsonValue], peer_ip: str) -> Reply:
+        name = payload.get("name")
+        if not isinstance(name, str) or not name:
+            return error_reply(
+                Dialect.COMMAND, "Missing required field 'name' in registration payload"
+            )
+        if "port" not in payload:
+            return error_reply(Dialect.COMMAND, "Missing required field 'port' in payload")
+        # No legacy registrant sends its ip (section 3.1): the connection's address is used.
+        host = payload.get("ip") or payload.get("host") or peer_ip or "127.0.0.1"
+        extra = {k: v for k, v in payload.items() if k not in {"name", "ip", "host", "port"}}
+        capabilities = extra.pop("capabilities", [])
+        health_port = extra.pop("health_check_port", None)
+        data = {
+            "agent_id": name,
+            "agent_type": extra.pop("agent_type", None),
+            "host": host,
+            "port": payload["port"],
+            "health_check_port": health_port,
+            "capabilities": capabilities,
+            "metadata": extra,
+        }
+        try:
+            registration = _legacy_registration(data)
+        except ValidationError as exc:
+            return error_reply(Dialect.COMMAND, _validation_text(exc))
+        failed = await _write(self._link, registration, Dialect.COMMAND)
+        return failed or Reply(status="SUCCESS", message=f"Service {name} registered successfully")
+
+    def _discover(self, payload: dict[str, JsonValue]) -> Reply | bytes:
+        name = payload.get("name")
+        if not isinstance(name, str) or not name:
+            return error_reply(Dialect.COMMAND, "Missing required field 'name' in payload")
+        record = self._link.lookup(name)
+        if record is None:
+            return Reply(status="NOT_FOUND", message=f"Service '{name}' not registered")
+        return self._discovered.frame(record)
+
+    def _all_status(self) -> dict[str, JsonValue]:
+        return {r.agent_id: self._status(r) for r in self._link.records()}
+
+    @staticmethod
+    def _status(record: AgentRecord) -> dict[str, JsonValue]:
+        location = record.metadata.get("location", record.host)
+        return {
+            "location": location,
+            "status": record.health.value,
+            "last_seen": iso_time(record.last_seen_at),
+        }
+
+    @classmethod
+    def _registered(cls, record: AgentRecord) -> dict[str, JsonValue]:
+        status = cls._status(record)
+        return {
+            "name": record.agent_id,
+            "status": status["status"],
+            "location": status["location"],
+            "last_updated": status["last_seen"],
+            "host": record.host,
+            "port": record.port,
+            "health_check_port": record.health_check_port,
+            "agent_type": record.agent_type,
+            "capabilities": list(record.capabilities),
+            "script_path": record.metadata.get("script_path", ""),
+        }
+
+    def _agent_info(self, fields: dict[str, JsonValue]) -> Reply:
+        name = fields.get("agent_name")
+        if not isinstance(name, str) or not name:
+            return error_reply(Dialect.ACTION, "Missing or invalid agent_name parameter")
+        record = self._link.lookup(name)
+        if record is None:
+            return error_reply(Dialect.ACTION, f"Agent {name} not found in registry")
+        info = self._status(record)
+        info.update(
+            host=record.host,
+            port=record.port,
+            health_check_port=record.health_check_port,
+            script_path=record.metadata.get("script_path", ""),
+        )
+        return Reply(status="success", agent_info=info)

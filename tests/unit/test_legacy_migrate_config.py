@@ -1,0 +1,101 @@
+"""``aisys migrate-config`` on fixtures in both legacy layouts (agent_groups, pc2_services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.cli import main
+from cluster.errors import ConfigError
+from legacy_gateway.migrate_config import DependencyChange, migrate
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
+
+
+def _load(name: str) -> dict[str, object]:
+    loaded = yaml.safe_load((FIXTURES / name).read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _agents(config: dict[str, object]) -> dict[str, list[str]]:
+    groups = config.get("agent_groups")
+    if isinstance(groups, dict):
+        return {n: e["dependencies"] for g in groups.values() for n, e in g.items()}
+    services = config["pc2_services"]
+    assert isinstance(services, list)
+    return {e["name"]: e["dependencies"] for e in services}
+
+
+def test_mainpc_layout_drops_gateway_answered_and_rewrites_the_rest() -> None:
+    legacy = _load("mainpc_startup_config.yaml")
+    result = migrate(legacy)
+    assert _agents(result.config) == {
+        "ModelManagerAgent": [],
+        "StreamingTTSAgent": ["CoreOrchestrator", "TTSService"],
+        "ProactiveAgent": ["CoreOrchestrator"],
+    }
+    report = result.report
+    assert report.layout == "agent_groups" and report.kept_agents == 3
+    assert report.removed == [
+        "ServiceRegistry",
+        "SystemDigitalTwin",
+        "RequestCoordinator",
+        "UnifiedSystemAgent",
+        "PredictiveHealthMonitor",
+        "VRAMOptimizerAgent",
+    ]
+    assert (
+        DependencyChange(
+            agent="StreamingTTSAgent",
+            dependency="UnifiedSystemAgent",
+            replaced_by="CoreOrchestrator",
+        )
+        in report.rewritten
+    )
+    assert len(report.dropped) == 3  # every SystemDigitalTwin dependency: the gateway answers it
+    assert report.dangling == [
+        DependencyChange(agent="StreamingTTSAgent", dependency="TTSService", replaced_by=None)
+    ]
+    # Untouched: other fields, other sections, and the input object.
+    assert result.config["global_settings"] == legacy["global_settings"]
+    assert "SystemDigitalTwin" in _agents(legacy)
+
+
+def test_pc2_layout_keeps_order_and_reports_no_dangling() -> None:
+    result = migrate(_load("pc2_startup_config.yaml"))
+    assert _agents(result.config) == {
+        "TieredResponder": ["ResourceScheduler"],
+        "UnifiedUtilsAgent": ["ObservabilityHub"],
+        "AdvancedRouter": ["ResourceScheduler"],
+        "RemoteConnectorAgent": ["AdvancedRouter"],
+    }
+    assert result.config["error_bus_port"] == 7150
+    assert result.report.layout == "pc2_services"
+    assert len(result.report.removed) == 9
+    assert result.report.dangling == []
+    assert [c.dependency for c in result.report.dropped] == ["ErrorBus"]
+
+
+@pytest.mark.parametrize("config", [{}, [], "x", {"agent_groups": [1]}, None])
+def test_other_files_are_refused_naming_both_layouts(config: object) -> None:
+    with pytest.raises(ConfigError, match="'agent_groups' mapping .* 'pc2_services' list"):
+        migrate(config)
+
+
+def test_cli_writes_the_result_and_prints_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "startup_config.yaml"
+    source.write_text((FIXTURES / "mainpc_startup_config.yaml").read_text())
+    assert main(["migrate-config", str(source)]) == 0
+    written = tmp_path / "startup_config.aisys.yaml"
+    assert _agents(yaml.safe_load(written.read_text()))["ProactiveAgent"] == ["CoreOrchestrator"]
+    out = capsys.readouterr().out
+    assert "6 consolidated agents removed" in out
+    assert "! StreamingTTSAgent depends on TTSService, which no agent here provides" in out
+    assert f"wrote {written}" in out
+    assert main(["migrate-config", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
