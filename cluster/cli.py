@@ -1,4 +1,4 @@
-"""The ``aisys`` command: ``up``, ``deploy``, ``status``, ``down``, ``serve-config``.
+"""The ``aisys`` command: ``up``, ``deploy``, ``status``, ``down``, ``serve-config``, ...
 
 Every command reads :class:`Settings` once (``--config FILE`` or ``AISYS_CONFIG``, plus
 ``AISYS_*`` variables) and exits non-zero with a one-line reason on an :class:`AisysError`.
@@ -64,8 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     login.add_argument("name")
     login.add_argument("--password-stdin", action="store_true")
 
+    backup = sub.add_parser("backup", help="write every piece of aisys state to one archive")
+    backup.add_argument("path", type=Path)
+    restore = sub.add_parser("restore", help="restore an archive into a stopped or fresh data dir")
+    restore.add_argument("path", type=Path)
+
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
     config.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    migrate = sub.add_parser(
+        "migrate-config",
+        help="remove the consolidated agents from a legacy startup_config.yaml",
+    )
+    migrate.add_argument("path", type=Path, help="the legacy startup_config.yaml")
+    migrate.add_argument(
+        "--out", type=Path, help="file to write (default: <name>.aisys.yaml beside PATH)"
+    )
     return parser
 
 
@@ -152,6 +165,21 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
 
     if args.command in ("user", "token"):
         return _identity_command(args, settings)
+    if args.command in ("backup", "restore"):
+        from cluster import backup
+
+        if args.command == "backup":
+            manifest = backup.backup(settings, args.path, progress)
+            action = "wrote"
+        else:
+            manifest = backup.restore(settings, args.path, progress)
+            action = "restored"
+        sys.stdout.write(
+            f"{action} {args.path}: {len(manifest.files)} state files, "
+            + ", ".join(f"{n} {k} messages" for k, n in manifest.streams.items())
+            + "\n"
+        )
+        return 0
     out = sys.stdout
     if args.command == "serve-config":
         text = serve_config_yaml(build_serve_config(settings))
@@ -201,12 +229,35 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
     return 0 if status.healthy else 1
 
 
+def _migrate_config(args: argparse.Namespace) -> int:
+    """``aisys migrate-config``: needs no cluster and no settings."""
+    import yaml
+
+    from cluster.errors import ConfigError
+    from legacy_gateway.migrate_config import migrate
+
+    if not args.path.is_file():
+        raise ConfigError(f"legacy config {args.path} does not exist")
+    try:
+        legacy = yaml.safe_load(args.path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{args.path} is not valid YAML: {exc}") from exc
+    result = migrate(legacy)
+    out_path: Path = args.out or args.path.with_name(args.path.stem + ".aisys.yaml")
+    header = f"# Migrated by `aisys migrate-config` from {args.path.name}.\n"
+    out_path.write_text(header + yaml.safe_dump(result.config, sort_keys=False))
+    sys.stdout.write("\n".join([*result.report.summary(), f"wrote {out_path}"]) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aisys`` console script."""
     args = _parser().parse_args(argv)
     configure_logging(args.verbose)
     progress = Progress()
     try:
+        if args.command == "migrate-config":
+            return _migrate_config(args)
         settings = load_settings(args.config)
         return _run(args, settings, progress)
     except AisysError as exc:

@@ -11,6 +11,7 @@ __all__ = [
     "APP_CORE",
     "APP_ERRORS",
     "APP_LEGACY",
+    "APP_OBSERVABILITY",
     "APP_RESOURCES",
     "APP_ROUTE_PREFIXES",
     "CORE_GRPC_SERVICER",
@@ -44,12 +45,14 @@ APP_CORE: Final = "core"
 APP_ERRORS: Final = "errors"
 #: The legacy ZeroMQ gateway: one deployment per host tag.
 APP_LEGACY: Final = "legacy"
+APP_OBSERVABILITY: Final = "observability"
 APP_RESOURCES: Final = "resources"
 APP_SECURITY: Final = "security"
 APP_ROUTE_PREFIXES: Final[dict[str, str]] = {
     APP_CORE: "/core",
     APP_ERRORS: "/errors",
     APP_LEGACY: "/legacy",
+    APP_OBSERVABILITY: "/observability",
     APP_RESOURCES: "/resources",
     APP_SECURITY: "/security",
 }

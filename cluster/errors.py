@@ -35,6 +35,11 @@ the single exception handler in :mod:`deployments._http` maps it to::
         ├── PermissionDenied        403  the token lacks the scope a route needs
         ├── IdentityExists          409  a user or agent with that name already exists
         └── IdentityNotFound        404  no user or agent with that name
+    ├── ObservabilityError      500  base for the ObservabilityHub
+    │   ├── AlertRuleNotFound   404  no alert rule with that name
+    │   └── SilenceNotFound     404  no silence with that id
+    └── LegacyGatewayError      500  base for the legacy ZeroMQ gateway
+        └── PortInUse           503  a legacy port is already bound by another process
 
 Every subclass passes *all* of its constructor arguments to ``super().__init__`` so that
 instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``.
@@ -74,6 +79,11 @@ __all__ = [
     "SpoolFull",
     "TaskNotFound",
     "ValidationFailed",
+    "AlertRuleNotFound",
+    "ObservabilityError",
+    "SilenceNotFound",
+    "LegacyGatewayError",
+    "PortInUse",
 ]
 
 
@@ -425,3 +435,52 @@ class IdentityNotFound(SecurityError):
         self.args = (kind, name)
         self.kind = kind
         self.name = name
+
+
+class LegacyGatewayError(AisysError):
+    """Base class of the legacy ZeroMQ gateway's errors."""
+
+    component = "legacy"
+
+
+class PortInUse(LegacyGatewayError):
+    """A legacy port the gateway must bind is held by another process."""
+
+    http_status = 503
+
+    def __init__(self, port: int, owner: str) -> None:
+        super().__init__(
+            f"port {port} is already in use by {owner}; stop that process or map the legacy "
+            "service to another port in legacy_gateway.ports"
+        )
+        self.args = (port, owner)
+        self.port = port
+        self.owner = owner
+
+
+class ObservabilityError(AisysError):
+    """Base class of the ObservabilityHub's errors."""
+
+    component = "observability"
+
+
+class AlertRuleNotFound(ObservabilityError):
+    """No alert rule has that name."""
+
+    http_status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"alert rule '{name}' does not exist")
+        self.args = (name,)
+        self.name = name
+
+
+class SilenceNotFound(ObservabilityError):
+    """No silence has that id."""
+
+    http_status = 404
+
+    def __init__(self, silence_id: str) -> None:
+        super().__init__(f"silence '{silence_id}' does not exist")
+        self.args = (silence_id,)
+        self.silence_id = silence_id

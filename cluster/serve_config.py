@@ -22,6 +22,7 @@ from cluster.constants import (
     APP_CORE,
     APP_ERRORS,
     APP_LEGACY,
+    APP_OBSERVABILITY,
     APP_RESOURCES,
     APP_ROUTE_PREFIXES,
     APP_SECURITY,
@@ -52,6 +53,12 @@ class AppSpec:
     deployment: str
     section: Callable[[Settings], DeploymentSettings]
     args: Callable[[Settings], dict[str, Any]]
+    #: Further deployments of the same application (name, settings section), e.g. per host.
+    extra_deployments: tuple[tuple[str, Callable[[Settings], DeploymentSettings]], ...] = ()
+
+    def deployments(self) -> tuple[tuple[str, Callable[[Settings], DeploymentSettings]], ...]:
+        """Every deployment of the application, the ingress first."""
+        return ((self.deployment, self.section), *self.extra_deployments)
 
 
 def _core_args(settings: Settings) -> dict[str, Any]:
@@ -103,6 +110,12 @@ def _legacy_args(settings: Settings) -> dict[str, Any]:
         "nats_url": _nats_url(settings),
         "errors_dir": str(settings.errors_dir),
         "auth": _auth_args(settings),
+        "gateway": settings.legacy_gateway.model_dump(mode="json"),
+        "registry": settings.core.registry.model_dump(mode="json"),
+        "data_dir": str(settings.data_dir),
+        "registry_host_tag": settings.tag_of(settings.core.host),
+        "mainpc_host": settings.legacy_gateway.host,
+        "pc2_host": settings.errors.bridge.host,
     }
 
 
@@ -119,6 +132,24 @@ def _resources_args(settings: Settings) -> dict[str, Any]:
         },
         # The legacy ModelManagerAgent runs on MainPC, the head.
         "model_manager_host": settings.tag_of(settings.head_host),
+        "auth": _auth_args(settings),
+    }
+
+
+def _observability_args(settings: Settings) -> dict[str, Any]:
+    declared = settings.resources.declared_gpus
+    return {
+        "settings": settings.observability.model_dump(mode="json"),
+        "data_dir": str(settings.data_dir),
+        "nats_url": _nats_url(settings),
+        "errors": settings.errors.model_dump(mode="json"),
+        # Each host is measured by the probe actor pinned to its tag.
+        "hosts": {
+            profile.tag: [gpu.model_dump(mode="json") for gpu in declared.get(name, [])]
+            for name, profile in settings.hosts.items()
+        },
+        "registry": settings.core.registry.model_dump(mode="json"),
+        "registry_host_tag": settings.tag_of(settings.core.host),
         "auth": _auth_args(settings),
     }
 
@@ -154,19 +185,29 @@ APPS: tuple[AppSpec, ...] = (
         args=_errors_args,
     ),
     AppSpec(
+        name=APP_OBSERVABILITY,
+        import_path="deployments.observability.app:build_app",
+        deployment="ObservabilityHub",
+        section=lambda s: s.observability,
+        args=_observability_args,
+    ),
+    AppSpec(
         name=APP_LEGACY,
         import_path="legacy_gateway.app:build_app",
         deployment="LegacyGatewayPc2",
         section=lambda s: s.errors.bridge,
         args=_legacy_args,
+        extra_deployments=(("LegacyGatewayMainpc", lambda s: s.legacy_gateway),),
     ),
 )
 
 
-def _deployment_config(spec: AppSpec, settings: Settings) -> dict[str, Any]:
-    section = spec.section(settings)
+def _deployment_config(
+    name: str, section_of: Callable[[Settings], DeploymentSettings], settings: Settings
+) -> dict[str, Any]:
+    section = section_of(settings)
     return {
-        "name": spec.deployment,
+        "name": name,
         "num_replicas": section.num_replicas,
         "max_ongoing_requests": section.max_ongoing_requests,
         "health_check_period_s": section.health_check_period_s,
@@ -197,7 +238,10 @@ def build_serve_config(settings: Settings) -> dict[str, Any]:
                 "route_prefix": APP_ROUTE_PREFIXES[spec.name],
                 "import_path": spec.import_path,
                 "args": spec.args(settings),
-                "deployments": [_deployment_config(spec, settings)],
+                "deployments": [
+                    _deployment_config(name, section, settings)
+                    for name, section in spec.deployments()
+                ],
             }
             for spec in APPS
         ],
@@ -215,7 +259,10 @@ def required_host_tags(settings: Settings) -> dict[str, list[str]]:
     """Map every host tag the applications need to the applications that need it."""
     needed: dict[str, list[str]] = {}
     for spec in APPS:
-        needed.setdefault(settings.tag_of(spec.section(settings).host), []).append(spec.name)
+        for _, section in spec.deployments():
+            apps = needed.setdefault(settings.tag_of(section(settings).host), [])
+            if spec.name not in apps:
+                apps.append(spec.name)
     return needed
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,12 @@ from pydantic_settings import (
 from cluster.errors import ConfigError
 
 __all__ = [
+    "PerfLogSettings",
+    "ObservabilitySettings",
+    "InhibitRuleSpec",
+    "AnomalySettings",
+    "AlertingSettings",
+    "AlertRuleSpec",
     "CoordinatorSettings",
     "CoreSettings",
     "DeclaredGpu",
@@ -39,6 +46,8 @@ __all__ = [
     "ErrorBridgeSettings",
     "ErrorBusSettings",
     "HostProfile",
+    "LegacyGatewaySettings",
+    "LegacyService",
     "NatsSettings",
     "OptimizerSettings",
     "PortSettings",
@@ -321,6 +330,88 @@ class ErrorBusSettings(DeploymentSettings):
         return self.retention_days * 86_400.0
 
 
+class LegacyService(StrEnum):
+    """A legacy port the gateway can answer (``legacy-protocol.md`` section 5)."""
+
+    SERVICE_REGISTRY = "service_registry"
+    SERVICE_REGISTRY_HEALTH = "service_registry_health"
+    SYSTEM_DIGITAL_TWIN = "system_digital_twin"
+    REQUEST_COORDINATOR = "request_coordinator"
+
+
+def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
+    return {
+        "mainpc": {
+            LegacyService.SERVICE_REGISTRY: 7100,
+            LegacyService.SERVICE_REGISTRY_HEALTH: 8100,
+            LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
+            LegacyService.REQUEST_COORDINATOR: 26002,
+        },
+        # Not 7100 on PC2: a legacy PC2 agent binds it. 7120 because legacy agents register
+        # with localhost:7120 on their own host.
+        "pc2": {LegacyService.SYSTEM_DIGITAL_TWIN: 7120},
+    }
+
+
+class LegacyGatewaySettings(DeploymentSettings):
+    """The legacy ZeroMQ gateway's ports; this section places the non-ErrorBus-host deployment.
+
+    The ``legacy`` application has one deployment per host: ``LegacyGatewayPc2`` runs on
+    ``errors.bridge.host`` (with the error-bus bridge), ``LegacyGatewayMainpc`` on ``host``.
+    Each binds the ports listed for its host profile in ``ports``.
+    """
+
+    host: str = "mainpc"
+    num_replicas: int = Field(default=1, ge=1, le=1, description="Exactly one: it binds ports.")
+    bind: str = Field(default="0.0.0.0", description="Address every legacy port binds.")
+    ports: dict[str, dict[LegacyService, Port]] = Field(
+        default_factory=_default_legacy_ports,
+        description="Per host profile: legacy service -> port bound on that host.",
+    )
+    max_frame_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger request frames get an error reply."
+    )
+    reply_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        le=60,
+        description="Every request is answered within this (legacy clients wait 5 s).",
+    )
+    max_pending: int = Field(
+        default=1024, ge=1, description="Requests awaiting a service per port; beyond: 'busy'."
+    )
+    delegate_to: dict[LegacyService, str] = Field(
+        default_factory=dict,
+        description="Services in 'delegate' mode: frames are forwarded verbatim to the still "
+        "running legacy agent at this ZeroMQ address (tcp://host:port). Every other service "
+        "is in 'replace' mode, answered by aisys.",
+    )
+
+    @field_validator("delegate_to")
+    @classmethod
+    def delegate_addresses_are_tcp_endpoints(
+        cls, value: dict[LegacyService, str]
+    ) -> dict[LegacyService, str]:
+        for service, address in value.items():
+            if not re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", address):
+                raise ValueError(
+                    f"legacy_gateway.delegate_to[{service.value!r}] is {address!r}; give the "
+                    "legacy agent's address as tcp://host:port"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def ports_are_distinct_per_host(self) -> LegacyGatewaySettings:
+        for host, ports in self.ports.items():
+            numbers = sorted(ports.values())
+            if len(set(numbers)) != len(numbers):
+                raise ValueError(
+                    f"legacy_gateway.ports[{host!r}] binds a port twice ({numbers}); "
+                    "give every legacy service of a host its own port"
+                )
+        return self
+
+
 class DeclaredGpu(_Section):
     """A GPU of a host that NVML cannot see, declared by hand and reported as "declared"."""
 
@@ -411,6 +502,158 @@ class ResourceSettings(DeploymentSettings):
         return value
 
 
+AlertSeverity = Literal["info", "warning", "critical"]
+AlertSource = Literal["metric", "anomaly_score", "breach_eta_seconds"]
+Comparison = Literal[">", ">=", "<", "<="]
+
+
+class AlertRuleSpec(_Section):
+    """One alert rule (Prometheus alerting-rule semantics) on a metric the hub exports.
+
+    ``source`` picks the value compared with ``threshold``: the metric itself, the anomaly score
+    of the metric's series, or its predicted seconds until breach.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="The alertname.")
+    metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", description="Exported metric name.")
+    matchers: dict[str, str] = Field(
+        default_factory=dict, description="Label values a series must have (exact match)."
+    )
+    source: AlertSource = "metric"
+    op: Comparison = ">"
+    threshold: float
+    for_s: float = Field(
+        default=0.0, ge=0, description="How long the condition holds before pending turns firing."
+    )
+    severity: AlertSeverity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict, description="Added to the alert.")
+    summary: str = Field(default="", max_length=512)
+
+
+class InhibitRuleSpec(_Section):
+    """Alertmanager inhibition: a firing source alert mutes target alerts with equal labels."""
+
+    source_matchers: dict[str, str]
+    target_matchers: dict[str, str] = Field(default_factory=dict)
+    equal: list[str] = Field(default_factory=lambda: ["host"])
+
+
+def _default_alert_rules() -> list[AlertRuleSpec]:
+    return [
+        AlertRuleSpec(
+            name="HostDown",
+            metric="aisys_host_up",
+            op="<",
+            threshold=1.0,
+            for_s=30.0,
+            severity="critical",
+            summary="the host's probe does not answer",
+        ),
+        AlertRuleSpec(
+            name="AgentDown",
+            metric="aisys_agent_up",
+            op="<",
+            threshold=1.0,
+            for_s=60.0,
+            severity="warning",
+            summary="the agent does not answer its health check",
+        ),
+    ]
+
+
+def _default_inhibit_rules() -> list[InhibitRuleSpec]:
+    return [InhibitRuleSpec(source_matchers={"alertname": "HostDown"}, equal=["host"])]
+
+
+class AlertingSettings(_Section):
+    """Alert evaluation and notification (Alertmanager routing semantics, one route)."""
+
+    rules: list[AlertRuleSpec] = Field(default_factory=_default_alert_rules)
+    inhibit_rules: list[InhibitRuleSpec] = Field(default_factory=_default_inhibit_rules)
+    group_by: list[str] = Field(default_factory=lambda: ["alertname", "host"])
+    repeat_interval_s: float = Field(
+        default=4 * 3600.0, gt=0, description="A still-firing group is notified again after this."
+    )
+    resolved_retention_s: float = Field(
+        default=900.0, ge=0, description="Resolved alerts stay listed this long."
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def rule_names_are_distinct(cls, value: list[AlertRuleSpec]) -> list[AlertRuleSpec]:
+        names = [rule.name for rule in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"alerting.rules repeats a rule name: {names}")
+        return value
+
+
+def _default_breach_thresholds() -> dict[str, float]:
+    return {
+        "aisys_host_memory_used_ratio": 0.95,
+        "aisys_host_disk_used_ratio": 0.95,
+        "aisys_gpu_memory_used_ratio": 0.95,
+    }
+
+
+class AnomalySettings(_Section):
+    """Online anomaly detection (EWMA mean and deviation) and time-to-breach prediction."""
+
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "aisys_host_cpu_used_ratio",
+            "aisys_host_memory_used_ratio",
+            "aisys_host_disk_used_ratio",
+            "aisys_gpu_memory_used_ratio",
+            "aisys_agent_probe_latency_seconds",
+        ],
+        description="Exported gauges whose every series gets a detector.",
+    )
+    alpha: float = Field(default=0.1, gt=0, le=1, description="EWMA weight of the mean.")
+    deviation_alpha: float = Field(
+        default=0.05, gt=0, le=1, description="EWMA weight of the absolute deviation."
+    )
+    warmup_samples: int = Field(default=20, ge=2, description="Samples seen before flagging.")
+    z_threshold: float = Field(default=5.0, gt=0, description="Score that flags an anomaly.")
+    min_deviation: float = Field(
+        default=1e-3, gt=0, description="Floor of the deviation, so a flat series is not fragile."
+    )
+    trend_window_s: float = Field(
+        default=600.0, gt=0, description="Samples this recent feed the linear trend."
+    )
+    breach_thresholds: dict[str, float] = Field(
+        default_factory=_default_breach_thresholds,
+        description="Metric name -> value whose crossing is predicted.",
+    )
+
+
+class PerfLogSettings(_Section):
+    """Performance log (legacy PerformanceLoggerAgent) retention."""
+
+    metrics_retention_days: float = Field(default=30.0, gt=0)
+    usage_retention_days: float = Field(default=7.0, gt=0)
+    max_query_rows: int = Field(default=10_000, ge=1, description="Cap on one query's rows.")
+
+
+class ObservabilitySettings(DeploymentSettings):
+    """ObservabilityHub (``/observability``): exporter, probes, perf log, anomalies, alerts."""
+
+    host: str = "pc2"
+    sample_interval_s: float = Field(
+        default=5.0, gt=0, description="Period of host sampling, agent probes and evaluation."
+    )
+    host_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a host probe actor.")
+    probes: SupervisionSettings = Field(
+        default_factory=lambda: SupervisionSettings(sweep_interval_s=5.0),
+        description="Agent health probes; sweep_interval_s is their period.",
+    )
+    perflog: PerfLogSettings = PerfLogSettings()
+    anomaly: AnomalySettings = AnomalySettings()
+    alerting: AlertingSettings = AlertingSettings()
+    publish_alerts: bool = Field(
+        default=True, description="Publish firing/resolved notifications to the ErrorBus."
+    )
+
+
 def _default_hosts() -> dict[str, HostProfile]:
     return {
         "mainpc": HostProfile(tag="mainpc", role="head"),
@@ -484,6 +727,8 @@ class Settings(BaseSettings):
     resources: ResourceSettings = ResourceSettings()
     errors: ErrorBusSettings = ErrorBusSettings()
     security: SecuritySettings = SecuritySettings()
+    legacy_gateway: LegacyGatewaySettings = LegacyGatewaySettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -536,6 +781,9 @@ class Settings(BaseSettings):
             ("errors.bridge", self.errors.bridge.host),
             ("resources", self.resources.host),
             ("security", self.security.host),
+            ("legacy_gateway", self.legacy_gateway.host),
+            *(("legacy_gateway.ports", host) for host in self.legacy_gateway.ports),
+            ("observability", self.observability.host),
             *(("resources.declared_gpus", host) for host in self.resources.declared_gpus),
         ):
             if host not in self.hosts:
@@ -552,6 +800,16 @@ class Settings(BaseSettings):
                 f"errors.max_stream_mb ({self.errors.max_stream_mb}) is larger than the embedded "
                 f"NATS store (nats.max_store_mb = {self.nats.max_store_mb}); lower the first or "
                 "raise the second"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def legacy_gateway_deployments_are_on_different_hosts(self) -> Settings:
+        if self.legacy_gateway.host == self.errors.bridge.host:
+            raise ValueError(
+                f"legacy_gateway.host and errors.bridge.host are both "
+                f"{self.legacy_gateway.host!r}; the legacy app has one deployment per host, so "
+                "place the legacy gateway on the host that does not run the error-bus bridge"
             )
         return self
 

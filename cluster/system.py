@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import nats
 import ray
 from nats.errors import Error as NatsError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cluster._dashboard import DashboardClient
 from cluster._progress import Progress
@@ -61,6 +61,7 @@ class NodeStatus(BaseModel):
 
 class DeploymentStatus(BaseModel):
     name: str
+    host_tag: str = Field(description="The host tag the deployment is pinned to.")
     status: str
     running_replicas: int
     target_replicas: int
@@ -329,6 +330,7 @@ def _applications(
     result = []
     for spec in APPS:
         tag = settings.tag_of(spec.section(settings).host)
+        pinned = {name: settings.tag_of(of(settings).host) for name, of in spec.deployments()}
         app = apps.get(spec.name, {})
         deployments = []
         for name, dep in app.get("deployments", {}).items():
@@ -345,6 +347,7 @@ def _applications(
             deployments.append(
                 DeploymentStatus(
                     name=name,
+                    host_tag=pinned.get(name, tag),
                     status=dep.get("status", "UNKNOWN"),
                     running_replicas=len(running),
                     target_replicas=int(target),

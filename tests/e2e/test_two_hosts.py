@@ -37,8 +37,36 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 AISYS = str(Path(sys.executable).with_name("aisys"))
 PORT_NAMES = ("gcs", "dashboard", "http", "grpc", "nats", "ray_client", "dashboard_agent")
+LEGACY_PORT_NAMES = ("legacy_sr", "legacy_sr_health", "legacy_sdt_mainpc", "legacy_sdt_pc2")
 UP_TIMEOUT_S = 150.0
 ADMIN_PASSWORD = "e2e-admin-password"
+
+# Sent through `python -c` inside a namespace: one legacy REQ client asks `frame` at `address`
+# until `wanted` is the reply's status or the deadline; writes {"reply", "elapsed_s"} as JSON.
+_ZMQ_SCRIPT = """
+import json, sys, time
+import zmq
+address, frame, wanted, timeout_s = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+ctx = zmq.Context()
+start = time.monotonic()
+reply = None
+while time.monotonic() - start < timeout_s:
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(address)
+    try:
+        sock.send(frame.encode())
+        reply = json.loads(sock.recv())
+    except zmq.Again:
+        reply = None
+    finally:
+        sock.close(linger=0)
+    if reply is not None and reply.get("status") == wanted:
+        break
+    time.sleep(0.01)
+print(json.dumps({"reply": reply, "elapsed_s": time.monotonic() - start}))
+"""
 
 # Sent through `python -c` inside a namespace: retries until the host answers other than
 # "not there yet" (connection refused, 404 or 503 while a Serve proxy starts) or the deadline,
@@ -122,7 +150,19 @@ def _host_env(data_dir: Path, main_ip: str, pc2_ip: str, ports: dict[str, int]) 
         RAY_USAGE_STATS_ENABLED="0",
     )
     for name, port in ports.items():
-        env[f"AISYS_PORTS__{name.upper()}"] = str(port)
+        if name not in LEGACY_PORT_NAMES:
+            env[f"AISYS_PORTS__{name.upper()}"] = str(port)
+    # The legacy gateway on random ports too (section `legacy_gateway.ports`, per host).
+    env["AISYS_LEGACY_GATEWAY__PORTS"] = json.dumps(
+        {
+            "mainpc": {
+                "service_registry": ports["legacy_sr"],
+                "service_registry_health": ports["legacy_sr_health"],
+                "system_digital_twin": ports["legacy_sdt_mainpc"],
+            },
+            "pc2": {"system_digital_twin": ports["legacy_sdt_pc2"]},
+        }
+    )
     return env
 
 
@@ -231,7 +271,7 @@ def _teardown(hosts: list[Host], head: subprocess.Popen[str] | None) -> list[str
 def two_hosts() -> Iterator[TwoHosts]:
     """A head in one namespace and a worker in another, with every application deployed."""
     require_netns()
-    ports = {name: free_port() for name in PORT_NAMES}
+    ports = {name: free_port() for name in PORT_NAMES + LEGACY_PORT_NAMES}
     with veth_pair() as (a, b):
         dirs = [short_tmp_dir("aisys-e2a-"), short_tmp_dir("aisys-e2b-")]
         main = Host(a, dirs[0], _host_env(dirs[0], a.ip, b.ip, ports))
@@ -269,7 +309,7 @@ def test_each_replica_runs_on_the_node_of_its_host_tag(two_hosts: TwoHosts) -> N
     assert [d["hosts"] for d in apps["core"]["deployments"]] == [["mainpc"]]
     for app in apps.values():
         for deployment in app["deployments"]:
-            assert deployment["hosts"] == [app["host_tag"]], (app["name"], deployment)
+            assert deployment["hosts"] == [deployment["host_tag"]], (app["name"], deployment)
 
 
 def _http(
@@ -356,3 +396,57 @@ def test_registration_through_pc2_is_read_back_through_mainpc(two_hosts: TwoHost
     assert got["status"] == 200, got
     record = json.loads(got["body"])
     assert {k: record[k] for k in registration} == registration
+
+
+def _legacy(host: Host, port: int, frame: object, wanted: str, timeout_s: float = 60) -> Any:
+    address = f"tcp://{host.ns.ip}:{port}"
+    result = host.python(
+        _ZMQ_SCRIPT, address, json.dumps(frame), wanted, str(timeout_s), timeout_s=timeout_s
+    )
+    assert result.returncode == 0, _tail(result.stdout + result.stderr)
+    return json.loads(result.stdout)
+
+
+def test_legacy_registration_through_pc2_7120_is_returned_by_mainpc_7100(
+    two_hosts: TwoHosts,
+) -> None:
+    ports = two_hosts.ports
+    name = f"e2e-legacy-{secrets.token_hex(4)}"
+    registration = {  # what BaseAgent sends to localhost:7120 on PC2 (legacy-protocol.md 2.2)
+        "action": "register_agent",
+        "agent_name": name,
+        "status": "HEALTHY",
+        "location": "MainPC",
+        "registration_data": {
+            "agent_id": name,
+            "agent_type": "ResourceManager",
+            "host": two_hosts.pc2.ns.ip,
+            "port": 7113,
+            "health_check_port": 7114,
+            "capabilities": ["basic_agent"],
+            "dependencies": [],
+            "metadata": {},
+        },
+    }
+    done = _legacy(two_hosts.pc2, ports["legacy_sdt_pc2"], registration, "success")
+    assert done["reply"] == {"status": "success"}
+    lookup = {"action": "get_agent_endpoint", "agent_name": name}
+    found = _legacy(two_hosts.main, ports["legacy_sr"], lookup, "success", timeout_s=20)
+    reply = found["reply"]
+    assert reply["status"] == "success", reply
+    assert (reply["host"], reply["port"]) == (two_hosts.pc2.ns.ip, 7113)
+    # The command dialect without an ip: the registrant's address on the LAN is recorded.
+    other = f"{name}-sdc"
+    command = {"command": "REGISTER", "payload": {"name": other, "port": 5562}}
+    assert _legacy(two_hosts.pc2, ports["legacy_sdt_pc2"], command, "SUCCESS")["reply"] == {
+        "status": "SUCCESS",
+        "message": f"Service {other} registered successfully",
+    }
+    discover = {"command": "DISCOVER", "payload": {"name": other}}
+    found = _legacy(two_hosts.main, ports["legacy_sdt_mainpc"], discover, "SUCCESS", timeout_s=20)
+    payload = found["reply"]["payload"]
+    assert (payload["ip"], payload["host"], payload["port"]) == (
+        two_hosts.pc2.ns.ip,
+        two_hosts.pc2.ns.ip,
+        5562,
+    )

@@ -25,7 +25,10 @@ from cluster.settings import (
     ErrorBridgeSettings,
     ErrorBusSettings,
     HostProfile,
+    LegacyGatewaySettings,
+    LegacyService,
     NatsSettings,
+    ObservabilitySettings,
     PortSettings,
     RaySettings,
     ResourceSettings,
@@ -39,6 +42,14 @@ pytestmark = pytest.mark.integration
 
 #: Password of the session system's first admin (``security.admin_password``).
 ADMIN_PASSWORD = "integration-admin-password"
+
+
+def legacy_test_ports() -> dict[str, dict[LegacyService, int]]:
+    """The default legacy port map with every port replaced by a free random one."""
+    return {
+        host: {service: free_port() for service in services}
+        for host, services in LegacyGatewaySettings().ports.items()
+    }
 
 
 def make_settings(**overrides: object) -> Settings:
@@ -75,12 +86,19 @@ def make_settings(**overrides: object) -> Settings:
         "errors": ErrorBusSettings(
             bridge=ErrorBridgeSettings(bind="127.0.0.1", sub_port=free_port(), pub_port=free_port())
         ),
+        # Never the real legacy ports (7100, 7120, ...): random ones per host.
+        "legacy_gateway": LegacyGatewaySettings(bind="127.0.0.1", ports=legacy_test_ports()),
         # The test node has no GPU: Ray advertises two fake ones (bookkeeping only) and the
         # ResourceScheduler leases a declared 12 GiB device on pc2 when NVML sees none.
         "hosts": {
             "mainpc": HostProfile(tag="mainpc", role="head", num_gpus=2),
             "pc2": HostProfile(tag="pc2", role="worker", num_gpus=2),
         },
+        # One ObservabilityHub round a second, so alert states move within seconds
+        # (tests/integration/test_observability_http.py).
+        "observability": ObservabilitySettings.model_validate(
+            {"sample_interval_s": 1.0, "probes": {"sweep_interval_s": 1.0, "probe_timeout_s": 0.5}}
+        ),
         "resources": ResourceSettings.model_validate(
             {
                 "declared_gpus": {
@@ -118,7 +136,7 @@ def settings_file(settings: Settings, directory: Path) -> Path:
         if isinstance(value, SecretStr):
             return value.get_secret_value()
         if isinstance(value, dict):
-            return {k: reveal(v) for k, v in value.items()}
+            return {reveal(k): reveal(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [reveal(v) for v in value]
         if isinstance(value, Path):

@@ -39,6 +39,13 @@ MODULES = [
     "deployments.security.tokens",
     "deployments.security.trust",
     "legacy_gateway",
+    "legacy_gateway._codec",
+    "legacy_gateway.server",
+    "legacy_gateway.registry_port",
+    "legacy_gateway.gateway",
+    "legacy_gateway.delegate",
+    "legacy_gateway.coordinator_port",
+    "legacy_gateway.migrate_config",
 ]
 
 

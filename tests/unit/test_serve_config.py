@@ -43,6 +43,8 @@ def test_every_deployment_is_pinned_to_its_host_tag_in_the_config(tmp_path: Path
         resources={"host": "small"},
         errors={"host": "small", "bridge": {"host": "small"}},
         security={"host": "small"},
+        observability={"host": "small"},
+        legacy_gateway={"host": "big", "ports": {"big": {"service_registry": 7100}}},
     )
     config = build_serve_config(settings)
     core = next(app for app in config["applications"] if app["name"] == "core")
@@ -73,3 +75,26 @@ def test_check_host_tags_names_missing_tag_and_how_to_start_it(tmp_path: Path) -
     assert "no node carries host tag 'mainpc'" in message
     assert "--resources '{\"mainpc\": 1}'" in message
     assert info.value.tag == "mainpc"
+
+
+def test_legacy_app_has_one_deployment_per_host_each_pinned_there(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, legacy_gateway={"num_cpus": 0.2})
+    config = build_serve_config(settings)
+    legacy = next(app for app in config["applications"] if app["name"] == "legacy")
+    pins = {d["name"]: d["ray_actor_options"] for d in legacy["deployments"]}
+    assert pins == {
+        "LegacyGatewayPc2": {"num_cpus": 0.1, "resources": {"pc2": PIN_FRACTION}},
+        "LegacyGatewayMainpc": {"num_cpus": 0.2, "resources": {"mainpc": PIN_FRACTION}},
+    }
+    args = legacy["args"]
+    assert (args["mainpc_host"], args["pc2_host"]) == ("mainpc", "pc2")
+    assert args["registry_host_tag"] == "mainpc"
+    assert args["gateway"]["ports"]["mainpc"] == {
+        "service_registry": 7100,
+        "service_registry_health": 8100,
+        "system_digital_twin": 7120,
+        "request_coordinator": 26002,
+    }
+    assert args["gateway"]["ports"]["pc2"] == {"system_digital_twin": 7120}
+    assert "legacy" in required_host_tags(settings)["mainpc"]
+    assert "legacy" in required_host_tags(settings)["pc2"]
