@@ -1,0 +1,134 @@
+"""Settings of CoreOrchestrator (``settings.core``): registry, coordinator, twin, supervision."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cluster._settings_base import DeploymentSettings, Section
+
+__all__ = [
+    "CoordinatorSettings",
+    "CoreSettings",
+    "DispatchRoute",
+    "RegistrySettings",
+    "RequestType",
+    "SupervisionSettings",
+    "TwinSettings",
+]
+
+
+class RegistrySettings(Section):
+    """Agent registry: TTL heartbeats with Consul semantics."""
+
+    default_ttl_s: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="TTL given to registrations that do not name one; None means no TTL check.",
+    )
+    deregister_critical_after_s: float = Field(
+        default=600.0, gt=0, description="Remove an agent after it has been critical this long."
+    )
+    sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
+    change_log_size: int = Field(default=10_000, ge=100)
+
+
+RequestType = Literal["text", "audio", "vision"]
+
+
+class DispatchRoute(Section):
+    """Where requests of one type go: agents with a capability, or a Serve deployment."""
+
+    capability: str | None = Field(
+        default=None, description="Registry capability of the agents that take these requests."
+    )
+    app: str | None = Field(default=None, description="Serve application of the target.")
+    deployment: str | None = Field(default=None, description="Serve deployment of the target.")
+    method: str = Field(
+        default="handle_task", description="Deployment method given the TaskDefinition."
+    )
+
+    @model_validator(mode="after")
+    def names_a_capability_or_a_deployment(self) -> DispatchRoute:
+        by_capability = self.capability is not None
+        by_deployment = self.app is not None and self.deployment is not None
+        half_deployment = (self.app is None) != (self.deployment is None)
+        if by_capability == by_deployment or half_deployment:
+            raise ValueError(
+                "a dispatch route names either a capability, or both app and deployment"
+            )
+        return self
+
+
+def _default_routes() -> dict[RequestType, DispatchRoute]:
+    return {
+        "text": DispatchRoute(capability="reasoning"),
+        "audio": DispatchRoute(capability="audio"),
+        "vision": DispatchRoute(capability="vision"),
+    }
+
+
+class CoordinatorSettings(Section):
+    """Request coordinator: bounded priority queue, dispatch over ZeroMQ, circuit breakers."""
+
+    queue_max_size: int = Field(
+        default=100, ge=1, description="Queued requests beyond this are refused with 429."
+    )
+    routes: dict[RequestType, DispatchRoute] = Field(
+        default_factory=_default_routes, description="Request type -> where it is dispatched."
+    )
+    max_in_flight: int = Field(default=4, ge=1, description="Requests dispatched at once.")
+    dispatch_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long one ZeroMQ attempt waits for the reply."
+    )
+    dispatch_attempts: int = Field(
+        default=2, ge=1, le=10, description="Lazy Pirate attempts (a fresh socket each)."
+    )
+    breaker_failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a downstream's breaker."
+    )
+    breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="Open breakers allow one trial request after this."
+    )
+    while_open: Literal["fail", "wait"] = Field(
+        default="fail",
+        description="Requests whose downstream is open or missing: fail at once, or stay queued.",
+    )
+    interrupt_pause_s: float = Field(
+        default=5.0, ge=0, description="Dispatch pause after an interrupt names no duration."
+    )
+    results_kept: int = Field(
+        default=10_000, ge=1, description="Finished requests whose status stays queryable."
+    )
+
+
+class TwinSettings(Section):
+    """Digital twin: host sampling, history, and the legacy simulate_load thresholds."""
+
+    sample_interval_s: float = Field(default=5.0, gt=0, description="Host probe period.")
+    history_length: int = Field(default=60, ge=1, description="Samples kept per host.")
+    probe_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a host probe.")
+    vram_deny_percent: float = Field(default=95.0, gt=0, le=100)
+    cpu_caution_percent: float = Field(default=90.0, gt=0, le=100)
+    ram_deny_percent: float = Field(default=90.0, gt=0, le=100)
+
+
+class SupervisionSettings(Section):
+    """Agent health sweep (legacy ``{"action": "health_check"}`` over ZeroMQ REQ)."""
+
+    sweep_interval_s: float = Field(default=30.0, gt=0, description="Period of the sweep.")
+    probe_timeout_s: float = Field(
+        default=2.0, gt=0, description="An agent that does not answer within this is critical."
+    )
+    max_concurrent_probes: int = Field(default=32, ge=1)
+
+
+class CoreSettings(DeploymentSettings):
+    """CoreOrchestrator (``/core``): registry, twin, request coordinator and supervision."""
+
+    host: str = "mainpc"
+    registry: RegistrySettings = RegistrySettings()
+    coordinator: CoordinatorSettings = CoordinatorSettings()
+    twin: TwinSettings = TwinSettings()
+    supervision: SupervisionSettings = SupervisionSettings()

@@ -1,0 +1,299 @@
+"""Settings of the ErrorBus, legacy gateway, ResourceScheduler and SecurityGateway sections."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from cluster._settings_base import DeploymentSettings, Port, Section
+
+__all__ = [
+    "DeclaredGpu",
+    "ErrorBridgeSettings",
+    "ErrorBusSettings",
+    "LegacyGatewaySettings",
+    "LegacyService",
+    "OptimizerSettings",
+    "ResourceSettings",
+    "SecuritySettings",
+    "TrustSettings",
+]
+
+
+class ErrorBridgeSettings(DeploymentSettings):
+    """The legacy error-bus bridge (ZeroMQ, port 7150), a deployment of the ``legacy`` app."""
+
+    host: str = "pc2"
+    # Two replicas on one host would both bind the same ports.
+    num_replicas: int = Field(default=1, ge=1, le=1, description="Exactly one: it binds ports.")
+    bind: str = Field(default="0.0.0.0", description="Address the bridge's sockets bind.")
+    sub_port: Port = Field(default=7150, description="SUB socket legacy publishers connect to.")
+    pub_port: Port = Field(
+        default=7151, description="PUB socket re-publishing every event as [b'ERROR:', json]."
+    )
+    receive_hwm: int = Field(
+        default=100_000, ge=0, description="ZeroMQ receive high-water mark (messages) of the SUB."
+    )
+
+    @model_validator(mode="after")
+    def sub_and_pub_ports_differ(self) -> ErrorBridgeSettings:
+        if self.sub_port == self.pub_port:
+            raise ValueError(
+                f"errors.bridge.sub_port and pub_port are both {self.sub_port}; give the "
+                "re-publishing PUB socket a port of its own"
+            )
+        return self
+
+
+class ErrorBusSettings(DeploymentSettings):
+    """ErrorBus (``/errors``): the ``ERRORS`` JetStream stream, its publisher, spool and index."""
+
+    host: str = "pc2"
+    retention_days: float = Field(default=7.0, gt=0, description="Stream max age.")
+    max_stream_mb: int = Field(default=1024, ge=1, description="Stream max bytes.")
+    duplicate_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a re-published event id is recognised and stored only once.",
+    )
+    max_event_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest event JSON accepted (NATS' default max payload is 1 MiB).",
+    )
+    publish_batch_size: int = Field(
+        default=256, ge=1, description="Publishes in flight whose acks are awaited together."
+    )
+    ack_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a stream ack.")
+    spool_max_mb: int = Field(
+        default=256, ge=1, description="On-disk spool used while NATS is unreachable."
+    )
+    spool_retry_s: float = Field(
+        default=1.0, gt=0, description="How often a non-empty spool is flushed when connected."
+    )
+    index_batch_size: int = Field(
+        default=500, ge=1, description="Events the query index takes from the stream at once."
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Comment line sent on an idle GET /errors/stream."
+    )
+    bridge: ErrorBridgeSettings = ErrorBridgeSettings()
+
+    @property
+    def max_age_s(self) -> float:
+        return self.retention_days * 86_400.0
+
+
+class LegacyService(StrEnum):
+    """A legacy port the gateway can answer (``legacy-protocol.md`` section 5)."""
+
+    SERVICE_REGISTRY = "service_registry"
+    SERVICE_REGISTRY_HEALTH = "service_registry_health"
+    SYSTEM_DIGITAL_TWIN = "system_digital_twin"
+    REQUEST_COORDINATOR = "request_coordinator"
+
+
+def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
+    return {
+        "mainpc": {
+            LegacyService.SERVICE_REGISTRY: 7100,
+            LegacyService.SERVICE_REGISTRY_HEALTH: 8100,
+            LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
+            LegacyService.REQUEST_COORDINATOR: 26002,
+        },
+        # Not 7100 on PC2: a legacy PC2 agent binds it. 7120 because legacy agents register
+        # with localhost:7120 on their own host.
+        "pc2": {LegacyService.SYSTEM_DIGITAL_TWIN: 7120},
+    }
+
+
+class LegacyGatewaySettings(DeploymentSettings):
+    """The legacy ZeroMQ gateway's ports; this section places the non-ErrorBus-host deployment.
+
+    The ``legacy`` application has one deployment per host: ``LegacyGatewayPc2`` runs on
+    ``errors.bridge.host`` (with the error-bus bridge), ``LegacyGatewayMainpc`` on ``host``.
+    Each binds the ports listed for its host profile in ``ports``.
+    """
+
+    host: str = "mainpc"
+    num_replicas: int = Field(default=1, ge=1, le=1, description="Exactly one: it binds ports.")
+    bind: str = Field(default="0.0.0.0", description="Address every legacy port binds.")
+    ports: dict[str, dict[LegacyService, Port]] = Field(
+        default_factory=_default_legacy_ports,
+        description="Per host profile: legacy service -> port bound on that host.",
+    )
+    max_frame_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger request frames get an error reply."
+    )
+    reply_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        le=60,
+        description="Every request is answered within this (legacy clients wait 5 s).",
+    )
+    max_pending: int = Field(
+        default=1024, ge=1, description="Requests awaiting a service per port; beyond: 'busy'."
+    )
+    delegate_to: dict[LegacyService, str] = Field(
+        default_factory=dict,
+        description="Services in 'delegate' mode: frames are forwarded verbatim to the still "
+        "running legacy agent at this ZeroMQ address (tcp://host:port). Every other service "
+        "is in 'replace' mode, answered by aisys.",
+    )
+
+    @field_validator("delegate_to")
+    @classmethod
+    def delegate_addresses_are_tcp_endpoints(
+        cls, value: dict[LegacyService, str]
+    ) -> dict[LegacyService, str]:
+        for service, address in value.items():
+            if not re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", address):
+                raise ValueError(
+                    f"legacy_gateway.delegate_to[{service.value!r}] is {address!r}; give the "
+                    "legacy agent's address as tcp://host:port"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def ports_are_distinct_per_host(self) -> LegacyGatewaySettings:
+        for host, ports in self.ports.items():
+            numbers = sorted(ports.values())
+            if len(set(numbers)) != len(numbers):
+                raise ValueError(
+                    f"legacy_gateway.ports[{host!r}] binds a port twice ({numbers}); "
+                    "give every legacy service of a host its own port"
+                )
+        return self
+
+
+class DeclaredGpu(Section):
+    """A GPU of a host that NVML cannot see, declared by hand and reported as "declared"."""
+
+    index: int = Field(ge=0, description="Device index, as CUDA_VISIBLE_DEVICES names it.")
+    name: str = Field(min_length=1, max_length=96)
+    total_mb: int = Field(gt=0, description="Memory of the device in MiB.")
+    uuid: str | None = Field(default=None, description="None gives 'declared-<tag>-<index>'.")
+
+
+class OptimizerSettings(Section):
+    """VRAM optimizer: when to ask model owners to unload (legacy VRAMOptimizerAgent policy)."""
+
+    warning_ratio: float = Field(
+        default=0.75, gt=0, lt=1, description="At this usage, unload the LRU idle model."
+    )
+    critical_ratio: float = Field(
+        default=0.9, gt=0, le=1, description="At this usage, unload the largest model."
+    )
+    idle_timeout_s: float = Field(
+        default=900.0, gt=0, description="A model unused this long is idle."
+    )
+    interval_s: float = Field(
+        default=60.0, gt=0, description="Period of the usage check and idle sweep."
+    )
+    owner_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long an owner (ZeroMQ or HTTP) gets to answer."
+    )
+
+    @model_validator(mode="after")
+    def warning_is_below_critical(self) -> OptimizerSettings:
+        if self.warning_ratio >= self.critical_ratio:
+            raise ValueError(
+                f"optimizer warning_ratio ({self.warning_ratio}) must be below critical_ratio "
+                f"({self.critical_ratio})"
+            )
+        return self
+
+
+class ResourceSettings(DeploymentSettings):
+    """ResourceScheduler (``/resources``): VRAM leases, the queue, tasks and the optimizer."""
+
+    host: str = "pc2"
+    safety_margin_mb: int = Field(
+        default=512, ge=0, description="VRAM per GPU never leased (driver, fragmentation)."
+    )
+    aging_per_s: float = Field(
+        default=0.05, ge=0, description="Priority points a waiting request gains per second."
+    )
+    default_ttl_s: float = Field(
+        default=60.0, gt=0, description="Lease TTL when a request names none; heartbeats renew it."
+    )
+    default_max_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a request may wait queued when it names no limit.",
+    )
+    max_queue: int = Field(
+        default=1000, ge=1, description="Queued requests beyond this are refused."
+    )
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="GPU/CPU readings refresh and lease expiry period."
+    )
+    cpu_threshold_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Tasks are refused while the host's CPU is above."
+    )
+    memory_threshold_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Tasks are refused while host memory is above."
+    )
+    declared_gpus: dict[str, list[DeclaredGpu]] = Field(
+        default_factory=dict,
+        description="Host profile name -> GPUs to report when NVML sees none there.",
+    )
+    task_modules: list[str] = Field(
+        default_factory=lambda: ["deployments.resources.jobs"],
+        description="Modules (and their submodules) whose functions POST /resources/tasks runs.",
+    )
+    optimizer: OptimizerSettings = OptimizerSettings()
+
+    @field_validator("declared_gpus")
+    @classmethod
+    def declared_gpu_indices_are_distinct(
+        cls, value: dict[str, list[DeclaredGpu]]
+    ) -> dict[str, list[DeclaredGpu]]:
+        for host, gpus in value.items():
+            indices = [gpu.index for gpu in gpus]
+            if len(set(indices)) != len(indices):
+                raise ValueError(f"declared_gpus[{host!r}] repeats a device index: {indices}")
+        return value
+
+
+class TrustSettings(Section):
+    """Agent trust scores: a Beta score with a 0.5 prior whose evidence decays with time."""
+
+    half_life_s: float = Field(
+        default=86_400.0, gt=0, description="Evidence loses half its weight in this time."
+    )
+    slow_response_s: float = Field(
+        default=5.0, gt=0, description="A success this slow counts as half a success."
+    )
+    failed_auth_weight: float = Field(default=2.0, gt=0)
+    write_floor: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Agents scoring below this get only the 'read' scope until they recover.",
+    )
+    history_limit: int = Field(default=1000, ge=10, description="Outcomes kept per agent.")
+
+
+class SecuritySettings(DeploymentSettings):
+    """SecurityGateway (``/security``): JWT issue/verify/refresh/revoke and trust scores."""
+
+    host: str = "pc2"
+    issuer: str = Field(default="aisys", min_length=1)
+    audience: str = Field(default="aisys", min_length=1)
+    access_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_ttl_s: int = Field(default=7 * 86_400, ge=300)
+    leeway_s: int = Field(default=5, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
+    open_reads: bool = Field(
+        default=False, description="Serve read routes without a token (mutations still need one)."
+    )
+    admin_user: str = Field(default="admin", min_length=1)
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the first admin. None: `aisys up` generates one, prints it once "
+        "and stores only its hash.",
+    )
+    trust: TrustSettings = TrustSettings()
