@@ -41,7 +41,7 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases observability
+BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases observability legacy_gateway
 
 bench: dev-venv
 	@for b in $(BENCHES); do echo "######## bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
