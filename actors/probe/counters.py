@@ -6,15 +6,13 @@ without NVML the mapping is empty, never an invented figure.
 
 from __future__ import annotations
 
-import logging
-
 import psutil
 import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["HostCounters", "read_counters"]
+from actors.probe.gpu import nvml_per_device
 
-logger = logging.getLogger(__name__)
+__all__ = ["HostCounters", "read_counters"]
 
 
 class HostCounters(BaseModel):
@@ -32,26 +30,7 @@ class HostCounters(BaseModel):
 
 def gpu_power_watts() -> dict[str, float]:
     """Power draw of every NVML device by uuid; empty when NVML is unavailable."""
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return {}
-    try:
-        power: dict[str, float] = {}
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = pynvml.nvmlDeviceGetUUID(handle)
-            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
-            try:
-                power[uuid] = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0  # milliwatts
-            except pynvml.NVMLError_NotSupported:
-                continue
-        return power
-    except pynvml.NVMLError as exc:
-        logger.warning("NVML power read failed: %s", exc)
-        return {}
-    finally:
-        pynvml.nvmlShutdown()
+    return nvml_per_device(lambda h: pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0, "power")
 
 
 def read_counters(tag: str) -> HostCounters:

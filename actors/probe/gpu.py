@@ -25,7 +25,14 @@ import pynvml
 from actors.probe.models import GpuProcess, GpuReading, GpuSnapshot, HostReading
 from cluster.settings import DeclaredGpu
 
-__all__ = ["DeclaredProbe", "GpuProbe", "HostProbe", "NvmlProbe", "RecordedProbe"]
+__all__ = [
+    "nvml_per_device",
+    "DeclaredProbe",
+    "GpuProbe",
+    "HostProbe",
+    "NvmlProbe",
+    "RecordedProbe",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,32 @@ class GpuProbe(Protocol):
     def read(self) -> GpuSnapshot:
         """Return the devices visible now (none, with ``error`` set, if NVML is missing)."""
         ...
+
+
+def nvml_per_device(read: Callable[[Any], float], what: str) -> dict[str, float]:
+    """``read(handle)`` of every NVML device by uuid; empty when NVML is unavailable.
+
+    A device that does not support the reading is left out; any other NVML error is logged and
+    gives an empty result (never an invented figure).
+    """
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return {}
+    try:
+        values: dict[str, float] = {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                values[_text(pynvml.nvmlDeviceGetUUID(handle))] = read(handle)
+            except pynvml.NVMLError_NotSupported:
+                continue
+        return values
+    except pynvml.NVMLError as exc:
+        logger.warning("NVML %s read failed: %s", what, exc)
+        return {}
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def _text(value: str | bytes) -> str:

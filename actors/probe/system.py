@@ -7,7 +7,6 @@ are none (an empty mapping), never an invented figure.
 
 from __future__ import annotations
 
-import logging
 import socket
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import psutil
 import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.probe.gpu import nvml_per_device
+
 __all__ = ["SystemReading", "read_system"]
 
-logger = logging.getLogger(__name__)
 
 _MIB = 1024 * 1024
 
@@ -50,28 +50,8 @@ def _existing(path: Path) -> Path:
 
 def gpu_temperatures() -> dict[str, int]:
     """Core temperature of every NVML device by uuid; empty when NVML is unavailable."""
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return {}
-    try:
-        temperatures: dict[str, int] = {}
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = pynvml.nvmlDeviceGetUUID(handle)
-            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
-            try:
-                temperatures[uuid] = int(
-                    pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
-                )
-            except pynvml.NVMLError_NotSupported:
-                continue
-        return temperatures
-    except pynvml.NVMLError as exc:
-        logger.warning("NVML temperature read failed: %s", exc)
-        return {}
-    finally:
-        pynvml.nvmlShutdown()
+    read = lambda h: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)  # noqa: E731
+    return {uuid: int(t) for uuid, t in nvml_per_device(read, "temperature").items()}
 
 
 def read_system(host: str, ip: str, disk_path: Path) -> SystemReading:
