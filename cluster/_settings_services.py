@@ -94,6 +94,11 @@ class LegacyService(StrEnum):
     SERVICE_REGISTRY_HEALTH = "service_registry_health"
     SYSTEM_DIGITAL_TWIN = "system_digital_twin"
     REQUEST_COORDINATOR = "request_coordinator"
+    AUTHENTICATION = "authentication"
+    AUTHENTICATION_HEALTH = "authentication_health"
+    TRUST_SCORER = "trust_scorer"
+    #: The trust scorer's declared port; its code bound 5626, where clients connect.
+    TRUST_SCORER_DECLARED = "trust_scorer_declared"
 
 
 def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
@@ -106,7 +111,13 @@ def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
         },
         # Not 7100 on PC2: a legacy PC2 agent binds it. 7120 because legacy agents register
         # with localhost:7120 on their own host.
-        "pc2": {LegacyService.SYSTEM_DIGITAL_TWIN: 7120},
+        "pc2": {
+            LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
+            LegacyService.AUTHENTICATION: 7116,
+            LegacyService.AUTHENTICATION_HEALTH: 8116,
+            LegacyService.TRUST_SCORER: 5626,
+            LegacyService.TRUST_SCORER_DECLARED: 7122,
+        },
     }
 
 

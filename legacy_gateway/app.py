@@ -61,7 +61,8 @@ class _HostPorts:
         self.follower = RegistryFollower(registry)
         self.follower.start()
         link = RegistryLink(registry, self.follower, args.gateway.reply_timeout_s)
-        self.gateway = HostGateway(args.gateway, host, link)
+        self.authenticator = Authenticator(args.auth)
+        self.gateway = HostGateway(args.gateway, host, link, self.authenticator)
         self.gateway.start()
 
     async def wait_synced(self) -> None:
@@ -113,7 +114,7 @@ class LegacyGatewayPc2:
     def __init__(self, args: LegacyAppArgs, mainpc: Any) -> None:
         self._mainpc = mainpc
         self._ports = _HostPorts(args, args.pc2_host)
-        install_auth(api, Authenticator(args.auth))
+        install_auth(api, self._ports.authenticator)
         errors = args.errors
         # The bridge shares the host's spool file with ErrorBus: whichever is connected drains it.
         spool = Spool(Path(args.errors_dir) / SPOOL_FILE, errors.spool_max_mb * 1024 * 1024)

@@ -18,8 +18,9 @@ import zmq
 import zmq.asyncio
 from pydantic import BaseModel
 
-from cluster.errors import PortInUse
+from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
+from deployments._auth import Authenticator
 from legacy_gateway.coordinator_port import CoordinatorLink, CoordinatorPort
 from legacy_gateway.delegate import DelegatePort
 from legacy_gateway.registry_port import (
@@ -28,6 +29,7 @@ from legacy_gateway.registry_port import (
     RegistryLink,
     ServiceRegistryPort,
 )
+from legacy_gateway.security_port import AuthenticationPort, SecurityHealthPort, TrustScorerPort
 from legacy_gateway.server import LegacyServer, PortHandler, ServerLimits
 
 __all__ = ["LEGACY_NAMES", "HostGateway", "PortStats"]
@@ -49,6 +51,10 @@ LEGACY_NAMES: dict[LegacyService, str] = {
     LegacyService.SERVICE_REGISTRY_HEALTH: "ServiceRegistry",
     LegacyService.SYSTEM_DIGITAL_TWIN: "SystemDigitalTwin",
     LegacyService.REQUEST_COORDINATOR: "RequestCoordinator",
+    LegacyService.AUTHENTICATION: "AuthenticationAgent",
+    LegacyService.AUTHENTICATION_HEALTH: "AuthenticationAgent",
+    LegacyService.TRUST_SCORER: "AgentTrustScorer",
+    LegacyService.TRUST_SCORER_DECLARED: "AgentTrustScorer",
 }
 
 
@@ -57,6 +63,7 @@ def _handler(
     link: RegistryLink,
     settings: LegacyGatewaySettings,
     forward_ctx: zmq.asyncio.Context,
+    security: Authenticator | None,
 ) -> PortHandler:
     address = settings.delegate_to.get(service)
     if address is not None:
@@ -69,7 +76,13 @@ def _handler(
         return DigitalTwinPort(link)
     if service is LegacyService.REQUEST_COORDINATOR:
         return CoordinatorPort(CoordinatorLink())
-    raise NotImplementedError(f"legacy service {service} has no handler")
+    if security is None:
+        raise ConfigError(f"legacy service {service.value} needs the SecurityGateway's state")
+    if service is LegacyService.AUTHENTICATION:
+        return AuthenticationPort(security)
+    if service is LegacyService.AUTHENTICATION_HEALTH:
+        return SecurityHealthPort(LEGACY_NAMES[service], security)
+    return TrustScorerPort(security)  # TRUST_SCORER and TRUST_SCORER_DECLARED
 
 
 class HostGateway:
@@ -79,9 +92,16 @@ class HostGateway:
         settings: the ``legacy_gateway`` section.
         host: the host profile (key of ``settings.ports``) this gateway runs on.
         link: the registry access the handlers share.
+        security: token verification and the security actor (the security ports need it).
     """
 
-    def __init__(self, settings: LegacyGatewaySettings, host: str, link: RegistryLink) -> None:
+    def __init__(
+        self,
+        settings: LegacyGatewaySettings,
+        host: str,
+        link: RegistryLink,
+        security: Authenticator | None = None,
+    ) -> None:
         self.host = host
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._forward_ctx = zmq.asyncio.Context()  # delegate mode's outgoing REQ sockets
@@ -95,7 +115,7 @@ class HostGateway:
                 self._ctx,
                 settings.bind,
                 port,
-                _handler(service, link, settings, self._forward_ctx),
+                _handler(service, link, settings, self._forward_ctx, security),
                 limits,
             )
             for service, port in sorted(settings.ports.get(host, {}).items())

@@ -21,7 +21,13 @@ def test_defaults_bind_the_legacy_ports_of_each_host(tmp_path: Path) -> None:
         LegacyService.REQUEST_COORDINATOR: 26002,
     }
     # Not 7100 on PC2: a legacy PC2 agent binds it.
-    assert gateway.ports["pc2"] == {LegacyService.SYSTEM_DIGITAL_TWIN: 7120}
+    assert gateway.ports["pc2"] == {
+        LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
+        LegacyService.AUTHENTICATION: 7116,
+        LegacyService.AUTHENTICATION_HEALTH: 8116,
+        LegacyService.TRUST_SCORER: 5626,
+        LegacyService.TRUST_SCORER_DECLARED: 7122,
+    }
     assert gateway.max_frame_bytes == 1024 * 1024
     assert gateway.reply_timeout_s < 5.0  # legacy clients give up after 5 s
     assert gateway.max_pending == 1024

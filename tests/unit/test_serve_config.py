@@ -95,6 +95,12 @@ def test_legacy_app_has_one_deployment_per_host_each_pinned_there(tmp_path: Path
         "system_digital_twin": 7120,
         "request_coordinator": 26002,
     }
-    assert args["gateway"]["ports"]["pc2"] == {"system_digital_twin": 7120}
+    assert args["gateway"]["ports"]["pc2"] == {
+        "system_digital_twin": 7120,
+        "authentication": 7116,
+        "authentication_health": 8116,
+        "trust_scorer": 5626,
+        "trust_scorer_declared": 7122,
+    }
     assert "legacy" in required_host_tags(settings)["mainpc"]
     assert "legacy" in required_host_tags(settings)["pc2"]

@@ -1,0 +1,225 @@
+"""AuthenticationAgent (7116, health 8116) and AgentTrustScorer (5626, and 7122) on the gateway.
+
+The legacy agents kept opaque tokens and unsalted SHA-256 passwords in memory and scored trust
+without history (``legacy-protocol.md`` 4.15-4.16). Here every action goes to the
+SecurityGateway: ``login`` returns an aisys access JWT that ``validate_token`` accepts (checked
+locally, revocations included), ``logout`` revokes it, ``register`` creates a viewer user with a
+scrypt hash, and trust outcomes feed the decayed Beta score. ``get_agent_scores``, which a
+legacy client sends but the old scorer never implemented, answers every agent's score.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from pydantic import ValidationError
+from ray.exceptions import RayError
+
+from cluster.errors import AisysError, IdentityExists, TokenRejected
+from deployments._auth import Authenticator
+from deployments.security.models import Grant, NewUser, TrustOutcome
+from legacy_gateway._codec import (
+    ActionRequest,
+    Dialect,
+    InvalidRequest,
+    LegacyRequest,
+    RawRequest,
+    Reply,
+    error_reply,
+    iso_time,
+    unknown,
+)
+from legacy_gateway.server import Outcome, Received
+
+__all__ = ["AuthenticationPort", "SecurityHealthPort", "TrustScorerPort"]
+
+_HEALTH: Final = frozenset({"ping", "health", "health_check"})
+
+
+def _text(fields: dict[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+async def _guarded(service: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run an action; the SecurityGateway being down or refusing becomes an error reply."""
+    try:
+        return await call()
+    except (AisysError, ValidationError) as exc:
+        cause = getattr(exc, "cause", None)
+        return error_reply(Dialect.ACTION, str(cause if isinstance(cause, AisysError) else exc))
+    except RayError as exc:
+        return error_reply(Dialect.ACTION, f"{service} unavailable: {type(exc).__name__}")
+
+
+def _health(service: str, security: Authenticator) -> Reply:
+    ready = security.follower.synced_within(60)
+    return Reply(
+        status="ok" if ready else "degraded",
+        service=service,
+        ready=ready,
+        message=f"{service} is healthy" if ready else f"{service}: SecurityGateway not reached",
+        timestamp=iso_time(time.time()),
+    )
+
+
+class SecurityHealthPort:
+    """A dedicated health port (8116): any request gets the health dict."""
+
+    def __init__(self, service: str, security: Authenticator) -> None:
+        self.service = service
+        self._security = security
+
+    def handle(self, request: LegacyRequest, received: Received) -> Reply:  # noqa: ARG002
+        return _health(self.service, self._security)
+
+
+class AuthenticationPort:
+    """The legacy AuthenticationAgent's ``action`` dialect."""
+
+    service = "AuthenticationAgent"
+
+    def __init__(self, security: Authenticator) -> None:
+        self._security = security
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
+        if isinstance(request, InvalidRequest):
+            return error_reply(request.dialect, request.reason)
+        if isinstance(request, RawRequest) and request.text in _HEALTH:
+            return _health(self.service, self._security)
+        if not isinstance(request, ActionRequest):
+            return unknown(request)
+        action, fields = request.action, request.fields
+        if action in _HEALTH:
+            return _health(self.service, self._security)
+        handlers = {
+            "register": self._register,
+            "login": self._login,
+            "logout": self._logout,
+            "validate_token": self._validate,
+        }
+        handler = handlers.get(action)
+        if handler is None:
+            return unknown(request)
+        return _guarded(self.service, lambda: handler(fields))
+
+    async def _register(self, fields: dict[str, Any]) -> Reply:
+        user, password = _text(fields, "user_id"), _text(fields, "password")
+        if user is None or password is None:
+            return error_reply(Dialect.ACTION, "Missing user_id or password")
+        new = NewUser.model_validate({"name": user, "password": password, "roles": ["viewer"]})
+        try:
+            await self._security.actor.create_user.remote(new)
+        except IdentityExists:
+            return error_reply(Dialect.ACTION, "User already exists")
+        return Reply(status="success", message="User registered successfully")
+
+    async def _login(self, fields: dict[str, Any]) -> Reply:
+        user, password = _text(fields, "user_id"), _text(fields, "password")
+        if user is None or password is None:
+            return error_reply(Dialect.ACTION, "Missing user_id or password")
+        grant = Grant(grant_type="password", username=user, password=password)
+        pair = await self._security.actor.grant.remote(grant)
+        session = {
+            "token": pair.access_token,
+            "expires_at": iso_time(time.time() + pair.expires_in),
+        }
+        return Reply(status="success", message="Login successful", session=session)
+
+    async def _logout(self, fields: dict[str, Any]) -> Reply:
+        token = _text(fields, "token")
+        if token is None:
+            return error_reply(Dialect.ACTION, "Missing token")
+        try:
+            _, version = await self._security.actor.revoke.remote(token)
+        except TokenRejected:
+            return error_reply(Dialect.ACTION, "Invalid token")
+        await self._security.wait_version(version)
+        return Reply(status="success", message="Logout successful")
+
+    async def _validate(self, fields: dict[str, Any]) -> Reply:
+        token = _text(fields, "token")
+        if token is None:
+            return error_reply(Dialect.ACTION, "Missing token")
+        try:
+            await self._security.authenticate(f"Bearer {token}")
+        except TokenRejected:
+            return Reply(status="success", valid=False)
+        return Reply(status="success", valid=True)
+
+
+class TrustScorerPort:
+    """The legacy AgentTrustScorer's ``action`` dialect (``model_id`` is the agent)."""
+
+    service = "AgentTrustScorer"
+
+    def __init__(self, security: Authenticator) -> None:
+        self._security = security
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
+        if isinstance(request, InvalidRequest):
+            return error_reply(request.dialect, request.reason)
+        if isinstance(request, RawRequest) and request.text in _HEALTH:
+            return _health(self.service, self._security)
+        if not isinstance(request, ActionRequest):
+            return unknown(request)
+        action, fields = request.action, request.fields
+        if action in _HEALTH:
+            return _health(self.service, self._security)
+        handlers = {
+            "log_performance": self._log,
+            "get_trust_score": self._score,
+            "get_performance_history": self._history,
+            "get_agent_scores": self._scores,
+        }
+        handler = handlers.get(action)
+        if handler is None:
+            return unknown(request)
+        return _guarded(self.service, lambda: handler(fields))
+
+    async def _log(self, fields: dict[str, Any]) -> Reply:
+        agent = _text(fields, "model_id")
+        if agent is None:
+            return error_reply(Dialect.ACTION, "Missing model_id")
+        outcome = TrustOutcome.model_validate(
+            {
+                "success": fields.get("success", True),
+                "latency_s": fields.get("response_time", 0.0),
+            }
+        )
+        report = await self._security.actor.record_outcome.remote(agent, outcome)
+        return Reply(status="success", new_trust_score=report.score)
+
+    async def _score(self, fields: dict[str, Any]) -> Reply:
+        agent = _text(fields, "model_id")
+        if agent is None:
+            return error_reply(Dialect.ACTION, "Missing model_id")
+        report = await self._security.actor.trust_report.remote(agent, 0)
+        return Reply(status="success", trust_score=report.score)
+
+    async def _history(self, fields: dict[str, Any]) -> Reply:
+        agent = _text(fields, "model_id")
+        if agent is None:
+            return error_reply(Dialect.ACTION, "Missing model_id")
+        limit = fields.get("limit", 10)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            return error_reply(Dialect.ACTION, "limit must be an integer from 1 to 1000")
+        report = await self._security.actor.trust_report.remote(agent, limit)
+        history = [
+            {
+                "success": item["success"],
+                "response_time": item["latency_s"],
+                "timestamp": iso_time(float(item["at"])),
+            }
+            for item in report.history
+        ]
+        return Reply(status="success", history=history)
+
+    async def _scores(self, fields: dict[str, Any]) -> Reply:
+        scores: dict[str, float] = await self._security.actor.scores.remote()
+        agent = _text(fields, "agent")
+        if agent is not None:
+            scores = {agent: scores.get(agent, 0.5)}
+        return Reply(status="success", scores=scores)
