@@ -10,6 +10,7 @@ legacy client sends but the old scorer never implemented, answers every agent's 
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -76,13 +77,17 @@ class SecurityHealthPort:
         return _health(self.service, self._security)
 
 
-class AuthenticationPort:
-    """The legacy AuthenticationAgent's ``action`` dialect."""
+class _ActionPort(abc.ABC):
+    """A legacy ``action`` port whose actions go to the SecurityGateway."""
 
-    service = "AuthenticationAgent"
+    service: str
 
     def __init__(self, security: Authenticator) -> None:
         self._security = security
+
+    @abc.abstractmethod
+    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]:
+        """The port's legacy actions and their handlers."""
 
     def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
         if isinstance(request, InvalidRequest):
@@ -91,19 +96,27 @@ class AuthenticationPort:
             return _health(self.service, self._security)
         if not isinstance(request, ActionRequest):
             return unknown(request)
-        action, fields = request.action, request.fields
-        if action in _HEALTH:
+        if request.action in _HEALTH:
             return _health(self.service, self._security)
-        handlers = {
+        handler = self.actions().get(request.action)
+        if handler is None:
+            return unknown(request)
+        fields = request.fields
+        return _guarded(self.service, lambda: handler(fields))
+
+
+class AuthenticationPort(_ActionPort):
+    """The legacy AuthenticationAgent's ``action`` dialect."""
+
+    service = "AuthenticationAgent"
+
+    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]:
+        return {
             "register": self._register,
             "login": self._login,
             "logout": self._logout,
             "validate_token": self._validate,
         }
-        handler = handlers.get(action)
-        if handler is None:
-            return unknown(request)
-        return _guarded(self.service, lambda: handler(fields))
 
     async def _register(self, fields: dict[str, Any]) -> Reply:
         user, password = _text(fields, "user_id"), _text(fields, "password")
@@ -150,34 +163,18 @@ class AuthenticationPort:
         return Reply(status="success", valid=True)
 
 
-class TrustScorerPort:
+class TrustScorerPort(_ActionPort):
     """The legacy AgentTrustScorer's ``action`` dialect (``model_id`` is the agent)."""
 
     service = "AgentTrustScorer"
 
-    def __init__(self, security: Authenticator) -> None:
-        self._security = security
-
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
-        if isinstance(request, InvalidRequest):
-            return error_reply(request.dialect, request.reason)
-        if isinstance(request, RawRequest) and request.text in _HEALTH:
-            return _health(self.service, self._security)
-        if not isinstance(request, ActionRequest):
-            return unknown(request)
-        action, fields = request.action, request.fields
-        if action in _HEALTH:
-            return _health(self.service, self._security)
-        handlers = {
+    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]:
+        return {
             "log_performance": self._log,
             "get_trust_score": self._score,
             "get_performance_history": self._history,
             "get_agent_scores": self._scores,
         }
-        handler = handlers.get(action)
-        if handler is None:
-            return unknown(request)
-        return _guarded(self.service, lambda: handler(fields))
 
     async def _log(self, fields: dict[str, Any]) -> Reply:
         agent = _text(fields, "model_id")
