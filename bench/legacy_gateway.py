@@ -11,6 +11,10 @@ without reading the request. Latency: one REQ client, alternating blocks so mach
 on both. Throughput: 32 REQ clients with one request outstanding each. Goals (issue 8): p50
 ratio (gateway / echo) at most 1.5 and throughput ratio at least 1.0.
 
+Ray starts its worker processes, the gateway's replica among them, at niceness 15; the echo
+process is given the same niceness, so the two compete for CPU on the same terms and the ratio
+measures the code, not the scheduler's preference for a nice-0 process.
+
 Run with ``.venv/bin/python -m bench.legacy_gateway [--requests N]``.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -26,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import zmq
 
 from bench._system import bench_settings, running_system
@@ -44,8 +50,9 @@ def _free_port() -> int:
         return port
 
 
-def _echo_server(port: int, reply: bytes) -> None:
+def _echo_server(port: int, reply: bytes, niceness: int) -> None:
     """A bare REP server: answer every request with ``reply`` (runs in a child process)."""
+    os.nice(niceness - os.nice(0))
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sock = ctx.socket(zmq.REP)
     sock.bind(f"tcp://127.0.0.1:{port}")
@@ -121,6 +128,15 @@ def _throughput(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes, n:
     return n / elapsed
 
 
+def _niceness_of_listener(port: int) -> int:
+    """The niceness of the process listening on ``port`` (Ray starts its workers at 15)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is not None:
+                return int(psutil.Process(conn.pid).nice())
+    raise RuntimeError(f"no process of this user listens on port {port}")
+
+
 def _wait_answers(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes) -> bytes:
     deadline = time.monotonic() + 120
     while True:
@@ -142,8 +158,10 @@ def _one_case(
     if status not in ("success", "SUCCESS"):
         raise RuntimeError(f"{label}: the gateway answered {reply!r}")
     echo_port = _free_port()
+    # Same terms for both: the echo runs at the niceness Ray gave the gateway's replica.
+    niceness = _niceness_of_listener(port)
     proc = multiprocessing.get_context("spawn").Process(
-        target=_echo_server, args=(echo_port, reply), daemon=True
+        target=_echo_server, args=(echo_port, reply, niceness), daemon=True
     )
     proc.start()
     try:
@@ -159,7 +177,7 @@ def _one_case(
     p99 = g.percentile(99) / e.percentile(99)
     tput = rate["gateway"] / rate["echo"]
     lines = [
-        f"{label}  ({len(reply)}-byte reply)",
+        f"{label}  ({len(reply)}-byte reply; both servers at nice {niceness})",
         f"  {'':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s x32':>10}",
         f"  {'gateway':8} {g.percentile(50):8.3f} {g.percentile(99):8.3f} {rate['gateway']:10.0f}",
         f"  {'echo':8} {e.percentile(50):8.3f} {e.percentile(99):8.3f} {rate['echo']:10.0f}",

@@ -89,6 +89,10 @@ class RegistryLink:
         self._require_loaded()
         return self._follower.view.get(agent_id)
 
+    def peek(self, agent_id: str) -> AgentRecord | None:
+        """The agent's record as the view holds it now, without the loaded check."""
+        return self._follower.view.get(agent_id)
+
     def records(self) -> list[AgentRecord]:
         """Every record of the local view (same error as :meth:`lookup`)."""
         self._require_loaded()
@@ -200,18 +204,27 @@ def discover_reply(record: AgentRecord) -> Reply:
 
 
 class FrameCache:
-    """Encoded hot-read replies per agent, valid while the view holds the same record object.
+    """Encoded hot-read replies per agent, and the request frames that asked for them.
 
-    Records are immutable and replaced on every change, so an identity check is exact.
+    A reply stays valid while the view holds the same record object: records are immutable and
+    replaced on every change, so an identity check is exact. :meth:`replay` answers a request
+    frame seen before without decoding it, which is what lets a lookup cost about a bare REP
+    round trip. Used from one port's thread only.
     """
 
     _MAX_ENTRIES: Final = 10_000
 
-    def __init__(self, build: Callable[[AgentRecord], Reply]) -> None:
+    def __init__(self, build: Callable[[AgentRecord], Reply], link: RegistryLink) -> None:
         self._build = build
+        self._link = link
         self._frames: dict[str, tuple[AgentRecord, bytes]] = {}
+        self._requests: dict[bytes, str] = {}
 
-    def frame(self, record: AgentRecord) -> bytes:
+    def frame(self, record: AgentRecord, request: bytes) -> bytes:
+        """The reply for ``record``; ``request`` (the frame that asked) is remembered for it."""
+        if len(self._requests) >= self._MAX_ENTRIES:
+            self._requests.clear()
+        self._requests[request] = record.agent_id
         cached = self._frames.get(record.agent_id)
         if cached is not None and cached[0] is record:
             return cached[1]
@@ -221,9 +234,19 @@ class FrameCache:
         self._frames[record.agent_id] = (record, encoded)
         return encoded
 
+    def replay(self, request: bytes) -> bytes | None:
+        """The cached reply to a request frame seen before, if its record is unchanged."""
+        agent_id = self._requests.get(request)
+        if agent_id is None:
+            return None
+        cached = self._frames.get(agent_id)
+        if cached is None or self._link.peek(agent_id) is not cached[0]:
+            return None
+        return cached[1]
+
 
 def get_agent_endpoint(
-    link: RegistryLink, fields: dict[str, JsonValue], cache: FrameCache
+    link: RegistryLink, fields: dict[str, JsonValue], cache: FrameCache, request: bytes
 ) -> Reply | bytes:
     name = fields.get("agent_name")
     if not isinstance(name, str) or not name:
@@ -231,7 +254,7 @@ def get_agent_endpoint(
     record = link.lookup(name)
     if record is None:
         return error_reply(Dialect.ACTION, f"Agent {name} not found")
-    return cache.frame(record)
+    return cache.frame(record, request)
 
 
 def list_agents(link: RegistryLink) -> Reply:
@@ -256,15 +279,16 @@ class ServiceRegistryPort:
 
     def __init__(self, link: RegistryLink) -> None:
         self._link = link
-        self._endpoints = FrameCache(endpoint_reply)
+        self._endpoints = FrameCache(endpoint_reply, link)
+        self.replay = self._endpoints.replay
 
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
         try:
-            return self._dispatch(request)
+            return self._dispatch(request, received)
         except ClusterError as exc:
             return error_reply(dialect_of(request), str(exc))
 
-    def _dispatch(self, request: LegacyRequest) -> Outcome:
+    def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
             return error_reply(request.dialect, request.reason)
         if isinstance(request, RawRequest) and request.text in _HEALTH_ACTIONS:
@@ -275,7 +299,7 @@ class ServiceRegistryPort:
         if action in _HEALTH_ACTIONS:
             return health_reply(self.service, self._link)
         if action == "get_agent_endpoint":
-            return get_agent_endpoint(self._link, request.fields, self._endpoints)
+            return get_agent_endpoint(self._link, request.fields, self._endpoints, received.data)
         if action == "list_agents":
             return list_agents(self._link)
         if action == "register_agent":
@@ -290,8 +314,12 @@ class DigitalTwinPort:
 
     def __init__(self, link: RegistryLink) -> None:
         self._link = link
-        self._endpoints = FrameCache(endpoint_reply)
-        self._discovered = FrameCache(discover_reply)
+        self._endpoints = FrameCache(endpoint_reply, link)
+        self._discovered = FrameCache(discover_reply, link)
+
+    def replay(self, request: bytes) -> bytes | None:
+        """A repeated DISCOVER or endpoint lookup, answered from the caches."""
+        return self._discovered.replay(request) or self._endpoints.replay(request)
 
     def handle(self, request: LegacyRequest, received: Received) -> Outcome:
         try:
@@ -312,9 +340,9 @@ class DigitalTwinPort:
             return self._command(request, received)
         if isinstance(request, TypedRequest):
             return unknown(request)
-        return self._action(request)
+        return self._action(request, received)
 
-    def _action(self, request: ActionRequest) -> Outcome:
+    def _action(self, request: ActionRequest, received: Received) -> Outcome:
         action, fields = request.action, request.fields
         if action == "ping":
             return Reply(status="ok", message="pong", timestamp=iso_time(time.time()))
@@ -323,7 +351,7 @@ class DigitalTwinPort:
         if action == "register_agent":
             return register_agent(self._link, fields)
         if action == "get_agent_endpoint":
-            return get_agent_endpoint(self._link, fields, self._endpoints)
+            return get_agent_endpoint(self._link, fields, self._endpoints, received.data)
         if action == "list_agents":
             return list_agents(self._link)
         if action == "get_all_agents":
@@ -340,7 +368,7 @@ class DigitalTwinPort:
         if command == "REGISTER":
             return self._register(request.payload, received.peer())
         if command == "DISCOVER":
-            return self._discover(request.payload)
+            return self._discover(request.payload, received.data)
         if command == "PING":
             return Reply(status="SUCCESS", message="pong")
         return unknown(request)
@@ -374,14 +402,14 @@ class DigitalTwinPort:
         failed = await _write(self._link, registration, Dialect.COMMAND)
         return failed or Reply(status="SUCCESS", message=f"Service {name} registered successfully")
 
-    def _discover(self, payload: dict[str, JsonValue]) -> Reply | bytes:
+    def _discover(self, payload: dict[str, JsonValue], request: bytes) -> Reply | bytes:
         name = payload.get("name")
         if not isinstance(name, str) or not name:
             return error_reply(Dialect.COMMAND, "Missing required field 'name' in payload")
         record = self._link.lookup(name)
         if record is None:
             return Reply(status="NOT_FOUND", message=f"Service '{name}' not registered")
-        return self._discovered.frame(record)
+        return self._discovered.frame(record, request)
 
     def _all_status(self) -> dict[str, JsonValue]:
         return {r.agent_id: self._status(r) for r in self._link.records()}

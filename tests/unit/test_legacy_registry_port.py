@@ -171,3 +171,28 @@ def test_cached_frames_follow_record_replacement() -> None:
         "error": "Agent A not found",
         "message": "Agent A not found",
     }
+
+
+def test_a_repeated_frame_is_replayed_until_its_record_changes() -> None:
+    link = _link(_record("NLUAgent"))
+    sr, sdt = ServiceRegistryPort(link), DigitalTwinPort(link)
+    lookup = b'{"action":"get_agent_endpoint","agent_name":"NLUAgent"}'
+    discover = b'{"command":"DISCOVER","payload":{"name":"NLUAgent"}}'
+    assert sr.replay(lookup) is None and sdt.replay(discover) is None  # never asked yet
+    first, found = _ask(sr, lookup), _ask(sdt, discover)
+    replayed, rediscovered = sr.replay(lookup), sdt.replay(discover)
+    assert replayed is not None and json.loads(replayed) == first
+    assert rediscovered is not None and json.loads(rediscovered) == found
+    # The agent re-registers elsewhere: the cached frames must not answer any more.
+    moved = _record("NLUAgent", port=6000)
+    link._follower.view.apply(Change(version=2, op="upsert", agent_id="NLUAgent", record=moved))
+    assert sr.replay(lookup) is None and sdt.replay(discover) is None
+    assert _ask(sr, lookup)["port"] == 6000  # type: ignore[index]
+    # Deregistered: the slow path answers "not found".
+    link._follower.view.apply(Change(version=3, op="delete", agent_id="NLUAgent", record=None))
+    assert sr.replay(lookup) is None
+    assert _ask(sr, lookup) == {
+        "status": "error",
+        "error": "Agent NLUAgent not found",
+        "message": "Agent NLUAgent not found",
+    }
