@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Final
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -99,6 +100,31 @@ class LegacyService(StrEnum):
     TRUST_SCORER = "trust_scorer"
     #: The trust scorer's declared port; its code bound 5626, where clients connect.
     TRUST_SCORER_DECLARED = "trust_scorer_declared"
+    TRUST_SCORER_HEALTH = "trust_scorer_health"
+    SYSTEM_DIGITAL_TWIN_HEALTH = "system_digital_twin_health"
+    REQUEST_COORDINATOR_HEALTH = "request_coordinator_health"
+    REQUEST_COORDINATOR_SUGGESTIONS = "request_coordinator_suggestions"
+    UNIFIED_SYSTEM = "unified_system"
+    UNIFIED_SYSTEM_HEALTH = "unified_system_health"
+    PREDICTIVE_HEALTH_MONITOR = "predictive_health_monitor"
+    VRAM_OPTIMIZER = "vram_optimizer"
+    #: Where ModelManagerAgent falls back to when discovery fails.
+    VRAM_OPTIMIZER_MMA = "vram_optimizer_mma"
+    PERFORMANCE_MONITOR = "performance_monitor"
+    HEALTH_MONITOR = "health_monitor"
+    #: PerformanceLoggerAgent's code bound 5632, where its clients connect; 7128 is declared.
+    PERFORMANCE_LOGGER = "performance_logger"
+    PERFORMANCE_LOGGER_DECLARED = "performance_logger_declared"
+    PERFORMANCE_LOGGER_HEALTH = "performance_logger_health"
+    SYSTEM_HEALTH_MANAGER = "system_health_manager"
+    RESOURCE_MANAGER = "resource_manager"
+    TASK_SCHEDULER = "task_scheduler"
+    ASYNC_PROCESSOR = "async_processor"
+
+
+#: The legacy AsyncProcessor's task types; it processed each by logging it.
+_LEGACY_TASK_TYPES: Final = ("logging", "analysis", "memory")
+_LOG_TASK: Final = "deployments.resources.jobs:log_task"
 
 
 def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
@@ -107,7 +133,15 @@ def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
             LegacyService.SERVICE_REGISTRY: 7100,
             LegacyService.SERVICE_REGISTRY_HEALTH: 8100,
             LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
+            LegacyService.SYSTEM_DIGITAL_TWIN_HEALTH: 7121,
             LegacyService.REQUEST_COORDINATOR: 26002,
+            LegacyService.REQUEST_COORDINATOR_HEALTH: 26003,
+            LegacyService.REQUEST_COORDINATOR_SUGGESTIONS: 5591,
+            LegacyService.UNIFIED_SYSTEM: 7125,
+            LegacyService.UNIFIED_SYSTEM_HEALTH: 5569,
+            LegacyService.PREDICTIVE_HEALTH_MONITOR: 5613,
+            LegacyService.VRAM_OPTIMIZER: 5572,
+            LegacyService.VRAM_OPTIMIZER_MMA: 5588,
         },
         # Not 7100 on PC2: a legacy PC2 agent binds it. 7120 because legacy agents register
         # with localhost:7120 on their own host.
@@ -117,6 +151,18 @@ def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
             LegacyService.AUTHENTICATION_HEALTH: 8116,
             LegacyService.TRUST_SCORER: 5626,
             LegacyService.TRUST_SCORER_DECLARED: 7122,
+            LegacyService.TRUST_SCORER_HEALTH: 5627,
+            # Health ports that collide with another legacy main port (7104, 7115, 7116,
+            # 7102) are left out (section 5).
+            LegacyService.PERFORMANCE_MONITOR: 7103,
+            LegacyService.HEALTH_MONITOR: 7114,
+            LegacyService.PERFORMANCE_LOGGER: 5632,
+            LegacyService.PERFORMANCE_LOGGER_DECLARED: 7128,
+            LegacyService.PERFORMANCE_LOGGER_HEALTH: 5633,
+            LegacyService.SYSTEM_HEALTH_MANAGER: 7117,
+            LegacyService.RESOURCE_MANAGER: 7113,
+            LegacyService.TASK_SCHEDULER: 7115,
+            LegacyService.ASYNC_PROCESSOR: 7101,
         },
     }
 
@@ -148,12 +194,54 @@ class LegacyGatewaySettings(DeploymentSettings):
     max_pending: int = Field(
         default=1024, ge=1, description="Requests awaiting a service per port; beyond: 'busy'."
     )
+    twin_refresh_s: float = Field(
+        default=2.0, gt=0, le=60, description="Period of the local copy of the digital twin."
+    )
+    suggestion_idle_s: float = Field(
+        default=300.0, gt=0, description="Idle time after which 5591 suggests the reminder."
+    )
+    task_functions: dict[str, str] = Field(
+        default_factory=lambda: dict.fromkeys(
+            ("logging", "analysis", "memory"), "deployments.resources.jobs:log_task"
+        ),
+        description="TaskScheduler/AsyncProcessor task type -> 'module:function' run as a Ray "
+        "task with data=<the task's data> (the module must be in resources.task_modules).",
+    )
+    interrupt_feed: str | None = Field(
+        default="tcp://127.0.0.1:5576",
+        description="StreamingInterruptHandler's PUB (pickled interrupts); None: not followed.",
+    )
+    language_feed: str | None = Field(
+        default="tcp://127.0.0.1:5577",
+        description="StreamingLanguageAnalyzer's PUB (pickled analyses); None: not followed.",
+    )
+    max_feed_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Larger pickled feed messages are dropped."
+    )
     delegate_to: dict[LegacyService, str] = Field(
         default_factory=dict,
         description="Services in 'delegate' mode: frames are forwarded verbatim to the still "
         "running legacy agent at this ZeroMQ address (tcp://host:port). Every other service "
         "is in 'replace' mode, answered by aisys.",
     )
+
+    @field_validator("interrupt_feed", "language_feed")
+    @classmethod
+    def feeds_are_tcp_endpoints(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", value):
+            raise ValueError(f"{value!r}: give the publisher's address as tcp://host:port")
+        return value
+
+    @field_validator("task_functions")
+    @classmethod
+    def task_functions_name_functions(cls, value: dict[str, str]) -> dict[str, str]:
+        for kind, function in value.items():
+            if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", function):
+                raise ValueError(
+                    f"legacy_gateway.task_functions[{kind!r}] is {function!r}; "
+                    "give it as 'module:function'"
+                )
+        return value
 
     @field_validator("delegate_to")
     @classmethod

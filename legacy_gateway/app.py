@@ -27,7 +27,9 @@ from deployments.errors.core import SPOOL_FILE
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
 from deployments.security.models import Scope
+from legacy_gateway._ports import Services
 from legacy_gateway.error_bridge import BridgeStats, ErrorBridge
+from legacy_gateway.feeds import FeedStats, LegacyFeeds
 from legacy_gateway.gateway import HostGateway, PortStats
 from legacy_gateway.registry_port import RegistryLink
 
@@ -62,7 +64,8 @@ class _HostPorts:
         self.follower.start()
         link = RegistryLink(registry, self.follower, args.gateway.reply_timeout_s)
         self.authenticator = Authenticator(args.auth)
-        self.gateway = HostGateway(args.gateway, host, link, self.authenticator)
+        hosts = (args.mainpc_host, args.pc2_host)
+        self.gateway = HostGateway(args.gateway, host, link, self.authenticator, hosts)
         self.gateway.start()
 
     async def wait_synced(self) -> None:
@@ -94,6 +97,9 @@ class LegacyGatewayMainpc:
 
     def __init__(self, args: LegacyAppArgs) -> None:
         self._ports = _HostPorts(args, args.mainpc_host)
+        # RequestCoordinator's pickled SUB feeds were followed on its host, MainPC.
+        self._feeds = LegacyFeeds(args.gateway, Services())
+        self._feeds.start()
 
     async def check_health(self) -> None:
         self._ports.check()
@@ -102,7 +108,11 @@ class LegacyGatewayMainpc:
         await self._ports.wait_synced()
         return self._ports.gateway.stats()
 
+    async def feeds(self) -> dict[str, FeedStats]:
+        return self._feeds.stats()
+
     async def __del__(self) -> None:
+        await self._feeds.close()
         await self._ports.close()
 
 
@@ -137,6 +147,15 @@ class LegacyGatewayPc2:
         await self._ports.wait_synced()
         mainpc: list[PortStats] = await self._mainpc.ports.remote()
         return [*mainpc, *self._ports.gateway.stats()]
+
+    @api.get(
+        "/feeds",
+        summary="The pickled interrupt (5576) and language-analysis (5577) feeds followed",
+        dependencies=[require(Scope.READ)],
+    )
+    async def feeds(self) -> dict[str, FeedStats]:
+        feeds: dict[str, FeedStats] = await self._mainpc.feeds.remote()
+        return feeds
 
     @api.get(
         "/error-bridge",

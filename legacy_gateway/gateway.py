@@ -14,6 +14,11 @@ Example::
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
 import zmq
 import zmq.asyncio
 from pydantic import BaseModel
@@ -21,8 +26,17 @@ from pydantic import BaseModel
 from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
 from deployments._auth import Authenticator
+from legacy_gateway._ports import HealthOnlyPort, Services
 from legacy_gateway.coordinator_port import CoordinatorLink, CoordinatorPort
 from legacy_gateway.delegate import DelegatePort
+from legacy_gateway.monitor_ports import (
+    HealthMonitorPort,
+    PerformanceLoggerHealthPort,
+    PerformanceLoggerPort,
+    PerformanceMonitorPort,
+    PredictiveHealthMonitorPort,
+    SystemHealthManagerPort,
+)
 from legacy_gateway.registry_port import (
     DigitalTwinPort,
     HealthPort,
@@ -30,9 +44,19 @@ from legacy_gateway.registry_port import (
     ServiceRegistryPort,
 )
 from legacy_gateway.security_port import AuthenticationPort, SecurityHealthPort, TrustScorerPort
-from legacy_gateway.server import LegacyServer, PortHandler, ServerLimits
+from legacy_gateway.server import LegacyServer, PortHandler, ServerLimits, listener_cmdline
+from legacy_gateway.system_ports import (
+    AsyncProcessorPort,
+    ResourceManagerPort,
+    SuggestionPort,
+    TaskSchedulerPort,
+    UnifiedSystemPort,
+    VramOptimizerPort,
+)
+from legacy_gateway.twin_actions import TwinActions
+from legacy_gateway.twin_cache import TwinCache
 
-__all__ = ["LEGACY_NAMES", "HostGateway", "PortStats"]
+__all__ = ["LEGACY_NAMES", "TWIN_READERS", "GatewayContext", "HostGateway", "PortStats"]
 
 
 class PortStats(BaseModel):
@@ -50,39 +74,167 @@ LEGACY_NAMES: dict[LegacyService, str] = {
     LegacyService.SERVICE_REGISTRY: "ServiceRegistry",
     LegacyService.SERVICE_REGISTRY_HEALTH: "ServiceRegistry",
     LegacyService.SYSTEM_DIGITAL_TWIN: "SystemDigitalTwin",
+    LegacyService.SYSTEM_DIGITAL_TWIN_HEALTH: "SystemDigitalTwin",
     LegacyService.REQUEST_COORDINATOR: "RequestCoordinator",
+    LegacyService.REQUEST_COORDINATOR_HEALTH: "RequestCoordinator",
+    LegacyService.REQUEST_COORDINATOR_SUGGESTIONS: "RequestCoordinator",
     LegacyService.AUTHENTICATION: "AuthenticationAgent",
     LegacyService.AUTHENTICATION_HEALTH: "AuthenticationAgent",
     LegacyService.TRUST_SCORER: "AgentTrustScorer",
     LegacyService.TRUST_SCORER_DECLARED: "AgentTrustScorer",
+    LegacyService.TRUST_SCORER_HEALTH: "AgentTrustScorer",
+    LegacyService.UNIFIED_SYSTEM: "UnifiedSystemAgent",
+    LegacyService.UNIFIED_SYSTEM_HEALTH: "UnifiedSystemAgent",
+    LegacyService.PREDICTIVE_HEALTH_MONITOR: "PredictiveHealthMonitor",
+    LegacyService.VRAM_OPTIMIZER: "VRAMOptimizerAgent",
+    LegacyService.VRAM_OPTIMIZER_MMA: "VRAMOptimizerAgent",
+    LegacyService.PERFORMANCE_MONITOR: "PerformanceMonitor",
+    LegacyService.HEALTH_MONITOR: "HealthMonitor",
+    LegacyService.PERFORMANCE_LOGGER: "PerformanceLoggerAgent",
+    LegacyService.PERFORMANCE_LOGGER_DECLARED: "PerformanceLoggerAgent",
+    LegacyService.PERFORMANCE_LOGGER_HEALTH: "PerformanceLoggerAgent",
+    LegacyService.SYSTEM_HEALTH_MANAGER: "SystemHealthManager",
+    LegacyService.RESOURCE_MANAGER: "ResourceManager",
+    LegacyService.TASK_SCHEDULER: "TaskScheduler",
+    LegacyService.ASYNC_PROCESSOR: "AsyncProcessor",
 }
 
 
-def _handler(
-    service: LegacyService,
-    link: RegistryLink,
-    settings: LegacyGatewaySettings,
-    forward_ctx: zmq.asyncio.Context,
-    security: Authenticator | None,
-) -> PortHandler:
-    address = settings.delegate_to.get(service)
-    if address is not None:
-        return DelegatePort(LEGACY_NAMES[service], address, forward_ctx)
-    if service is LegacyService.SERVICE_REGISTRY:
-        return ServiceRegistryPort(link)
-    if service is LegacyService.SERVICE_REGISTRY_HEALTH:
-        return HealthPort("ServiceRegistry", link)
-    if service is LegacyService.SYSTEM_DIGITAL_TWIN:
-        return DigitalTwinPort(link)
-    if service is LegacyService.REQUEST_COORDINATOR:
-        return CoordinatorPort(CoordinatorLink())
-    if security is None:
-        raise ConfigError(f"legacy service {service.value} needs the SecurityGateway's state")
-    if service is LegacyService.AUTHENTICATION:
-        return AuthenticationPort(security)
-    if service is LegacyService.AUTHENTICATION_HEALTH:
-        return SecurityHealthPort(LEGACY_NAMES[service], security)
-    return TrustScorerPort(security)  # TRUST_SCORER and TRUST_SCORER_DECLARED
+_H = TypeVar("_H", bound=PortHandler)
+logger = logging.getLogger(__name__)
+
+
+def _held_by_sibling(port: int) -> bool:
+    """Whether the other deployment of the ``legacy`` app holds ``port`` (same machine)."""
+    cmdline = listener_cmdline(port)
+    return cmdline is not None and "legacy:LegacyGateway" in cmdline
+
+
+#: Services whose ports read host figures from the local copy of the digital twin.
+TWIN_READERS: Final = frozenset(
+    {
+        LegacyService.SYSTEM_DIGITAL_TWIN,
+        LegacyService.UNIFIED_SYSTEM,
+        LegacyService.PREDICTIVE_HEALTH_MONITOR,
+        LegacyService.PERFORMANCE_MONITOR,
+        LegacyService.RESOURCE_MANAGER,
+    }
+)
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    """What the handlers of one host share besides the registry and security state."""
+
+    forward_ctx: zmq.asyncio.Context  # delegate mode's outgoing REQ sockets
+    services: Services
+    twin: TwinCache
+    mainpc: str
+    pc2: str
+
+
+class _Handlers:
+    """Builds the handler of each legacy service of one host; ports of one agent share one."""
+
+    def __init__(
+        self,
+        settings: LegacyGatewaySettings,
+        host: str,
+        link: RegistryLink,
+        security: Authenticator | None,
+        context: GatewayContext,
+    ) -> None:
+        self._s = settings
+        self._host = host
+        self._link = link
+        self._security = security
+        self._c = context
+        self._built: dict[str, PortHandler] = {}
+
+    def _port(self, service: LegacyService) -> int:
+        return self._s.ports[self._host][service]
+
+    def _shared(self, key: str, build: Callable[[], _H]) -> _H:
+        """One handler per legacy agent, however many of its ports are bound."""
+        if key not in self._built:
+            self._built[key] = build()
+        handler: _H = self._built[key]  # type: ignore[assignment]
+        return handler
+
+    def _need_security(self, service: LegacyService) -> Authenticator:
+        if self._security is None:
+            raise ConfigError(f"legacy service {service.value} needs the SecurityGateway's state")
+        return self._security
+
+    def build(self, service: LegacyService) -> PortHandler:
+        address = self._s.delegate_to.get(service)
+        if address is not None:
+            return DelegatePort(LEGACY_NAMES[service], address, self._c.forward_ctx)
+        return self._factories()[service]()
+
+    def _factories(self) -> dict[LegacyService, Callable[[], PortHandler]]:
+        c, link, s = self._c, self._link, LegacyService
+
+        def twin_port() -> DigitalTwinPort:
+            hosts = (c.mainpc, c.pc2)
+            actions = TwinActions(c.twin, c.services, link, self._host, hosts)
+            return self._shared("sdt", lambda: DigitalTwinPort(link, actions))
+
+        def perf_logger() -> PerformanceLoggerPort:
+            return self._shared("pla", lambda: PerformanceLoggerPort(c.services))
+
+        def vram() -> VramOptimizerPort:
+            return self._shared("vram", lambda: VramOptimizerPort(c.services, c.mainpc, c.pc2))
+
+        def trust() -> TrustScorerPort:
+            security = self._need_security(s.TRUST_SCORER)
+            return self._shared("ats", lambda: TrustScorerPort(security))
+
+        def usa() -> UnifiedSystemPort:
+            return self._shared(
+                "usa", lambda: UnifiedSystemPort(c.services, c.twin, link, self._host)
+            )
+
+        return {
+            s.SERVICE_REGISTRY: lambda: ServiceRegistryPort(link),
+            s.SERVICE_REGISTRY_HEALTH: lambda: HealthPort("ServiceRegistry", link),
+            s.SYSTEM_DIGITAL_TWIN: twin_port,
+            s.SYSTEM_DIGITAL_TWIN_HEALTH: lambda: HealthPort("SystemDigitalTwin", link),
+            s.REQUEST_COORDINATOR: lambda: CoordinatorPort(CoordinatorLink()),
+            s.REQUEST_COORDINATOR_HEALTH: lambda: CoordinatorPort(CoordinatorLink()),
+            s.REQUEST_COORDINATOR_SUGGESTIONS: lambda: SuggestionPort(
+                c.services, self._s.suggestion_idle_s
+            ),
+            s.AUTHENTICATION: lambda: AuthenticationPort(self._need_security(s.AUTHENTICATION)),
+            s.AUTHENTICATION_HEALTH: lambda: SecurityHealthPort(
+                "AuthenticationAgent", self._need_security(s.AUTHENTICATION_HEALTH)
+            ),
+            s.TRUST_SCORER: trust,
+            s.TRUST_SCORER_DECLARED: trust,
+            s.TRUST_SCORER_HEALTH: lambda: SecurityHealthPort(
+                "AgentTrustScorer", self._need_security(s.TRUST_SCORER_HEALTH)
+            ),
+            s.UNIFIED_SYSTEM: usa,
+            s.UNIFIED_SYSTEM_HEALTH: lambda: HealthOnlyPort(usa()),
+            s.PREDICTIVE_HEALTH_MONITOR: lambda: PredictiveHealthMonitorPort(
+                c.services, link, c.twin, self._host
+            ),
+            s.VRAM_OPTIMIZER: vram,
+            s.VRAM_OPTIMIZER_MMA: vram,
+            s.PERFORMANCE_MONITOR: lambda: PerformanceMonitorPort(c.services, c.twin, self._host),
+            s.HEALTH_MONITOR: lambda: HealthMonitorPort(link, self._port(s.HEALTH_MONITOR)),
+            s.PERFORMANCE_LOGGER: perf_logger,
+            s.PERFORMANCE_LOGGER_DECLARED: perf_logger,
+            s.PERFORMANCE_LOGGER_HEALTH: lambda: PerformanceLoggerHealthPort(perf_logger()),
+            s.SYSTEM_HEALTH_MANAGER: lambda: SystemHealthManagerPort(link),
+            s.RESOURCE_MANAGER: lambda: ResourceManagerPort(c.services, c.twin, self._host),
+            s.TASK_SCHEDULER: lambda: TaskSchedulerPort(
+                c.services, self._s.task_functions, self._host
+            ),
+            s.ASYNC_PROCESSOR: lambda: AsyncProcessorPort(
+                c.services, self._s.task_functions, self._host
+            ),
+        }
 
 
 class HostGateway:
@@ -101,10 +253,16 @@ class HostGateway:
         host: str,
         link: RegistryLink,
         security: Authenticator | None = None,
+        hosts: tuple[str, str] = ("mainpc", "pc2"),
     ) -> None:
         self.host = host
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self._forward_ctx = zmq.asyncio.Context()  # delegate mode's outgoing REQ sockets
+        self._forward_ctx = zmq.asyncio.Context()
+        services = Services()
+        self.twin = TwinCache(services, settings.twin_refresh_s)
+        context = GatewayContext(self._forward_ctx, services, self.twin, *hosts)
+        handlers = _Handlers(settings, host, link, security, context)
+        self._uses_twin = bool(TWIN_READERS & set(settings.ports.get(host, {})))
         limits = ServerLimits(
             max_frame_bytes=settings.max_frame_bytes,
             reply_timeout_s=settings.reply_timeout_s,
@@ -115,7 +273,7 @@ class HostGateway:
                 self._ctx,
                 settings.bind,
                 port,
-                _handler(service, link, settings, self._forward_ctx, security),
+                handlers.build(service),
                 limits,
             )
             for service, port in sorted(settings.ports.get(host, {}).items())
@@ -132,14 +290,26 @@ class HostGateway:
             PortInUse: names the port and the process that holds it.
         """
         try:
-            for server in self._servers.values():
-                server.start()
+            for service, server in list(self._servers.items()):
+                try:
+                    server.start()
+                except PortInUse:
+                    if not _held_by_sibling(server.port):
+                        raise
+                    # One machine carrying both host tags (the embedded default): a port both
+                    # hosts list (7120) is served once, by whichever deployment bound it first.
+                    logger.info(
+                        "legacy port %d is served by this host's other gateway", server.port
+                    )
+                    del self._servers[service]
         except PortInUse:
             for server in self._servers.values():
                 server.abort()
             self._ctx.term()
             self._forward_ctx.term()
             raise
+        if self._uses_twin:
+            self.twin.start()
 
     def stats(self) -> list[PortStats]:
         return [
@@ -154,6 +324,7 @@ class HostGateway:
         ]
 
     async def close(self) -> None:
+        await self.twin.stop()
         for server in self._servers.values():
             await server.close()
         self._ctx.term()

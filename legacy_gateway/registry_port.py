@@ -18,7 +18,7 @@ from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
 
 from actors.registry.follower import RegistryFollower
-from actors.registry.models import AgentRecord, Registration
+from actors.registry.models import AgentRecord, Heartbeat, Registration
 from cluster.errors import AisysError, ClusterError
 from legacy_gateway._codec import (
     ActionRequest,
@@ -36,6 +36,7 @@ from legacy_gateway._codec import (
     unknown,
 )
 from legacy_gateway.server import Outcome, Received
+from legacy_gateway.twin_actions import TwinActions
 
 __all__ = [
     "DigitalTwinPort",
@@ -113,6 +114,10 @@ class RegistryLink:
         await self._follower.wait_for(change.version, self._write_timeout_s)
         record: AgentRecord = change.record
         return record
+
+    async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> None:
+        """Record a check result for a registered agent (same errors as :meth:`register`)."""
+        await self._actor.heartbeat.remote(agent_id, heartbeat)
 
 
 def health_reply(name: str, link: RegistryLink) -> Reply:
@@ -312,8 +317,9 @@ class DigitalTwinPort:
 
     service = "SystemDigitalTwin"
 
-    def __init__(self, link: RegistryLink) -> None:
+    def __init__(self, link: RegistryLink, actions: TwinActions | None = None) -> None:
         self._link = link
+        self._twin = actions
         self._endpoints = FrameCache(endpoint_reply, link)
         self._discovered = FrameCache(discover_reply, link)
 
@@ -349,11 +355,22 @@ class DigitalTwinPort:
         if action in _HEALTH_ACTIONS:
             return health_reply(self.service, self._link)
         if action == "register_agent":
+            simple = "registration_data" not in fields and "agent_id" not in fields
+            if simple and "agent_name" in fields and self._twin is not None:
+                return self._twin.register_status(fields)
             return register_agent(self._link, fields)
         if action == "get_agent_endpoint":
             return get_agent_endpoint(self._link, fields, self._endpoints, received.data)
         if action == "list_agents":
             return list_agents(self._link)
+        twin_action = self._twin.action(action) if self._twin is not None else None
+        if twin_action is not None:
+            return twin_action(fields)
+        if action == "update_vram_metrics" and self._twin is not None:
+            payload = fields.get("payload")
+            if not isinstance(payload, dict):
+                return error_reply(Dialect.ACTION, "Missing required parameter: payload")
+            return self._twin.report_model_vram(payload, Dialect.ACTION)
         if action == "get_all_agents":
             return Reply(status="success", agents=self._all_status())
         if action == "get_registered_agents":
@@ -371,6 +388,10 @@ class DigitalTwinPort:
             return self._discover(request.payload, received.data)
         if command == "PING":
             return Reply(status="SUCCESS", message="pong")
+        if self._twin is not None and command == "GET_METRICS":
+            return self._twin.get_metrics_command(request.payload)
+        if self._twin is not None and command == "REPORT_MODEL_VRAM":
+            return self._twin.report_model_vram(request.payload, Dialect.COMMAND)
         return unknown(request)
 
     async def _register(self, payload: dict[str, JsonValue], peer_ip: str) -> Reply:

@@ -43,7 +43,15 @@ from legacy_gateway._codec import (
     error_reply,
 )
 
-__all__ = ["LegacyServer", "Outcome", "PortHandler", "Received", "ServerLimits", "port_owner"]
+__all__ = [
+    "LegacyServer",
+    "Outcome",
+    "PortHandler",
+    "Received",
+    "ServerLimits",
+    "listener_cmdline",
+    "port_owner",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +127,23 @@ def port_owner(port: int) -> str:
         except psutil.Error:
             return f"pid {conn.pid}"
     return "an unknown process (no listening socket found for it)"
+
+
+def listener_cmdline(port: int) -> str | None:
+    """The command line of the process listening on TCP ``port``, if it can be read."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return None
+            try:
+                return " ".join(psutil.Process(conn.pid).cmdline())
+            except psutil.Error:
+                return None
+    return None
 
 
 def _split_envelope(

@@ -163,6 +163,7 @@ class RequestCoordinator:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._dispatch_seq = itertools.count()
         self._in_flight = 0
+        self.last_submit_at: float | None = None
         self._paused_until: float | None = None
         self._wakeup = asyncio.Event()
         # Selection result of the request just taken: its target and breaker, or why it fails.
@@ -205,6 +206,7 @@ class RequestCoordinator:
                 self._queue.remove_where(lambda queued: queued is entry)
                 raise
         self._requests[entry.request_id] = entry
+        self.last_submit_at = entry.submitted_at
         self._kick()
         return SubmitReceipt(
             request_id=entry.request_id, priority=priority, queue_position=position
@@ -233,6 +235,7 @@ class RequestCoordinator:
             max_size=self._queue.max_size,
             in_flight=self._in_flight,
             paused_until=self._pause_end(),
+            last_submit_at=self.last_submit_at,
             entries=[
                 QueueEntry(
                     request_id=e.request_id,

@@ -195,6 +195,9 @@ class QueueView(_Model):
     max_size: int
     in_flight: int
     paused_until: float | None
+    last_submit_at: float | None = Field(
+        default=None, description="When the last request was accepted (since this replica began)."
+    )
     entries: list[QueueEntry]
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 from typing import Any
 
 import ray
 
-__all__ = ["placement_report"]
+__all__ = ["log_task", "placement_report"]
+
+logger = logging.getLogger(__name__)
 
 
 def placement_report() -> dict[str, object]:
@@ -32,3 +36,14 @@ def placement_report() -> dict[str, object]:
         "ray_gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
+
+
+def log_task(data: Any) -> dict[str, object]:
+    """What the legacy AsyncProcessor did with ``logging``/``analysis``/``memory`` tasks: log it.
+
+    Returns:
+        where it ran and how many bytes of JSON the task's data had.
+    """
+    text = json.dumps(data, sort_keys=True, default=str)
+    logger.info("legacy task processed on %s: %s", socket.gethostname(), text[:2000])
+    return {"hostname": socket.gethostname(), "logged_bytes": len(text.encode())}

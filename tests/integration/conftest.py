@@ -45,9 +45,15 @@ ADMIN_PASSWORD = "integration-admin-password"
 
 
 def legacy_test_ports() -> dict[str, dict[LegacyService, int]]:
-    """The default legacy port map with every port replaced by a free random one."""
+    """The default legacy port map with every port replaced by a free random one.
+
+    A service both hosts list (SystemDigitalTwin) keeps one number for both, as in the defaults:
+    the session's single node carries both host tags, like the embedded default, so one of
+    the two gateway deployments serves it and the other must start without it.
+    """
+    chosen: dict[LegacyService, int] = {}
     return {
-        host: {service: free_port() for service in services}
+        host: {service: chosen.setdefault(service, free_port()) for service in services}
         for host, services in LegacyGatewaySettings().ports.items()
     }
 
@@ -87,7 +93,13 @@ def make_settings(**overrides: object) -> Settings:
             bridge=ErrorBridgeSettings(bind="127.0.0.1", sub_port=free_port(), pub_port=free_port())
         ),
         # Never the real legacy ports (7100, 7120, ...): random ones per host.
-        "legacy_gateway": LegacyGatewaySettings(bind="127.0.0.1", ports=legacy_test_ports()),
+        "legacy_gateway": LegacyGatewaySettings(
+            bind="127.0.0.1",
+            ports=legacy_test_ports(),
+            interrupt_feed=f"tcp://127.0.0.1:{free_port()}",
+            language_feed=f"tcp://127.0.0.1:{free_port()}",
+            suggestion_idle_s=3.0,
+        ),
         # The test node has no GPU: Ray advertises two fake ones (bookkeeping only) and the
         # ResourceScheduler leases a declared 12 GiB device on pc2 when NVML sees none.
         "hosts": {

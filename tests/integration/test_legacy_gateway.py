@@ -269,7 +269,10 @@ def test_ports_route_lists_every_bound_port(
     response = http.get("/legacy/ports")
     assert response.status_code == 200, response.text
     listed = {f"{p['host']}/{p['service']}": p["port"] for p in response.json()}
-    assert listed == ports
+    # Every port is bound once; one listed by both hosts (SystemDigitalTwin) is served by the
+    # deployment that bound it first, since the test node carries both host tags.
+    assert listed.items() <= ports.items()
+    assert sorted(listed.values()) == sorted(set(ports.values()))
     assert all(p["running"] for p in response.json())
     anonymous = httpx.get(f"http://127.0.0.1:{aisys_system.ports.http}/legacy/ports", timeout=30)
     assert anonymous.status_code == 401

@@ -14,20 +14,41 @@ def test_defaults_bind_the_legacy_ports_of_each_host(tmp_path: Path) -> None:
     gateway = load_settings(data_dir=tmp_path).legacy_gateway
     assert gateway.host == "mainpc"
     assert gateway.bind == "0.0.0.0"
-    assert gateway.ports["mainpc"] == {
-        LegacyService.SERVICE_REGISTRY: 7100,
-        LegacyService.SERVICE_REGISTRY_HEALTH: 8100,
-        LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
-        LegacyService.REQUEST_COORDINATOR: 26002,
-    }
-    # Not 7100 on PC2: a legacy PC2 agent binds it.
-    assert gateway.ports["pc2"] == {
-        LegacyService.SYSTEM_DIGITAL_TWIN: 7120,
-        LegacyService.AUTHENTICATION: 7116,
-        LegacyService.AUTHENTICATION_HEALTH: 8116,
-        LegacyService.TRUST_SCORER: 5626,
-        LegacyService.TRUST_SCORER_DECLARED: 7122,
-    }
+    # legacy-protocol.md section 5: the ports the legacy code really bound on each host.
+    assert sorted(gateway.ports["mainpc"].values()) == [
+        5569,
+        5572,
+        5588,
+        5591,
+        5613,
+        7100,
+        7120,
+        7121,
+        7125,
+        8100,
+        26002,
+        26003,
+    ]
+    # Not 7100 on PC2: a legacy PC2 agent binds it; no health port that is another's main port.
+    assert sorted(gateway.ports["pc2"].values()) == [
+        5626,
+        5627,
+        5632,
+        5633,
+        7101,
+        7103,
+        7113,
+        7114,
+        7115,
+        7116,
+        7117,
+        7120,
+        7122,
+        7128,
+        8116,
+    ]
+    assert gateway.ports["pc2"][LegacyService.PERFORMANCE_LOGGER] == 5632
+    assert gateway.ports["mainpc"][LegacyService.VRAM_OPTIMIZER_MMA] == 5588
     assert gateway.max_frame_bytes == 1024 * 1024
     assert gateway.reply_timeout_s < 5.0  # legacy clients give up after 5 s
     assert gateway.max_pending == 1024

@@ -1,0 +1,211 @@
+"""The two pickled PUB feeds RequestCoordinator listened to, read safely.
+
+StreamingInterruptHandler publishes ``pickle.dumps({"type": "interrupt", "timestamp": t})`` on
+its PUB (:5576) and StreamingLanguageAnalyzer its analyses on :5577 (``legacy-protocol.md``
+4.3 and 6). Unpickling untrusted bytes can run arbitrary code, so :func:`safe_loads` uses an
+unpickler that resolves no global except ``set``/``frozenset`` (and the ``bytes`` rebuilder of
+old protocols): only plain data (dict,
+list, tuple, str, bytes, numbers, bool, None, sets) can come out; anything else is rejected
+and counted, never executed.
+
+An interrupt pauses CoreOrchestrator's dispatch and cancels what is queued (what RC did); a
+``language_analysis`` becomes a text request, the translation preferred when there is one.
+
+Example::
+
+    feeds = LegacyFeeds(settings.legacy_gateway, Services())
+    feeds.start()                 # SUB sockets connect; publishers may come and go
+    feeds.stats()                 # {"interrupts": FeedStats(...), "language": FeedStats(...)}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import io
+import json
+import logging
+import pickle
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import zmq
+import zmq.asyncio
+from pydantic import BaseModel, JsonValue, ValidationError
+from ray.exceptions import RayError
+from ray.serve.exceptions import RayServeException
+
+from cluster.constants import APP_CORE
+from cluster.errors import AisysError
+from cluster.settings import LegacyGatewaySettings
+from deployments.core.models import InterruptRequest, TextRequest
+from legacy_gateway._ports import Services
+
+__all__ = ["FeedStats", "LegacyFeeds", "UnsafePickle", "language_request", "safe_loads"]
+
+logger = logging.getLogger(__name__)
+
+#: The globals plain data needs: sets (protocols 0-3 name them) and ``_codecs.encode``, which
+#: protocols 0-2 use to rebuild ``bytes``; both only ever construct data.
+_ALLOWED_GLOBALS: Final[dict[tuple[str, str], Any]] = {
+    (module, name): value
+    for module in ("builtins", "__builtin__")
+    for name, value in (("set", set), ("frozenset", frozenset))
+} | {("_codecs", "encode"): codecs.encode}
+
+
+class UnsafePickle(pickle.UnpicklingError):
+    """The pickle names a class or function; plain data only is accepted."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise UnsafePickle(f"refused {module}.{name}: only plain data types are accepted")
+        return allowed
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: ARG002
+        raise UnsafePickle("refused a persistent id: only plain data types are accepted")
+
+
+def safe_loads(data: bytes) -> object:
+    """Unpickle ``data`` allowing plain data only.
+
+    Raises:
+        UnsafePickle: the pickle references a global (class, function) or a persistent id.
+        pickle.UnpicklingError, EOFError, ValueError: the bytes are not a valid pickle.
+    """
+    return _PlainDataUnpickler(io.BytesIO(data)).load()
+
+
+def _jsonable(value: object) -> JsonValue:
+    """Plain unpickled data as JSON (tuples and sets become lists, bytes become text)."""
+
+    def default(item: object) -> object:
+        if isinstance(item, set | frozenset | tuple):
+            return list(item)
+        if isinstance(item, bytes):
+            return item.decode("utf-8", "replace")
+        return str(item)
+
+    loaded: JsonValue = json.loads(json.dumps(value, default=default))
+    return loaded
+
+
+def language_request(message: dict[str, object]) -> TextRequest | None:
+    """RC's translation of a ``language_analysis`` message into a text request (4.3)."""
+    if message.get("type") != "language_analysis":
+        return None
+    translated, original = message.get("translated_text"), message.get("transcription")
+    text = translated if isinstance(translated, str) and translated else original
+    if not isinstance(text, str) or not text.strip():
+        return None
+    context = _jsonable(
+        {
+            "original_text": original,
+            "language_analysis": message.get("analysis"),
+            "detected_language": message.get("detected_language"),
+            "was_translated": bool(translated),
+            "translation_status": message.get("translation_status"),
+            "legacy_request_id": message.get("request_id"),
+        }
+    )
+    assert isinstance(context, dict)
+    return TextRequest.model_validate(
+        {"data": text, "context": context, "metadata": {"source": "speech_recognition"}}
+    )
+
+
+class FeedStats(BaseModel):
+    """What one feed received."""
+
+    address: str
+    received: int = 0
+    acted: int = 0
+    rejected: int = 0
+    last_error: str | None = None
+
+
+class LegacyFeeds:
+    """SUB sockets on the interrupt and language-analysis feeds, acting through CoreOrchestrator."""
+
+    def __init__(self, settings: LegacyGatewaySettings, services: Services) -> None:
+        self._settings = settings
+        self._services = services
+        self._ctx = zmq.asyncio.Context()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stats: dict[str, FeedStats] = {}
+        handlers: dict[str, tuple[str | None, Callable[[object], Awaitable[bool]]]] = {
+            "interrupts": (settings.interrupt_feed, self._interrupt),
+            "language": (settings.language_feed, self._language),
+        }
+        self._feeds = {k: (a, h) for k, (a, h) in handlers.items() if a is not None}
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name, (address, handler) in self._feeds.items():
+            assert address is not None
+            self._stats[name] = FeedStats(address=address)
+            self._tasks.append(
+                loop.create_task(self._follow(name, address, handler), name=f"feed-{name}")
+            )
+
+    def stats(self) -> dict[str, FeedStats]:
+        return {name: stats.model_copy() for name, stats in self._stats.items()}
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._ctx.destroy(linger=0)
+
+    async def _follow(
+        self, name: str, address: str, handler: Callable[[object], Awaitable[bool]]
+    ) -> None:
+        stats = self._stats[name]
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._settings.max_feed_bytes)  # larger: dropped
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(address)
+        try:
+            while True:
+                frames = await sock.recv_multipart()
+                stats.received += 1
+                try:
+                    message = safe_loads(frames[-1])
+                    acted = await handler(message)
+                except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+                    stats.rejected += 1
+                    stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    logger.warning("legacy feed %s: rejected a message: %s", name, exc)
+                    continue
+                except (AisysError, ValidationError, RayError, RayServeException) as exc:
+                    stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    logger.warning("legacy feed %s: CoreOrchestrator refused: %s", name, exc)
+                    continue
+                if acted:
+                    stats.acted += 1
+        finally:
+            sock.close(linger=0)
+
+    async def _interrupt(self, message: object) -> bool:
+        if not isinstance(message, dict):
+            raise TypeError(f"an interrupt must be a dict, got {type(message).__name__}")
+        core = self._services.deployment("CoreOrchestrator", APP_CORE)
+        await core.interrupt.remote(InterruptRequest())
+        return True
+
+    async def _language(self, message: object) -> bool:
+        if not isinstance(message, dict):
+            raise TypeError(f"an analysis must be a dict, got {type(message).__name__}")
+        request = language_request(message)
+        if request is None:
+            return False
+        core = self._services.deployment("CoreOrchestrator", APP_CORE)
+        await core.submit.remote(request)
+        return True

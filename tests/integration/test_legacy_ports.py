@@ -1,0 +1,428 @@
+"""The monitoring, resource and system agents' legacy ports, played with the legacy frames.
+
+Each test sends what legacy-protocol.md says the legacy clients send (sections 3.2, 4.2-4.13)
+to the deployed gateway on its (random) ports and checks the replies field by field against
+what those clients read, and that the action reached the aisys service that owns it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import zmq
+
+from cluster.settings import LegacyService, Settings
+from legacy_gateway.system_ports import IDLE_REMINDER
+from tests.conftest import wait_for_condition
+from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
+    LegacyClient,
+    ports_fixture,
+    zctx_fixture,
+)
+
+pytestmark = pytest.mark.integration
+
+S = LegacyService
+
+
+@pytest.fixture
+def client(
+    zctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int]
+) -> Iterator[dict[str, LegacyClient]]:
+    clients = {name: LegacyClient(zctx, port) for name, port in ports.items()}
+    yield clients
+    for c in clients.values():
+        c.close()
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _register(client: dict[str, LegacyClient], name: str) -> None:
+    reply = client[f"mainpc/{S.SERVICE_REGISTRY}"].send_json(
+        {
+            "action": "register_agent",
+            "registration_data": {
+                "agent_id": name,
+                "agent_type": name,
+                "host": "127.0.0.1",
+                "port": 5999,
+            },
+        }
+    )
+    assert reply == {"status": "success"}
+
+
+def _answers(c: LegacyClient, request: object, check: Any, timeout_s: float = 30) -> Any:
+    """Poll until the reply passes ``check`` (for figures that need a twin round)."""
+    found: list[Any] = []
+
+    def passes() -> bool:
+        found[:] = [c.send_json(request)]
+        return bool(check(found[0]))
+
+    wait_for_condition(passes, timeout_s=timeout_s)
+    return found[0]
+
+
+def test_performance_logger_round_trip_on_5632_read_back_on_7128(
+    client: dict[str, LegacyClient],
+) -> None:
+    pla, declared = (
+        client[f"pc2/{S.PERFORMANCE_LOGGER}"],
+        client[f"pc2/{S.PERFORMANCE_LOGGER_DECLARED}"],
+    )
+    agent = _name("LearningAdjusterAgent")
+    at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    metric = {
+        "agent": agent,
+        "action": "adjust",
+        "duration": 0.25,
+        "timestamp": at.isoformat(),
+        "metadata": {"k": 1},
+    }
+    assert pla.send_json({"action": "log_metric", "metric": metric}) == {"status": "success"}
+    usage = {"agent": agent, "cpu_percent": 12.5, "memory_mb": 300.0, "timestamp": at.isoformat()}
+    assert pla.send_json({"action": "log_resource_usage", "usage": usage}) == {"status": "success"}
+    window = {
+        "agent": agent,
+        "start_time": (at - timedelta(minutes=1)).isoformat(),
+        "end_time": (at + timedelta(minutes=1)).isoformat(),
+    }
+    metrics = declared.send_json({"action": "get_agent_metrics", **window})
+    assert metrics["status"] == "success"
+    assert [(m["action"], m["duration"], m["metadata"]) for m in metrics["metrics"]] == [
+        ("adjust", 0.25, {"k": 1})
+    ]
+    assert datetime.fromisoformat(metrics["metrics"][0]["timestamp"]) == at
+    used = declared.send_json({"action": "get_agent_resource_usage", **window})
+    assert [(u["cpu_percent"], u["memory_mb"]) for u in used["usage"]] == [(12.5, 300.0)]
+    empty = pla.send_json({"action": "get_agent_metrics", **window, "agent": _name("nobody")})
+    assert empty == {"status": "success", "metrics": []}
+    bad = pla.send_json({"action": "log_metric", "metric": {"agent": agent}})
+    assert bad["status"] == "error" and "duration" in bad["message"]
+    health = client[f"pc2/{S.PERFORMANCE_LOGGER_HEALTH}"].raw(b"anything")
+    assert health["status"] == "ok" and health["agent"] == "PerformanceLoggerAgent"
+    assert isinstance(health["uptime"], float) and "timestamp" in health
+
+
+def test_performance_monitor_metrics_alerts_and_log_metric(
+    client: dict[str, LegacyClient],
+) -> None:
+    pm = client[f"pc2/{S.PERFORMANCE_MONITOR}"]
+    service = _name("TranslationService")
+    logged = pm.send_json(
+        {"action": "log_metric", "service": service, "metric_type": "response_time", "value": 0.5}
+    )
+    assert logged == {"status": "success", "message": "Metric logged"}
+    one = pm.send_json({"action": "get_metrics", "service": service})
+    assert one["status"] == "success"
+    assert one["metrics"]["response_time"] == {"current": 0.5, "average": 0.5}
+    snapshot = _answers(
+        pm, {"action": "get_metrics"}, lambda r: r["status"] == "success", timeout_s=60
+    )["metrics"]
+    assert isinstance(snapshot["resources"]["cpu_percent"], float)
+    assert service in snapshot["services"]
+    alerts = pm.send_json({"action": "get_alerts"})
+    assert alerts["status"] == "success" and isinstance(alerts["alerts"], list)
+    for alert in alerts["alerts"]:
+        assert alert["type"] in ("service", "resource") and alert["level"] in ("warning", "error")
+    wrong = pm.send_json(
+        {"action": "log_metric", "service": service, "metric_type": "x", "value": 1}
+    )
+    assert wrong["status"] == "error" and "metric_type" in wrong["message"]
+    assert pm.send_json({"action": "log_metric"})["message"] == "Missing required parameters"
+
+
+def test_health_monitor_and_system_health_manager(client: dict[str, LegacyClient]) -> None:
+    hm = client[f"pc2/{S.HEALTH_MONITOR}"]
+    name = _name("MonitoredAgent")
+    _register(client, name)
+    status = hm.send_json({"action": "get_status"})
+    assert status["status"] == "success" and status["agent_status"][name] == "unknown"
+    assert hm.send_json({"action": "ping"}) == {"status": "success", "message": "pong"}
+    h3 = hm.send_json({"action": "health_check"})
+    assert h3["status"] == "ok" and h3["service"] == "HealthMonitor"
+    assert h3["initialization_status"] == "complete" and "timestamp" in h3
+    other = hm.send_json({"action": "nope"})
+    assert other == {
+        "status": "error",
+        "error": "Unknown action: nope",
+        "message": "Unknown action: nope",
+    }
+    shm = client[f"pc2/{S.SYSTEM_HEALTH_MANAGER}"].send_json({"action": "get_system_status"})
+    assert shm["status"] == "success"
+    assert set(shm["memory_system"]) == {"orchestrator", "scheduler"}
+
+
+def test_resource_manager_allocates_real_vram_leases(
+    client: dict[str, LegacyClient], http: httpx.Client
+) -> None:
+    rm = client[f"pc2/{S.RESOURCE_MANAGER}"]
+    stats = _answers(rm, {"action": "get_stats"}, lambda r: r["status"] == "success", 60)
+    assert {"cpu_percent", "memory_percent", "memory_total", "gpu_memory_percent"} <= set(
+        stats["stats"]
+    )
+    resource = _name("job")
+    allocated = rm.send_json(
+        {
+            "action": "allocate_resources",
+            "resource_id": resource,
+            "resource_type": "gpu",
+            "amount": 512,
+        }
+    )
+    assert allocated["status"] == "success" and allocated["resource_id"] == resource
+    assert allocated["message"] == "Allocated 512 gpu"
+    leases = http.get("/resources/leases").json()["granted"]
+    lease = next(g for g in leases if g["lease_id"] == allocated["lease_id"])
+    assert lease["vram_mb"] == 512 and lease["owner"] == f"legacy:{resource}"
+    again = rm.send_json({"action": "allocate_resources", "resource_id": resource, "amount": 512})
+    assert again["message"] == f"Resource ID {resource} already allocated"
+    status = rm.send_json({"action": "get_status"})
+    assert status["allocated_resources"][resource]["amount"] == 512
+    released = rm.send_json({"action": "release_resources", "resource_id": resource})
+    assert (
+        released["status"] == "success" and released["message"] == "Resources released successfully"
+    )
+    gone = rm.send_json({"action": "release_resources", "resource_id": resource})
+    assert gone["message"] == f"Resource ID {resource} not found"
+    cpu = rm.send_json(
+        {"action": "allocate_resources", "resource_id": resource, "resource_type": "cpu"}
+    )
+    assert cpu["status"] == "error" and "gpu" in cpu["message"]
+
+
+def test_task_scheduler_and_async_processor_run_ray_tasks(
+    client: dict[str, LegacyClient], http: httpx.Client
+) -> None:
+    ts = client[f"pc2/{S.TASK_SCHEDULER}"]
+    queued = ts.send_json(
+        {"action": "schedule_task", "type": "analysis", "data": {"x": 1}, "priority": "high"}
+    )
+    assert queued["status"] == "queued" and queued["message"] == "Task queued for processing"
+
+    def finished() -> bool:
+        task = http.get(f"/resources/tasks/{queued['task_id']}").json()
+        assert task["state"] != "failed", task
+        return bool(task["state"] == "succeeded" and task["result"]["logged_bytes"] == 8)
+
+    wait_for_condition(finished, timeout_s=60)
+    ap = client[f"pc2/{S.ASYNC_PROCESSOR}"]
+    assert ap.send_json({"type": "memory", "data": [1, 2]})["status"] == "queued"
+    unknown = ap.send_json({"type": "dance", "data": 1})
+    assert unknown["status"] == "error" and unknown["message"].startswith(
+        "Unknown task type: dance"
+    )
+    invalid = ap.send_json({"type": "logging", "data": ""})
+    assert invalid["message"] == "Invalid task format. Required fields: type, data"
+    assert ap.send_json({"action": "health_check"})["status"] == "ok"
+
+
+def test_vram_optimizer_answers_model_manager_and_its_commands(
+    client: dict[str, LegacyClient],
+) -> None:
+    for port in (f"mainpc/{S.VRAM_OPTIMIZER}", f"mainpc/{S.VRAM_OPTIMIZER_MMA}"):
+        vo = client[port]
+        assert vo.send_json(
+            {"action": "register_model_manager", "vram_budget_mb": 20000, "idle_timeout": 900}
+        ) == {"status": "ok"}
+        fits = vo.send_json({"action": "can_accommodate_model", "vram_mb": 1})
+        assert fits["status"] == "ok" and fits["can_accommodate"] in (True, False)
+    vo = client[f"mainpc/{S.VRAM_OPTIMIZER}"]
+    status = vo.send_json({"command": "GET_VRAM_STATUS"})
+    assert status["status"] == "SUCCESS"
+    assert status["pc2_vram"]["total_mb"] == 12288  # the session's declared pc2 GPU
+    old = status["thresholds"]["warning"]
+    try:
+        assert vo.send_json(
+            {"command": "SET_VRAM_THRESHOLD", "threshold_type": "warning", "value": 0.6}
+        ) == {"status": "SUCCESS", "message": "warning threshold set to 0.6"}
+        assert vo.send_json({"command": "GET_VRAM_STATUS"})["thresholds"]["warning"] == 0.6
+    finally:
+        vo.send_json({"command": "SET_VRAM_THRESHOLD", "threshold_type": "warning", "value": old})
+    bad = vo.send_json({"command": "SET_VRAM_THRESHOLD", "threshold_type": "safe", "value": 2})
+    assert bad["status"] == "ERROR"
+    assert vo.send_json({"command": "HEALTH_CHECK"})["health_status"]["status"] == "HEALTHY"
+    assert vo.send_json({"command": "NOPE"})["message"] == "Unknown command: NOPE"
+
+
+def test_unified_system_agent_lists_and_describes_services(
+    client: dict[str, LegacyClient],
+) -> None:
+    usa = client[f"mainpc/{S.UNIFIED_SYSTEM}"]
+    services = usa.send_json({"action": "list_services"})
+    assert services["status"] == "success" and services["services"]["core"]["status"] == "RUNNING"
+    one = usa.send_json({"action": "get_service_status", "service_name": "core"})
+    assert one["service"] == "core" and one["info"]["route_prefix"] == "/core"
+    info = _answers(usa, {"action": "get_system_info"}, lambda r: r["status"] == "success", 60)
+    assert isinstance(info["system_info"]["cpu_count"], int)
+    health = client[f"mainpc/{S.UNIFIED_SYSTEM_HEALTH}"].send_json({"action": "health"})
+    assert health["status"] == "ok" and "registered_services" in health["service_metrics"]
+    missing = usa.send_json({"action": "get_service_status", "service_name": "nope"})
+    assert missing["status"] == "error"
+
+
+def test_predictive_health_monitor_health_and_anomalies(client: dict[str, LegacyClient]) -> None:
+    phm = client[f"mainpc/{S.PREDICTIVE_HEALTH_MONITOR}"]
+    health = phm.send_json({"action": "health"})
+    assert health["status"] == "ok"
+    counts = health["agent_specific_metrics"]
+    assert counts["monitored_agents_count"] >= counts["healthy_agents_count"] >= 0
+    anomalies = phm.send_json({"action": "get_anomalies"})
+    assert anomalies["status"] == "success" and isinstance(anomalies["series"], list)
+
+
+def test_digital_twin_metrics_vram_reports_and_simulate_load(
+    client: dict[str, LegacyClient],
+) -> None:
+    sdt = client[f"mainpc/{S.SYSTEM_DIGITAL_TWIN}"]
+    metrics = _answers(
+        sdt,
+        {"command": "GET_METRICS", "payload": {"metrics": ["vram_usage"]}},
+        lambda r: r["status"] == "SUCCESS",
+        60,
+    )["payload"]
+    assert metrics["pc2_vram_total_mb"] == 12288
+    assert metrics["mainpc_vram_total_mb"] == 0  # no GPU on mainpc in the test system
+    report = {
+        "command": "REPORT_MODEL_VRAM",
+        "payload": {
+            "agent_name": "ModelManagerAgent",
+            "total_vram_mb": 24000,
+            "total_vram_used_mb": 4200,
+            "loaded_models": {"phi-2": {"vram_usage_mb": 4200, "device": "MainPC"}},
+            "timestamp": time.time(),
+        },
+    }
+    assert sdt.send_json(report) == {
+        "status": "SUCCESS",
+        "message": "VRAM metrics updated successfully",
+    }
+    assert sdt.send_json({"command": "REPORT_MODEL_VRAM", "payload": {}})["status"] == "ERROR"
+    action = sdt.send_json({"action": "get_metrics"})
+    assert action["status"] == "success" and "cpu_usage" in action["metrics"]
+    history = sdt.send_json({"action": "get_history"})["history"]
+    assert len(history["timestamps"]) == len(history["cpu_usage"]) >= 1
+    proceed = sdt.send_json({"action": "simulate_load", "load_type": "vram", "value_mb": 10})
+    assert proceed["status"] == "success" and proceed["load_type"] == "vram"
+    assert proceed["recommendation"] in ("proceed", "deny_insufficient_resources")
+    bad = sdt.send_json({"action": "simulate_load", "load_type": "disk", "value": 1})
+    assert bad["recommendation"] == "error_invalid_request"
+
+
+def test_digital_twin_simple_register_agent_becomes_a_heartbeat(
+    client: dict[str, LegacyClient],
+) -> None:
+    sdt = client[f"pc2/{S.SYSTEM_DIGITAL_TWIN}"]
+    name = _name("StatusAgent")
+    _register(client, name)
+    # Registered through MainPC's 7100; PC2's copy of the registry follows within moments.
+    reply = _answers(
+        sdt,
+        {"action": "register_agent", "agent_name": name, "status": "ok"},
+        lambda r: r["status"] == "success",
+        timeout_s=5,
+    )
+    assert reply == {"status": "success", "message": f"Updated {name} status to ok", "agent": name}
+
+    def passing() -> bool:
+        ok = sdt.send_json({"action": "get_ok_agents"})
+        return name in ok["agents"] and ok["count"] == len(ok["agents"])
+
+    wait_for_condition(passing, timeout_s=10)
+    unknown = sdt.send_json({"action": "register_agent", "agent_name": _name("x"), "status": "ok"})
+    assert unknown["status"] == "error" and "not registered" in unknown["message"]
+
+
+def test_suggestion_port_reminds_once_after_idle(client: dict[str, LegacyClient]) -> None:
+    port = client[f"mainpc/{S.REQUEST_COORDINATOR_SUGGESTIONS}"]
+    # suggestion_idle_s is 3 s in the session settings; nothing submits during this test.
+    reply = _answers(port, "get_suggestion", lambda r: r["suggestion"] is not None, 30)
+    assert reply["suggestion"] == IDLE_REMINDER
+    assert port.raw(b"get_suggestion")["suggestion"] is None  # once per idle period
+    assert port.send_json({"action": "health"})["status"] == "ok"
+
+
+def _publish_until(
+    zctx: zmq.Context[zmq.Socket[bytes]],
+    address: str,
+    frames: list[bytes],
+    http: httpx.Client,
+    feed: str,
+    done: Any,
+) -> dict[str, Any]:
+    pub = zctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(address)
+    seen: dict[str, Any] = {}
+    try:
+
+        def arrived() -> bool:
+            for frame in frames:
+                pub.send(frame)
+            seen.update(http.get("/legacy/feeds").json()[feed])
+            return bool(done(seen))
+
+        wait_for_condition(arrived, timeout_s=30, interval_s=0.3)
+    finally:
+        pub.close(linger=0)
+    return seen
+
+
+class _Exploit:
+    """Unpickling this would call a function: the gateway must refuse it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (os.getpid, ())
+
+
+def test_pickled_feeds_act_on_plain_data_and_reject_code(
+    aisys_system: Settings, zctx: zmq.Context[zmq.Socket[bytes]], http: httpx.Client
+) -> None:
+    gateway = aisys_system.legacy_gateway
+    assert gateway.interrupt_feed is not None and gateway.language_feed is not None
+    evil = pickle.dumps(_Exploit())
+    try:
+        seen = _publish_until(
+            zctx,
+            gateway.interrupt_feed,
+            [pickle.dumps({"type": "interrupt", "timestamp": time.time()})],
+            http,
+            "interrupts",
+            lambda s: s["acted"] >= 1,
+        )
+        assert seen["rejected"] == 0
+        assert http.get("/core/queue").json()["paused_until"] is not None
+    finally:
+        http.post("/core/resume")
+    before = http.get("/core/queue").json()["last_submit_at"]
+    analysis = {
+        "type": "language_analysis",
+        "transcription": "kumusta ka",
+        "translated_text": "how are you",
+        "detected_language": "tl",
+        "analysis": {"sentiment": ("positive", 0.9)},
+        "timestamp": time.time(),
+        "request_id": "r-1",
+    }
+    seen = _publish_until(
+        zctx,
+        gateway.language_feed,
+        [evil, pickle.dumps(analysis)],
+        http,
+        "language",
+        lambda s: s["acted"] >= 1 and s["rejected"] >= 1,
+    )
+    assert "refused" in seen["last_error"] and "getpid" in seen["last_error"]
+    after = http.get("/core/queue").json()["last_submit_at"]
+    assert after is not None and (before is None or after > before)
