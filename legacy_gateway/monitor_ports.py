@@ -23,7 +23,7 @@ from pydantic import JsonValue
 
 from actors.registry.models import AgentRecord, Health
 from cluster.constants import APP_OBSERVABILITY
-from deployments.observability.perflog import MetricEntry, MetricRecord, UsageEntry, UsageRecord
+from deployments.observability.perflog import MetricEntry, MetricRecord, UsageEntry
 from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
 from legacy_gateway._ports import ActionPort, ActionTable, Fields, Services, number, text
 from legacy_gateway.registry_port import RegistryLink
@@ -136,14 +136,18 @@ class PerformanceLoggerPort(ActionPort):
             bounds.append(value)
         return agent, bounds[0], bounds[1]
 
-    async def _metrics(self, fields: Fields) -> Reply:
+    async def _rows(self, fields: Fields, method: str) -> list[Any] | Reply:
+        """The hub's rows of one agent in the request's time range, or the error reply."""
         query = self._range(fields)
         if isinstance(query, Reply):
             return query
-        agent, since, until = query
-        rows: list[MetricRecord] = await self._hub().perf_metrics.remote(
-            agent, since, until, _QUERY_LIMIT
-        )
+        rows: list[Any] = await getattr(self._hub(), method).remote(*query, _QUERY_LIMIT)
+        return rows
+
+    async def _metrics(self, fields: Fields) -> Reply:
+        rows = await self._rows(fields, "perf_metrics")
+        if isinstance(rows, Reply):
+            return rows
         metrics = [
             {
                 "action": r.action,
@@ -156,13 +160,9 @@ class PerformanceLoggerPort(ActionPort):
         return Reply(status="success", metrics=metrics)
 
     async def _usage(self, fields: Fields) -> Reply:
-        query = self._range(fields)
-        if isinstance(query, Reply):
-            return query
-        agent, since, until = query
-        rows: list[UsageRecord] = await self._hub().perf_usage.remote(
-            agent, since, until, _QUERY_LIMIT
-        )
+        rows = await self._rows(fields, "perf_usage")
+        if isinstance(rows, Reply):
+            return rows
         usage = [
             {
                 "cpu_percent": r.cpu_percent,

@@ -64,3 +64,14 @@ def ports_fixture(aisys_system: Settings, zctx: zmq.Context[zmq.Socket[bytes]]) 
 
     wait_for_condition(all_answer, timeout_s=120)
     return found
+
+
+@pytest.fixture(name="client")
+def client_fixture(
+    zctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int]
+) -> Iterator[dict[str, LegacyClient]]:
+    """A legacy client per "host/service" port."""
+    clients = {name: LegacyClient(zctx, port) for name, port in ports.items()}
+    yield clients
+    for c in clients.values():
+        c.close()

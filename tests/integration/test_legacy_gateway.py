@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
 import pytest
-import zmq
 
 from cluster.settings import LegacyService, Settings
 from tests.conftest import wait_for_condition
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,
+    client_fixture,
     ports_fixture,
     zctx_fixture,
 )
@@ -29,16 +28,6 @@ pytestmark = pytest.mark.integration
 SR = LegacyService.SERVICE_REGISTRY
 SR_HEALTH = LegacyService.SERVICE_REGISTRY_HEALTH
 SDT = LegacyService.SYSTEM_DIGITAL_TWIN
-
-
-@pytest.fixture
-def client(
-    zctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int]
-) -> Iterator[dict[str, LegacyClient]]:
-    clients = {name: LegacyClient(zctx, port) for name, port in ports.items()}
-    yield clients
-    for c in clients.values():
-        c.close()
 
 
 def _name(prefix: str) -> str:

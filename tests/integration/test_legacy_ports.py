@@ -11,7 +11,6 @@ import os
 import pickle
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from legacy_gateway.system_ports import IDLE_REMINDER
 from tests.conftest import wait_for_condition
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,
+    client_fixture,
     ports_fixture,
     zctx_fixture,
 )
@@ -31,16 +31,6 @@ from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.integration
 
 S = LegacyService
-
-
-@pytest.fixture
-def client(
-    zctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int]
-) -> Iterator[dict[str, LegacyClient]]:
-    clients = {name: LegacyClient(zctx, port) for name, port in ports.items()}
-    yield clients
-    for c in clients.values():
-        c.close()
 
 
 def _name(prefix: str) -> str:
@@ -147,7 +137,8 @@ def test_health_monitor_and_system_health_manager(client: dict[str, LegacyClient
     hm = client[f"pc2/{S.HEALTH_MONITOR}"]
     name = _name("MonitoredAgent")
     _register(client, name)
-    status = hm.send_json({"action": "get_status"})
+    # Registered on MainPC; PC2's copy of the registry has it within moments.
+    status = _answers(hm, {"action": "get_status"}, lambda r: name in r["agent_status"], 5)
     assert status["status"] == "success" and status["agent_status"][name] == "unknown"
     assert hm.send_json({"action": "ping"}) == {"status": "success", "message": "pong"}
     h3 = hm.send_json({"action": "health_check"})
