@@ -27,9 +27,11 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.installed $@
 
-# The two-host e2e tests need iproute2 (`ip netns`); install it when missing (root, Debian).
+# The two-host e2e tests need iproute2 (`ip netns`); the `aisys import-legacy` tests start a
+# real redis-server (the legacy ServiceRegistry's backend). Install each when missing (root, Debian).
 system-deps:
 	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
+	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 lint:
 	$(BIN)/ruff check .

@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("path", type=Path)
     restore = sub.add_parser("restore", help="restore an archive into a stopped or fresh data dir")
     restore.add_argument("path", type=Path)
+    _import_legacy_parser(sub)
 
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
     config.add_argument("--out", type=Path, help="file to write (default: stdout)")
@@ -80,6 +81,43 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="file to write (default: <name>.aisys.yaml beside PATH)"
     )
     return parser
+
+
+def _import_legacy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    legacy = sub.add_parser(
+        "import-legacy",
+        help="import the legacy stores (each optional) into the running system; repeatable",
+    )
+    legacy.add_argument(
+        "--redis", metavar="URL", help="the ServiceRegistry's Redis (service_registry:* keys)"
+    )
+    legacy.add_argument("--trust-db", type=Path, help="AgentTrustScorer's agent_trust_scores.db")
+    legacy.add_argument(
+        "--perf-db", type=Path, help="PerformanceLoggerAgent's performance_metrics.db"
+    )
+    legacy.add_argument("--errors-db", type=Path, help="the error bus's error_system.db")
+    legacy.add_argument(
+        "--local-tz",
+        metavar="ZONE",
+        help="zone of the legacy PCs' datetime.now() stamps (trust, perf); default: this machine's",
+    )
+
+
+def _import_legacy(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    """``aisys import-legacy``: exit 1 when a named store (or a table of it) could not be read."""
+    export_ray_auth(settings, generate=False)  # before Ray is imported, as in _run
+    from cluster.legacy_import.run import LegacySources, import_legacy, render_report
+
+    sources = LegacySources(
+        redis_url=args.redis,
+        trust_db=args.trust_db,
+        perf_db=args.perf_db,
+        errors_db=args.errors_db,
+        local_zone=args.local_tz,
+    )
+    report = import_legacy(settings, sources, progress)
+    render_report(report, sys.stdout)
+    return 0 if report.complete else 1
 
 
 def render_status(status: system.SystemStatus, out: TextIO) -> None:
@@ -259,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate-config":
             return _migrate_config(args)
         settings = load_settings(args.config)
+        if args.command == "import-legacy":
+            return _import_legacy(args, settings, progress)
         return _run(args, settings, progress)
     except AisysError as exc:
         sys.stderr.write(f"aisys: {exc}\n")

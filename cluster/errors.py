@@ -38,8 +38,9 @@ the single exception handler in :mod:`deployments._http` maps it to::
     ├── ObservabilityError      500  base for the ObservabilityHub
     │   ├── AlertRuleNotFound   404  no alert rule with that name
     │   └── SilenceNotFound     404  no silence with that id
-    └── LegacyGatewayError      500  base for the legacy ZeroMQ gateway
-        └── PortInUse           503  a legacy port is already bound by another process
+    ├── LegacyGatewayError      500  base for the legacy ZeroMQ gateway
+    │   └── PortInUse           503  a legacy port is already bound by another process
+    └── LegacySourceUnreadable  422  `aisys import-legacy` cannot read a legacy store
 
 Every subclass passes *all* of its constructor arguments to ``super().__init__`` so that
 instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``.
@@ -83,6 +84,7 @@ __all__ = [
     "ObservabilityError",
     "SilenceNotFound",
     "LegacyGatewayError",
+    "LegacySourceUnreadable",
     "PortInUse",
 ]
 
@@ -484,3 +486,21 @@ class SilenceNotFound(ObservabilityError):
         super().__init__(f"silence '{silence_id}' does not exist")
         self.args = (silence_id,)
         self.silence_id = silence_id
+
+
+class LegacySourceUnreadable(AisysError):
+    """A legacy store named to ``aisys import-legacy`` cannot be read (as a whole or one table).
+
+    Rows that cannot be read are skipped with a reason instead; this error is for the store:
+    a missing or unreadable file, a file that is not SQLite, a missing table, Redis unreachable.
+    """
+
+    component = "import-legacy"
+    http_status = 422
+
+    def __init__(self, source: str, location: str, reason: str) -> None:
+        super().__init__(f"{source} ({location}): {reason}")
+        self.args = (source, location, reason)
+        self.source = source
+        self.location = location
+        self.reason = reason

@@ -23,10 +23,12 @@ from actors.registry.models import (
     Change,
     ChangeFeed,
     Heartbeat,
+    ImportedAgent,
     Registration,
 )
 from actors.registry.store import SqliteRegistryStore
 from cluster.constants import REGISTRY_ACTOR_NAME
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import RegistrySettings
 
 __all__ = ["RegistryActor", "get_or_create_registry"]
@@ -56,6 +58,13 @@ class RegistryActor:
 
     async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> Change:
         return self._notify(self._core.heartbeat(agent_id, heartbeat))
+
+    async def import_agents(self, agents: list[ImportedAgent]) -> ImportTally:
+        """Add legacy registrations the registry lacks (``aisys import-legacy``)."""
+        tally, changes = self._core.import_agents(agents)
+        if changes:
+            self._notify(changes[-1])
+        return tally
 
     async def deregister(self, agent_id: str) -> Change:
         return self._notify(self._core.deregister(agent_id))

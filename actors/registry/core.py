@@ -19,11 +19,13 @@ from actors.registry.models import (
     ChangeFeed,
     Health,
     Heartbeat,
+    ImportedAgent,
     Registration,
 )
 from actors.registry.store import SqliteRegistryStore
 from actors.registry.view import RegistryView
 from cluster.errors import AgentNotFound
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import RegistrySettings
 
 __all__ = ["RegistryCore"]
@@ -67,7 +69,59 @@ class RegistryCore:
             health = previous.health if previous else Health.UNKNOWN
             note = previous.health_note if previous else "no health evidence yet"
             ttl = None
-        record = AgentRecord(
+        record = self._record(
+            registration,
+            ttl=ttl,
+            health=health,
+            note=note,
+            registered_at=previous.registered_at if previous else now,
+            last_seen_at=now,
+        )
+        return self._upsert(record)
+
+    def import_agents(self, agents: list[ImportedAgent]) -> tuple[ImportTally, list[Change]]:
+        """Add legacy registrations that the registry does not hold yet.
+
+        An agent already registered is left alone: with the same content it was imported
+        before ("already present"); with other content it re-registered itself since, and the
+        live registration wins over the legacy one. New ones get the ``none`` check, so their
+        health stays ``unknown`` until a probe or a heartbeat gives evidence.
+        """
+        tally = ImportTally()
+        changes: list[Change] = []
+        for item in agents:
+            reg = item.registration
+            existing = self._view.get(reg.agent_id)
+            if existing is not None:
+                same = _legacy_fields(existing) == _legacy_fields(self._record_of(item))
+                reason = "already present" if same else "registered since with other content"
+                tally.skip(reason, reg.agent_id)
+                continue
+            changes.append(self._upsert(self._record_of(item)))
+            tally.add("agents")
+        return tally, changes
+
+    def _record_of(self, item: ImportedAgent) -> AgentRecord:
+        return self._record(
+            item.registration,
+            ttl=None,
+            health=Health.UNKNOWN,
+            note="imported from the legacy ServiceRegistry; no health evidence yet",
+            registered_at=item.registered_at,
+            last_seen_at=item.registered_at,
+        )
+
+    def _record(
+        self,
+        registration: Registration,
+        *,
+        ttl: float | None,
+        health: Health,
+        note: str,
+        registered_at: float,
+        last_seen_at: float,
+    ) -> AgentRecord:
+        return AgentRecord(
             agent_id=registration.agent_id,
             agent_type=registration.agent_type or registration.agent_id,
             host=registration.host,
@@ -84,11 +138,10 @@ class RegistryCore:
             ),
             health=health,
             health_note=note,
-            registered_at=previous.registered_at if previous else now,
-            last_seen_at=now,
-            critical_since=now if health is Health.CRITICAL else None,
+            registered_at=registered_at,
+            last_seen_at=last_seen_at,
+            critical_since=last_seen_at if health is Health.CRITICAL else None,
         )
-        return self._upsert(record)
 
     def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> Change:
         """Record a heartbeat or probe result; raises :class:`AgentNotFound`."""
@@ -171,3 +224,15 @@ class RegistryCore:
         self._view.apply(change)
         self._log.append(change)
         return change
+
+
+def _legacy_fields(record: AgentRecord) -> tuple[object, ...]:
+    """What a legacy ServiceRegistry record holds, to tell an earlier import from a change."""
+    return (
+        record.agent_type,
+        record.host,
+        record.port,
+        record.health_check_port,
+        record.capabilities,
+        record.metadata,
+    )

@@ -15,6 +15,7 @@ __all__ = [
     "ChangeFeed",
     "Health",
     "Heartbeat",
+    "ImportedAgent",
     "Registration",
 ]
 
@@ -89,6 +90,17 @@ class Registration(_Model):
     @classmethod
     def tags_are_plain_labels(cls, values: list[str]) -> list[str]:
         return _check_labels(values, "tag")
+
+
+class ImportedAgent(_Model):
+    """A registration read from the legacy ServiceRegistry by ``aisys import-legacy``.
+
+    It is stored with the ``none`` check (health ``unknown`` until a probe or heartbeat says
+    otherwise) and the legacy ``last_registered`` as its registration time.
+    """
+
+    registration: Registration
+    registered_at: float = Field(description="The legacy record's last_registered (epoch s).")
 
 
 class Heartbeat(_Model):

@@ -17,11 +17,14 @@ import ray
 from actors._singleton import singleton_options
 from actors.security.core import SecurityCore
 from cluster.constants import SECURITY_ACTOR_NAME
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.models import (
     AgentIdentity,
     Grant,
     IdentityCreated,
+    ImportedAggregate,
+    ImportedOutcome,
     NewAgent,
     NewUser,
     SecurityFeed,
@@ -75,6 +78,10 @@ class SecurityActor:
 
     async def record_outcome(self, agent: str, outcome: TrustOutcome) -> TrustReport:
         return self._core.record_outcome(agent, outcome)
+
+    async def import_trust(self, items: list[ImportedOutcome | ImportedAggregate]) -> ImportTally:
+        """Fold legacy trust evidence in (``aisys import-legacy``); keyed, so repeatable."""
+        return self._core.import_evidence(items)
 
     async def trust_report(self, agent: str, history: int) -> TrustReport:
         return self._core.trust_report(agent, history)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import jwt
 
-from actors.security.store import SecurityStore
+from actors.security.store import SecurityStore, TrustEvent
 from cluster.errors import CredentialsRejected, IdentityExists, IdentityNotFound, TokenRejected
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.keys import KeyRing
 from deployments.security.models import (
@@ -19,6 +20,8 @@ from deployments.security.models import (
     AgentIdentity,
     Grant,
     IdentityCreated,
+    ImportedAggregate,
+    ImportedOutcome,
     Jwks,
     NewAgent,
     NewUser,
@@ -33,11 +36,19 @@ from deployments.security.models import (
 )
 from deployments.security.passwords import hash_secret, verify_secret
 from deployments.security.tokens import ALGORITHMS, TokenIssuer
-from deployments.security.trust import TrustState, decayed, observe, score_of
+from deployments.security.trust import (
+    TrustState,
+    add_counts,
+    decayed,
+    merged,
+    observe,
+    score_of,
+)
 
 __all__ = ["SecurityCore"]
 
 Clock = Callable[[], float]
+Imported = ImportedOutcome | ImportedAggregate
 
 
 def _digest(token: str) -> str:
@@ -226,6 +237,56 @@ class SecurityCore:
         event = (outcome.kind, outcome.success, outcome.latency_s, score_of(state))
         self._store.put_trust(agent, state, event, self._settings.trust.history_limit)
         return self.trust_report(agent, 10)
+
+    def import_evidence(self, items: Sequence[Imported]) -> ImportTally:
+        """Fold legacy outcomes in at their own times; skip those folded in before.
+
+        Each item's key is stored with the agent's new state in one transaction, so an import
+        that is run again (or resumed after a failure) adds each legacy row exactly once.
+        """
+        tally = ImportTally()
+        seen = self._store.imported_keys([item.key for item in items])
+        fresh: dict[str, list[Imported]] = {}
+        for item in items:
+            if item.key in seen:
+                tally.skip("already imported", f"{item.agent} {item.key}")
+                continue
+            seen.add(item.key)
+            fresh.setdefault(item.agent, []).append(item)
+        for agent, batch in fresh.items():
+            batch.sort(key=lambda item: (item.at, item.key))
+            state, events = self._fold(self._store.trust(agent), batch)
+            keys = [(item.key, item.at) for item in batch]
+            self._store.put_imported(agent, state, events, keys, self._settings.trust.history_limit)
+            for item in batch:
+                tally.add("outcomes" if isinstance(item, ImportedOutcome) else "aggregates")
+        return tally
+
+    def _fold(
+        self, stored: TrustState | None, batch: list[Imported]
+    ) -> tuple[TrustState, list[TrustEvent]]:
+        """The agent's state with ``batch`` (sorted by time) folded in, and its history rows.
+
+        When the stored evidence is older than the batch, the batch simply continues it (the
+        usual case: legacy rows first, and batches in time order). Otherwise the batch is folded
+        on its own and merged; its history scores then leave out the stored evidence.
+        """
+        settings = self._settings.trust
+        in_order = stored is not None and stored.at <= batch[0].at
+        chain = stored if stored is not None and in_order else TrustState(at=batch[0].at)
+        events: list[TrustEvent] = []
+        for item in batch:
+            if isinstance(item, ImportedOutcome):
+                chain = observe(chain, item.outcome, item.at, settings)
+                outcome = item.outcome
+                events.append(
+                    (item.at, outcome.kind, outcome.success, outcome.latency_s, score_of(chain))
+                )
+            else:
+                chain = add_counts(chain, item.successes, item.failures, item.at, settings)
+        if stored is not None and not in_order:
+            chain = merged(stored, chain, settings)
+        return chain, events
 
     def trust_report(self, agent: str, history: int) -> TrustReport:
         now = self._clock()

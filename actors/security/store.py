@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deployments.security.trust import TrustState
 
-__all__ = ["SecurityStore", "StoredAgent", "StoredRefresh", "StoredUser"]
+__all__ = ["SecurityStore", "StoredAgent", "StoredRefresh", "StoredUser", "TrustEvent"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -30,12 +30,20 @@ CREATE TABLE IF NOT EXISTS trust_history (
     kind TEXT NOT NULL, success INTEGER NOT NULL, latency_s REAL NOT NULL, score REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS trust_history_agent ON trust_history (agent, id);
+CREATE INDEX IF NOT EXISTS trust_history_agent_at ON trust_history (agent, at);
+-- Legacy evidence already folded in (`aisys import-legacy`), so a second import adds nothing.
+CREATE TABLE IF NOT EXISTS trust_imports (
+    key TEXT PRIMARY KEY, agent TEXT NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 StoredUser = tuple[str, list[str], float]  # password hash, roles, created_at
 StoredAgent = tuple[str, list[str], float]  # secret hash, scopes, created_at
 StoredRefresh = tuple[str, str, list[str], float]  # subject, kind, scopes, expires_at
+TrustEvent = tuple[float, str, bool, float, float]  # at, kind, success, latency_s, score
+# Keys per IN (...) query: far below SQLite's limit on bound parameters.
+_KEY_CHUNK = 500
 
 
 class SecurityStore:
@@ -146,17 +154,61 @@ class SecurityStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (agent, state.at, kind, int(success), latency_s, score),
         )
+        self._prune_history(agent, limit)
+        self._db.execute("COMMIT")
+
+    def imported_keys(self, keys: list[str]) -> set[str]:
+        """The keys of ``keys`` whose legacy evidence is already folded in."""
+        found: set[str] = set()
+        for start in range(0, len(keys), _KEY_CHUNK):
+            chunk = keys[start : start + _KEY_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM trust_imports WHERE key IN ({marks})", chunk)
+            found.update(row[0] for row in rows)
+        return found
+
+    def put_imported(
+        self,
+        agent: str,
+        state: TrustState,
+        events: list[TrustEvent],
+        keys: list[tuple[str, float]],
+        limit: int,
+    ) -> None:
+        """Store ``agent``'s new state, its imported outcomes and their keys, atomically."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT INTO trust VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
+                "alpha = excluded.alpha, beta = excluded.beta, at = excluded.at",
+                (agent, state.alpha, state.beta, state.at),
+            )
+            self._db.executemany(
+                "INSERT INTO trust_history (agent, at, kind, success, latency_s, score) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(agent, at, kind, int(ok), lat, score) for at, kind, ok, lat, score in events],
+            )
+            self._db.executemany(
+                "INSERT INTO trust_imports VALUES (?, ?, ?)", [(k, agent, at) for k, at in keys]
+            )
+            self._prune_history(agent, limit)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _prune_history(self, agent: str, limit: int) -> None:
+        # By time, not by id: imported legacy outcomes arrive after newer live ones.
         self._db.execute(
             "DELETE FROM trust_history WHERE agent = ? AND id NOT IN (SELECT id FROM "
-            "trust_history WHERE agent = ? ORDER BY id DESC LIMIT ?)",
+            "trust_history WHERE agent = ? ORDER BY at DESC, id DESC LIMIT ?)",
             (agent, agent, limit),
         )
-        self._db.execute("COMMIT")
 
     def trust_history(self, agent: str, limit: int) -> list[dict[str, float | str | bool]]:
         rows = self._db.execute(
             "SELECT at, kind, success, latency_s, score FROM trust_history WHERE agent = ? "
-            "ORDER BY id DESC LIMIT ?",
+            "ORDER BY at DESC, id DESC LIMIT ?",
             (agent, limit),
         )
         return [

@@ -20,6 +20,7 @@ from ray import serve
 from ray.serve import Application
 
 from cluster.constants import ERRORS_SUBJECT_PREFIX
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import ErrorBusSettings
 from deployments._auth import AuthArgs, Authenticator, install_auth, require
 from deployments._http import install_error_handlers
@@ -107,6 +108,14 @@ class ErrorBus:
     async def publish(self, body: ErrorEvent | ErrorBatch) -> PublishResult:
         events = body.events if isinstance(body, ErrorBatch) else [body]
         return await self._core.publish(events)
+
+    async def import_events(self, events: list[ErrorEvent]) -> ImportTally:
+        """Publish legacy events ErrorBus has not taken yet (``aisys import-legacy``).
+
+        Not a route: the CLI calls it through a Serve handle, as a Ray driver holding the
+        cluster's token, which is the same trust as an admin.
+        """
+        return await self._core.import_events(events)
 
     @api.get(
         "/",

@@ -28,6 +28,7 @@ import nats.js.errors
 
 from cluster.constants import ERRORS_INDEX_DURABLE, ERRORS_STREAM
 from cluster.errors import ClusterError
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import ErrorBusSettings
 from deployments.errors.index import ErrorIndex
 from deployments.errors.models import (
@@ -99,6 +100,30 @@ class ErrorBusCore:
     async def publish(self, events: Sequence[ErrorEvent]) -> PublishResult:
         """See :meth:`ErrorPublisher.publish`."""
         return await self.publisher.publish(events)
+
+    async def import_events(self, events: Sequence[ErrorEvent]) -> ImportTally:
+        """Publish the legacy events ErrorBus has never taken; skip the others.
+
+        The ids are checked against the index and its record of earlier imports, which outlive
+        JetStream's duplicate window and the stream's retention; each publish still carries
+        ``Nats-Msg-Id``, which covers a retry inside the window.
+        """
+        tally = ImportTally()
+        known = self.index.known_ids([event.id for event in events])
+        fresh: list[ErrorEvent] = []
+        for event in events:
+            if event.id in known:
+                tally.skip("already present", event.id)
+                continue
+            known.add(event.id)
+            fresh.append(event)
+        if fresh:
+            result = await self.publish(fresh)
+            self.index.remember_imported([event.id for event in fresh], time.time())
+            tally.add("events", result.stored)
+            if result.spooled:
+                tally.add("events spooled until NATS is back", result.spooled)
+        return tally
 
     def query(self, query: ErrorQuery) -> ErrorPage:
         return self.index.query(query)

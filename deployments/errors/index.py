@@ -48,7 +48,12 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_agent ON events (agent, seq);
+-- Ids of events imported from the legacy error bus (`aisys import-legacy`). Unlike the rows
+-- above they are never pruned: a second import after the stream's retention adds nothing.
+CREATE TABLE IF NOT EXISTS imported (id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+# Ids per IN (...) query: far below SQLite's limit on bound parameters.
+_ID_CHUNK = 500
 
 
 class ErrorIndex:
@@ -81,6 +86,28 @@ class ErrorIndex:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            self._db.execute("COMMIT")
+
+    def known_ids(self, ids: Sequence[str], *, imported: bool = True) -> set[str]:
+        """The ids of ``ids`` that are indexed (or, with ``imported``, were ever imported)."""
+        tables = ("events", "imported") if imported else ("events",)
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = list(ids[start : start + _ID_CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                for table in tables:
+                    rows = self._db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk)
+                    found.update(row[0] for row in rows)
+        return found
+
+    def remember_imported(self, ids: Sequence[str], at: float) -> None:
+        """Record that the events ``ids`` were imported (stored or spooled) at ``at``."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO imported VALUES (?, ?)", [(i, at) for i in ids]
             )
             self._db.execute("COMMIT")
 

@@ -29,7 +29,7 @@ from pydantic import JsonValue, ValidationError
 
 from deployments.errors.models import ErrorEvent, normalize_severity
 
-__all__ = ["MALFORMED_TYPE", "malformed_error_report", "normalize_frames"]
+__all__ = ["MALFORMED_TYPE", "malformed_error_report", "normalize_frames", "normalize_record"]
 
 MALFORMED_TYPE: Final = "malformed_error_report"
 #: Raw bytes kept in a ``malformed_error_report`` (all frames together).
@@ -73,6 +73,26 @@ def normalize_frames(
     except ValidationError as exc:
         reason = "fields out of range: " + "; ".join(e["msg"] for e in exc.errors()[:3])
         return malformed_error_report(frames, reason, received_at=received_at, peer=peer)
+
+
+def normalize_record(
+    body: dict[str, Any], *, origin: str, received_at: datetime, peer: str = ""
+) -> ErrorEvent:
+    """Read a legacy error report that is already a JSON object (a stored row, not a message).
+
+    The fields are read exactly as :func:`normalize_frames` reads a message's body, so an error
+    imported from the legacy error bus's database looks like one the 7150 bridge received.
+
+    Args:
+        body: the report's fields (``agent``, ``error_type``, ``severity``, ``details``, ...).
+        origin: where it came from, kept in ``details["legacy_framing"]``.
+        received_at: the time of a report that carries none.
+        peer: ``host`` when the body names none.
+
+    Raises:
+        pydantic.ValidationError: a field is out of range.
+    """
+    return _event_from_body(body, origin, "", received_at, peer)
 
 
 def malformed_error_report(

@@ -30,6 +30,7 @@ from actors.registry.follower import RegistryFollower
 from actors.registry.models import Heartbeat
 from cluster.constants import APP_ERRORS
 from cluster.errors import AgentNotFound, ClusterError, ValidationFailed
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import (
     AlertRuleSpec,
     DeclaredGpu,
@@ -52,6 +53,7 @@ from deployments.observability.hub import HubCore, HubSources
 from deployments.observability.perflog import (
     MetricEntry,
     MetricRecord,
+    PerfImport,
     PerfLog,
     PerfQuery,
     UsageEntry,
@@ -303,6 +305,14 @@ class ObservabilityHub:
     )
     async def log_usage(self, entry: UsageEntry) -> UsageRecord:
         return self._core.perflog.log_usage(entry, time.time())
+
+    async def import_perf(self, batch: PerfImport) -> ImportTally:
+        """Add legacy PerformanceLoggerAgent rows, once each (``aisys import-legacy``).
+
+        Not a route: the CLI calls it through a Serve handle, as a Ray driver holding the
+        cluster's token, which is the same trust as an admin.
+        """
+        return await asyncio.to_thread(self._core.perflog.import_rows, batch, time.time())
 
     @api.get("/perf/usage", summary="Logged resource usage", dependencies=[require(Scope.READ)])
     async def perf_usage(

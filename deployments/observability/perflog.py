@@ -16,31 +16,58 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from cluster.legacy_import.tally import ImportTally
 from cluster.settings import PerfLogSettings
 from deployments.observability.state import PerfAggregate
 
-__all__ = ["MetricEntry", "MetricRecord", "PerfLog", "PerfQuery", "UsageEntry", "UsageRecord"]
+__all__ = [
+    "ImportedMetric",
+    "ImportedUsage",
+    "MetricEntry",
+    "MetricRecord",
+    "PerfImport",
+    "PerfLog",
+    "PerfQuery",
+    "UsageEntry",
+    "UsageRecord",
+]
 
 _DAY_S = 86_400.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics (
     id INTEGER PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL,
-    duration_s REAL NOT NULL, metadata TEXT NOT NULL, at REAL NOT NULL
+    duration_s REAL NOT NULL, metadata TEXT NOT NULL, at REAL NOT NULL, legacy_key TEXT
 );
 CREATE INDEX IF NOT EXISTS metrics_agent_at ON metrics (agent, at);
 CREATE INDEX IF NOT EXISTS metrics_at ON metrics (at);
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY, agent TEXT NOT NULL, cpu_percent REAL NOT NULL,
-    memory_mb REAL NOT NULL, at REAL NOT NULL
+    memory_mb REAL NOT NULL, at REAL NOT NULL, legacy_key TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_agent_at ON usage (agent, at);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 """
+# Rows imported by `aisys import-legacy` carry the key of their legacy row; the unique index
+# makes a second import of the same row a no-op. Live rows have none.
+_LEGACY_KEY_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS metrics_legacy_key ON metrics (legacy_key)
+    WHERE legacy_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS usage_legacy_key ON usage (legacy_key)
+    WHERE legacy_key IS NOT NULL;
+"""
+_IMPORT_SQL: Final = {
+    "metrics": "INSERT OR IGNORE INTO metrics "
+    "(agent, action, duration_s, metadata, at, legacy_key) VALUES (?, ?, ?, ?, ?, ?)",
+    "usage": "INSERT OR IGNORE INTO usage (agent, cpu_percent, memory_mb, at, legacy_key) "
+    "VALUES (?, ?, ?, ?, ?)",
+}
 
 
 class _Model(BaseModel):
@@ -79,6 +106,27 @@ class UsageRecord(UsageEntry):
     at: float
 
 
+class ImportedMetric(MetricEntry):
+    """A legacy PerformanceLoggerAgent ``metrics`` row (``aisys import-legacy``)."""
+
+    key: str = Field(min_length=1, max_length=128, description="Unique per legacy row.")
+    at: float
+
+
+class ImportedUsage(UsageEntry):
+    """A legacy ``resource_usage`` row (its metadata has no column here and is not kept)."""
+
+    key: str = Field(min_length=1, max_length=128)
+    at: float
+
+
+class PerfImport(_Model):
+    """One batch of legacy rows for :meth:`PerfLog.import_rows`."""
+
+    metrics: list[ImportedMetric] = Field(default_factory=list)
+    usage: list[ImportedUsage] = Field(default_factory=list)
+
+
 class PerfQuery(_Model):
     """Rows of one agent (or all) in ``[since, until)``, newest first."""
 
@@ -98,6 +146,66 @@ class PerfLog:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._add_legacy_keys()
+
+    def _add_legacy_keys(self) -> None:
+        # Logs created before legacy imports existed lack the column; replicas sharing the
+        # file may open it at once, so check and add in one write transaction.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("metrics", "usage"):
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if "legacy_key" not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN legacy_key TEXT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        self._db.executescript(_LEGACY_KEY_INDEXES)
+
+    def import_rows(self, batch: PerfImport, now: float) -> ImportTally:
+        """Add legacy rows at their own times, once each, in one transaction.
+
+        Rows already past the retention are skipped: :meth:`purge` would delete them at the
+        next round, and a second import would then add them again.
+        """
+        tally = ImportTally()
+        metrics = [
+            (m.key, m.at, (m.agent, m.action, m.duration_s, json.dumps(m.metadata), m.at, m.key))
+            for m in batch.metrics
+        ]
+        usage = [
+            (u.key, u.at, (u.agent, u.cpu_percent, u.memory_mb, u.at, u.key)) for u in batch.usage
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._insert_new(tally, "metrics", metrics, self._s.metrics_retention_days, now)
+                self._insert_new(tally, "usage", usage, self._s.usage_retention_days, now)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return tally
+
+    def _insert_new(
+        self,
+        tally: ImportTally,
+        table: Literal["metrics", "usage"],
+        rows: Sequence[tuple[str, float, tuple[object, ...]]],
+        retention_days: float,
+        now: float,
+    ) -> None:
+        cutoff = now - retention_days * _DAY_S
+        for key, at, values in rows:
+            if at < cutoff:
+                tally.skip(f"older than the {table} retention of {retention_days:g} days", key)
+                continue
+            cursor = self._db.execute(_IMPORT_SQL[table], values)
+            if cursor.rowcount:
+                tally.add(table)
+            else:
+                tally.skip("already imported", key)
 
     def log_metric(self, entry: MetricEntry, now: float) -> MetricRecord:
         at = now if entry.at is None else entry.at

@@ -13,6 +13,8 @@ __all__ = [
     "Claims",
     "Grant",
     "IdentityCreated",
+    "ImportedAggregate",
+    "ImportedOutcome",
     "Jwks",
     "NewAgent",
     "NewUser",
@@ -192,6 +194,25 @@ class TrustOutcome(_Model):
     kind: Literal["interaction", "error_reported", "failed_auth"] = "interaction"
     success: bool = True
     latency_s: float = Field(default=0.0, ge=0, le=3600)
+
+
+class ImportedOutcome(_Model):
+    """A legacy AgentTrustScorer ``performance_logs`` row, folded in at its own time."""
+
+    key: str = Field(min_length=1, max_length=128, description="Unique per legacy row.")
+    agent: str = Field(min_length=1, max_length=128)
+    at: float
+    outcome: TrustOutcome
+
+
+class ImportedAggregate(_Model):
+    """A legacy ``model_scores`` row without log rows: its counts, as evidence at last_updated."""
+
+    key: str = Field(min_length=1, max_length=128)
+    agent: str = Field(min_length=1, max_length=128)
+    at: float
+    successes: int = Field(ge=0)
+    failures: int = Field(ge=0)
 
 
 class TrustReport(_Model):

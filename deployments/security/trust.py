@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cluster.settings import TrustSettings
 from deployments.security.models import TrustOutcome
 
-__all__ = ["TrustState", "decayed", "evidence_of", "observe", "score_of"]
+__all__ = ["TrustState", "add_counts", "decayed", "evidence_of", "merged", "observe", "score_of"]
 
 PRIOR = 1.0  # α = β = 1: mean 0.5
 
@@ -57,6 +57,28 @@ def observe(
     return TrustState(
         alpha=current.alpha + weight * x, beta=current.beta + weight * (1 - x), at=now
     )
+
+
+def add_counts(
+    state: TrustState, successes: float, failures: float, at: float, settings: TrustSettings
+) -> TrustState:
+    """Fold ``successes`` full successes and ``failures`` failures observed at ``at``."""
+    current = decayed(state, at, settings)
+    return TrustState(
+        alpha=current.alpha + successes, beta=current.beta + failures, at=max(at, current.at)
+    )
+
+
+def merged(a: TrustState, b: TrustState, settings: TrustSettings) -> TrustState:
+    """The evidence of ``a`` and ``b`` together, at the later of their times.
+
+    Evidence above the prior only ever decays by the same factor per second, so two histories
+    gathered apart (live outcomes, and legacy ones imported later) add up once both are
+    decayed to one time: the result is what folding every outcome in time order would give.
+    """
+    at = max(a.at, b.at)
+    da, db = decayed(a, at, settings), decayed(b, at, settings)
+    return TrustState(alpha=da.alpha + db.alpha - PRIOR, beta=da.beta + db.beta - PRIOR, at=at)
 
 
 def score_of(state: TrustState) -> float:
