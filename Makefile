@@ -28,10 +28,12 @@ $(BIN)/.installed-dev: pyproject.toml
 	touch $(BIN)/.installed $@
 
 # The two-host e2e tests need iproute2 (`ip netns`); the `aisys import-legacy` tests start a
-# real redis-server (the legacy ServiceRegistry's backend). Install each when missing (root, Debian).
+# real redis-server (the legacy ServiceRegistry's backend); the Alertmanager tests start a real
+# prometheus-alertmanager. Install each when missing (root, Debian).
 system-deps:
 	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
 	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
+	@command -v prometheus-alertmanager >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq prometheus-alertmanager)
 
 lint:
 	$(BIN)/ruff check .

@@ -1,10 +1,13 @@
-"""Settings of the ObservabilityHub (``settings.observability``): alerting, anomalies, perf log."""
+"""Settings of the ObservabilityHub (``settings.observability``): alerting, anomalies, perf log,
+log shipping."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cluster._settings_base import DeploymentSettings, Section
 from cluster._settings_core import SupervisionSettings
@@ -17,6 +20,9 @@ __all__ = [
     "AlertingSettings",
     "AnomalySettings",
     "InhibitRuleSpec",
+    "LogPattern",
+    "LogSeverity",
+    "LogShippingSettings",
     "ObservabilitySettings",
     "PerfLogSettings",
 ]
@@ -85,6 +91,9 @@ def _default_inhibit_rules() -> list[InhibitRuleSpec]:
     return [InhibitRuleSpec(source_matchers={"alertname": "HostDown"}, equal=["host"])]
 
 
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+
 class AlertingSettings(Section):
     """Alert evaluation and notification (Alertmanager routing semantics, one route)."""
 
@@ -97,6 +106,25 @@ class AlertingSettings(Section):
     resolved_retention_s: float = Field(
         default=900.0, ge=0, description="Resolved alerts stay listed this long."
     )
+    alertmanager_urls: list[str] = Field(
+        default_factory=list,
+        description="Alertmanagers (base URLs, e.g. http://host:9093) that firing and resolved "
+        "alerts are POSTed to at /api/v2/alerts; empty sends to none.",
+    )
+    alertmanager_timeout_s: float = Field(
+        default=10.0, gt=0, description="Wait for one POST to an Alertmanager."
+    )
+    resend_delay_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A still-firing alert is sent to the Alertmanagers again this often, so they "
+        "do not resolve it on their own (Prometheus' --rules.alert.resend-delay).",
+    )
+    external_url: str | None = Field(
+        default=None,
+        description="Base URL of the Serve ingress as Alertmanager users reach it (the alerts' "
+        "generatorURL); None: http://<node_ip of the hub's host or 127.0.0.1>:<ports.http>.",
+    )
 
     @field_validator("rules")
     @classmethod
@@ -105,6 +133,17 @@ class AlertingSettings(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"alerting.rules repeats a rule name: {names}")
         return value
+
+    @field_validator("alertmanager_urls")
+    @classmethod
+    def alertmanager_urls_are_http_base_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not _HTTP_URL.match(url):
+                raise ValueError(
+                    f"alerting.alertmanager_urls has {url!r}; give each Alertmanager's base URL "
+                    "as http://HOST:PORT (or https://), without /api/v2/alerts"
+                )
+        return [url.rstrip("/") for url in value]
 
 
 def _default_breach_thresholds() -> dict[str, float]:
@@ -154,6 +193,151 @@ class PerfLogSettings(Section):
     max_query_rows: int = Field(default=10_000, ge=1, description="Cap on one query's rows.")
 
 
+LogSeverity = Literal["debug", "info", "warning", "error", "critical"]
+
+#: The placeholder a log glob may start with; the Ray temp dir of this system replaces it.
+RAY_TEMP_DIR_PLACEHOLDER = "{ray_temp_dir}"
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PLACEHOLDER = re.compile(r"\{[^}]*\}")
+
+
+class LogPattern(Section):
+    """A log-line classification: the first pattern found in a line names its error type."""
+
+    pattern: str = Field(
+        min_length=1, description="Regular expression searched in the line, case-insensitively."
+    )
+    error_type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. timeout_error.")
+    severity: LogSeverity
+
+    @field_validator("pattern")
+    @classmethod
+    def pattern_is_a_valid_regular_expression(cls, value: str) -> str:
+        try:
+            re.compile(value, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(
+                f"log pattern {value!r} is not a valid regular expression ({exc}); escape "
+                "characters such as '(', '[' or '*' with a backslash to match them literally"
+            ) from None
+        return value
+
+
+def _default_log_sources() -> dict[str, list[str]]:
+    return {
+        # The legacy agents' logs, relative to legacy_root (the legacy scanner's logs/*.log).
+        "legacy": ["logs/*.log"],
+        # Ray's own logs of the running session on each host.
+        "ray": [f"{RAY_TEMP_DIR_PLACEHOLDER}/session_latest/logs/*.log"],
+    }
+
+
+def _default_log_patterns() -> list[LogPattern]:
+    # The legacy error bus's log scanner (legacy-protocol.md section 4.14), case-insensitive.
+    return [
+        LogPattern(pattern="connection refused", error_type="connection_error", severity="error"),
+        LogPattern(pattern="timeout", error_type="timeout_error", severity="warning"),
+        LogPattern(pattern="out of memory", error_type="resource_error", severity="critical"),
+    ]
+
+
+class LogShippingSettings(Section):
+    """Log shipping: each host's log files, tailed and sent to the ``LOGS`` JetStream stream.
+
+    A glob is absolute, starts with ``{ray_temp_dir}``, or is relative to ``legacy_root``.
+    """
+
+    enabled: bool = True
+    legacy_root: Path | None = Field(
+        default=None,
+        description="Checkout the legacy agents run from; relative globs are under it. None "
+        "leaves sources with relative globs unwatched.",
+    )
+    sources: dict[str, list[str]] = Field(
+        default_factory=_default_log_sources,
+        description="Source name (the last token of logs.<host>.<source>) -> file globs.",
+    )
+    patterns: list[LogPattern] = Field(default_factory=_default_log_patterns)
+    poll_interval_s: float = Field(default=1.0, gt=0, description="Period of the file scans.")
+    batch_size: int = Field(
+        default=500, ge=1, le=2000, description="Lines published before their acks are awaited."
+    )
+    max_line_bytes: int = Field(
+        default=16 * 1024,
+        ge=256,
+        le=64 * 1024,
+        description="Longer lines are cut here, marked truncated, and their rest is skipped.",
+    )
+    rotate_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A renamed or deleted file is read this long after its last growth.",
+    )
+    ack_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a batch's acks.")
+    retention_days: float = Field(default=7.0, gt=0, description="LOGS stream max age.")
+    max_stream_mb: int = Field(default=512, ge=1, description="LOGS stream max bytes.")
+    duplicate_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A line published again (after a crash before its offset was saved) within "
+        "this window is stored once.",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def sources_are_subject_tokens_with_globs(
+        cls, value: dict[str, list[str]]
+    ) -> dict[str, list[str]]:
+        for name, globs in value.items():
+            if not _SOURCE_NAME.match(name):
+                raise ValueError(
+                    f"log source name {name!r} must be 1-64 letters, digits, '_' or '-' (it is "
+                    "a NATS subject token)"
+                )
+            if not globs:
+                raise ValueError(f"log source {name!r} has no globs; give at least one")
+            for pattern in globs:
+                rest = pattern.removeprefix(RAY_TEMP_DIR_PLACEHOLDER)
+                if _PLACEHOLDER.search(rest):
+                    raise ValueError(
+                        f"log source {name!r} glob {pattern!r}: the only placeholder is "
+                        f"{RAY_TEMP_DIR_PLACEHOLDER}, at the start"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def duplicate_window_fits_in_the_retention(self) -> LogShippingSettings:
+        if self.duplicate_window_s > self.retention_days * 86_400.0:
+            raise ValueError(
+                "logs.duplicate_window_s is longer than logs.retention_days; JetStream needs the "
+                "window within the stream's max age"
+            )
+        return self
+
+    @property
+    def max_age_s(self) -> float:
+        return self.retention_days * 86_400.0
+
+    def resolved_sources(self, ray_temp_dir: Path) -> dict[str, list[str]]:
+        """Each source's globs as absolute paths; relative ones need ``legacy_root``.
+
+        A source whose globs are all relative, with no ``legacy_root``, maps to an empty list.
+        """
+        resolved: dict[str, list[str]] = {}
+        for name, globs in self.sources.items():
+            paths = []
+            for pattern in globs:
+                if pattern.startswith(RAY_TEMP_DIR_PLACEHOLDER):
+                    rest = pattern.removeprefix(RAY_TEMP_DIR_PLACEHOLDER).lstrip("/")
+                    paths.append(str(ray_temp_dir / rest))
+                elif Path(pattern).is_absolute():
+                    paths.append(pattern)
+                elif self.legacy_root is not None:
+                    paths.append(str(self.legacy_root / pattern))
+            resolved[name] = paths
+        return resolved
+
+
 class ObservabilitySettings(DeploymentSettings):
     """ObservabilityHub (``/observability``): exporter, probes, perf log, anomalies, alerts."""
 
@@ -172,3 +356,4 @@ class ObservabilitySettings(DeploymentSettings):
     publish_alerts: bool = Field(
         default=True, description="Publish firing/resolved notifications to the ErrorBus."
     )
+    logs: LogShippingSettings = LogShippingSettings()

@@ -19,12 +19,16 @@ __all__ = [
     "ERRORS_STREAM",
     "ERRORS_SUBJECT_PREFIX",
     "ERRORS_SUBJECTS",
+    "LOGS_STREAM",
+    "LOGS_SUBJECT_PREFIX",
+    "LOGS_SUBJECTS",
     "RAY_NAMESPACE",
     "REGISTRY_ACTOR_NAME",
     "RESOURCES_ACTOR_NAME",
     "SECURITY_ACTOR_NAME",
     "APP_SECURITY",
     "host_probe_actor_name",
+    "log_shipper_actor_name",
     "SERVE_NAMESPACE",
 ]
 
@@ -69,7 +73,17 @@ ERRORS_SUBJECTS: Final = "errors.*.*"
 #: Durable pull consumer that feeds ErrorBus's query index.
 ERRORS_INDEX_DURABLE: Final = "errors-index"
 
+#: JetStream stream of shipped log lines and its subjects, ``logs.<host>.<source>``.
+LOGS_STREAM: Final = "LOGS"
+LOGS_SUBJECT_PREFIX: Final = "logs"
+LOGS_SUBJECTS: Final = "logs.>"
+
 
 def host_probe_actor_name(tag: str) -> str:
     """Name of the per-host probe actor (GPU, CPU, memory readings) of host tag ``tag``."""
     return f"aisys.host_probe.{tag}"
+
+
+def log_shipper_actor_name(tag: str) -> str:
+    """Name of the per-host log shipper actor of host tag ``tag``."""
+    return f"aisys.log_shipper.{tag}"

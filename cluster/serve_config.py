@@ -151,7 +151,19 @@ def _observability_args(settings: Settings) -> dict[str, Any]:
         "registry": settings.core.registry.model_dump(mode="json"),
         "registry_host_tag": settings.tag_of(settings.core.host),
         "auth": _auth_args(settings),
+        # What {ray_temp_dir} in a log glob stands for (the same path on every host).
+        "ray_temp_dir": str(settings.ray_temp_dir),
+        "external_url": _external_url(settings),
     }
+
+
+def _external_url(settings: Settings) -> str:
+    """Base URL of the Serve ingress on the hub's host, as Alertmanager users follow it."""
+    configured = settings.observability.alerting.external_url
+    if configured:
+        return configured.rstrip("/")
+    ip = settings.hosts[settings.observability.host].node_ip or "127.0.0.1"
+    return f"http://{ip}:{settings.ports.http}"
 
 
 #: Every application aisys deploys, in deployment order.

@@ -50,6 +50,9 @@ from cluster._settings_observability import (
     AnomalySettings,
     Comparison,
     InhibitRuleSpec,
+    LogPattern,
+    LogSeverity,
+    LogShippingSettings,
     ObservabilitySettings,
     PerfLogSettings,
 )
@@ -84,6 +87,9 @@ __all__ = [
     "InhibitRuleSpec",
     "LegacyGatewaySettings",
     "LegacyService",
+    "LogPattern",
+    "LogSeverity",
+    "LogShippingSettings",
     "NatsSettings",
     "ObservabilitySettings",
     "OptimizerSettings",
@@ -277,6 +283,18 @@ class Settings(BaseSettings):
                 f"errors.max_stream_mb ({self.errors.max_stream_mb}) is larger than the embedded "
                 f"NATS store (nats.max_store_mb = {self.nats.max_store_mb}); lower the first or "
                 "raise the second"
+            )
+        # JetStream reserves a stream's max bytes when it is created: both must fit together.
+        both = self.errors.max_stream_mb + self.observability.logs.max_stream_mb
+        if (
+            self.nats.url is None
+            and self.observability.logs.enabled
+            and both > self.nats.max_store_mb
+        ):
+            raise ValueError(
+                f"errors.max_stream_mb + observability.logs.max_stream_mb ({both}) is larger "
+                f"than the embedded NATS store (nats.max_store_mb = {self.nats.max_store_mb}); "
+                "lower one of the first two or raise the third"
             )
         return self
 

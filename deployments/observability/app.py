@@ -1,9 +1,10 @@
 """ObservabilityHub (``/observability``): the Serve application over :class:`HubCore`.
 
-The deployment wires the hub's sources (per-host probe actors, the registry's change feed, the
-legacy ZeroMQ health probes, ErrorBus counts) and sink (alert events to the ErrorBus), runs one
-sampling round every ``sample_interval_s`` and adapts HTTP: ``GET /metrics`` renders the hub's
-own ``CollectorRegistry`` in the Prometheus text format.
+The deployment wires the hub's sources (per-host probe actors, per-host log shipper actors, the
+registry's change feed, the legacy ZeroMQ health probes, ErrorBus counts) and sinks (alert
+events to the ErrorBus, alerts to the configured Alertmanagers), runs one sampling round every
+``sample_interval_s`` and adapts HTTP: ``GET /metrics`` renders the hub's own
+``CollectorRegistry`` in the Prometheus text format.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime.
 """
@@ -47,9 +48,11 @@ from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
 from deployments.observability.alert_models import Alert, Notification, Silence, SilenceRequest
 from deployments.observability.alert_store import AlertStore
+from deployments.observability.alertmanager import AlertmanagerNotifier
 from deployments.observability.anomaly import SeriesStatus
 from deployments.observability.events import alert_events
 from deployments.observability.hub import HubCore, HubSources
+from deployments.observability.logship import LogShippers
 from deployments.observability.perflog import (
     MetricEntry,
     MetricRecord,
@@ -84,6 +87,8 @@ class ObservabilityAppArgs(BaseModel):
     registry: RegistrySettings
     registry_host_tag: str
     auth: AuthArgs
+    ray_temp_dir: str
+    external_url: str
 
 
 api = FastAPI(
@@ -115,6 +120,16 @@ class ObservabilityHub:
         self._probes = {
             tag: get_or_create_host_probe(tag, declared) for tag, declared in args.hosts.items()
         }
+        shippers = None
+        if settings.logs.enabled:
+            shippers = LogShippers(
+                settings.logs,
+                list(args.hosts),
+                args.ray_temp_dir,
+                args.nats_url,
+                Path(args.data_dir),
+                settings.host_timeout_s,
+            )
         self._zmq = zmq.asyncio.Context()
         client = LazyPirateClient(self._zmq, settings.probes.probe_timeout_s, attempts=1)
         probe = zmq_health_probe(client, settings.probes.probe_timeout_s)
@@ -124,6 +139,14 @@ class ObservabilityHub:
             spool = Spool(data / "alert-spool.sqlite3", args.errors.spool_max_mb * 1024 * 1024)
             self._publisher = ErrorPublisher(args.nats_url, args.errors, spool)
             self._publisher.start()
+        self._alertmanager: AlertmanagerNotifier | None = None
+        if settings.alerting.alertmanager_urls:
+            self._alertmanager = AlertmanagerNotifier(
+                settings.alerting,
+                settings.sample_interval_s,
+                f"{args.external_url}/observability/alerts",
+            )
+            self._alertmanager.start()
         self.metrics = CollectorRegistry()
         sources = HubSources(
             hosts=self._sample_hosts,
@@ -131,6 +154,7 @@ class ObservabilityHub:
             probe=prober.probe,
             error_counts=self._error_counts,
             notify=self._notify,
+            logs=shippers.sample if shippers is not None else None,
         )
         self._core = HubCore(
             settings,
@@ -147,11 +171,15 @@ class ObservabilityHub:
             raise ClusterError("observability: the sampling loop has stopped")
         if not self._follower.running:
             raise ClusterError("observability: the registry change-feed task has stopped")
+        if self._alertmanager is not None and not self._alertmanager.running:
+            raise ClusterError("observability: an Alertmanager sender task has stopped")
 
     async def _run(self) -> None:
         while True:
             try:
                 await self._core.tick()
+                if self._alertmanager is not None:
+                    self._alertmanager.update(self._core.alerts.alerts(), time.time())
             except Exception:
                 # Loop boundary: one failed round (an actor restarting) must not end sampling;
                 # it is logged with its traceback and the next round runs on time.

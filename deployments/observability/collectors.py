@@ -37,6 +37,7 @@ __all__ = [
     "AnomalyCollector",
     "GpuCollector",
     "HostCollector",
+    "LogShippingCollector",
     "register_collectors",
 ]
 
@@ -217,6 +218,52 @@ class AgentCollector(Collector):
         yield from (count, mean, top)
 
 
+class LogShippingCollector(Collector):
+    """Lines and bytes each host's log shipper stored in ``LOGS``, and how far behind it is.
+
+    The counters count since the shipper actor started (a restart resets them, as a process
+    restart resets any Prometheus counter). ``class`` is the line's error type, ``none`` for a
+    line no pattern matched.
+    """
+
+    def __init__(self, state: HubState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        up = _gauge("aisys_log_shipper_up", "1 if the host's log shipper answered.", ["host"])
+        connected = _gauge(
+            "aisys_log_shipper_connected", "1 while the shipper is connected to NATS.", ["host"]
+        )
+        labels = ["host", "source"]
+        files = _gauge("aisys_log_files", "Log files followed.", labels)
+        behind = _gauge(
+            "aisys_log_unshipped_bytes", "Bytes of the followed files not shipped yet.", labels
+        )
+        lines = CounterMetricFamily(
+            "aisys_log_lines_shipped", "Log lines stored in LOGS.", labels=[*labels, "class"]
+        )
+        size = CounterMetricFamily(
+            "aisys_log_bytes_shipped", "Bytes of those lines.", labels=labels
+        )
+        duplicates = CounterMetricFamily(
+            "aisys_log_lines_duplicate",
+            "Lines published again after a restart that LOGS had stored already.",
+            labels=labels,
+        )
+        for shipper in sorted(self._state.log_shippers, key=lambda s: s.host):
+            up.add_metric([shipper.host], 0.0 if shipper.error else 1.0)
+            connected.add_metric([shipper.host], 1.0 if shipper.connected else 0.0)
+            for source in shipper.sources:
+                key = [shipper.host, source.source]
+                files.add_metric(key, source.files)
+                behind.add_metric(key, source.unshipped_bytes)
+                size.add_metric(key, source.bytes)
+                duplicates.add_metric(key, source.duplicates)
+                for kind, count in sorted(source.lines.items()):
+                    lines.add_metric([*key, kind], count)
+        yield from (up, connected, files, behind, lines, size, duplicates)
+
+
 class AnomalyCollector(Collector):
     """Anomaly score, flag and predicted seconds to breach of every watched series."""
 
@@ -283,6 +330,7 @@ def register_collectors(
         HostCollector(state, clock),
         GpuCollector(state),
         AgentCollector(state, clock),
+        LogShippingCollector(state),
         AnomalyCollector(anomalies),
         AlertCollector(alerts),
     ):

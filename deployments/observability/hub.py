@@ -1,9 +1,10 @@
 """The ObservabilityHub's core: one sampling round, with every source and sink injected.
 
-A round reads every host (through the per-host probe actors in production), the registry's
-agents, probes their health ports when a probe period has passed, takes the ErrorBus counts and
-the perf-log aggregates, then reads the hub's own metrics back from its ``CollectorRegistry`` to
-feed the anomaly detectors and evaluate the alert rules; notifications go to ``notify``.
+A round reads every host (through the per-host probe actors in production), the log shippers'
+counters, the registry's agents, probes their health ports when a probe period has passed, takes
+the ErrorBus counts and the perf-log aggregates, then reads the hub's own metrics back from its
+``CollectorRegistry`` to feed the anomaly detectors and evaluate the alert rules; notifications
+go to ``notify``.
 
 Example::
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
+from actors.logship.models import ShipperStats
 from actors.registry.models import AgentRecord
 from cluster.settings import ObservabilitySettings
 from deployments.observability.alert_models import Notification
@@ -47,6 +49,8 @@ class HubSources:
     probe: Callable[[Sequence[AgentRecord]], Awaitable[dict[str, AgentProbe]]]
     error_counts: Callable[[], Awaitable[dict[str, dict[str, int]] | None]]
     notify: Callable[[list[Notification]], Awaitable[None]]
+    #: Counters of every host's log shipper; None when log shipping is off.
+    logs: Callable[[], Awaitable[list[ShipperStats]]] | None = None
 
 
 class HubCore:
@@ -76,6 +80,8 @@ class HubCore:
         """Run one sampling round; return the notifications it sent."""
         for sample in await self._sources.hosts():
             self.state.set_host(sample)
+        if self._sources.logs is not None:
+            self.state.log_shippers = await self._sources.logs()
         agents = list(self._sources.agents())
         now = self._clock()
         probes: dict[str, AgentProbe] = {}

@@ -1,13 +1,15 @@
 """What the hub last learned about hosts and agents; the collectors read it at scrape time.
 
 The sampling loop writes here (host readings from the per-host probe actors, agent records from
-the registry, health-probe results, ErrorBus counts, perf-log aggregates); nothing here does I/O.
+the registry, health-probe results, ErrorBus counts, perf-log aggregates, the log shippers'
+counters); nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.logship.models import ShipperStats
 from actors.probe.counters import HostCounters
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
@@ -60,6 +62,7 @@ class HubState:
         self.probes: dict[str, AgentProbe] = {}
         self.error_counts: dict[str, dict[str, int]] = {}
         self.perf: list[PerfAggregate] = []
+        self.log_shippers: list[ShipperStats] = []
 
     def set_host(self, sample: HostSample) -> None:
         self.hosts[sample.host] = sample

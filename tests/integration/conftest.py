@@ -69,8 +69,9 @@ def make_settings(**overrides: object) -> Settings:
         ray_client=free_port(),
         dashboard_agent=free_port(),
     )
+    data_dir = short_tmp_dir("aisys-it-")
     values: dict[str, object] = {
-        "data_dir": short_tmp_dir("aisys-it-"),
+        "data_dir": data_dir,
         "ports": ports,
         "ray": RaySettings(auth_token=SecretStr(SESSION_RAY_TOKEN)),
         "nats": NatsSettings(bind="127.0.0.1"),
@@ -106,10 +107,14 @@ def make_settings(**overrides: object) -> Settings:
             "mainpc": HostProfile(tag="mainpc", role="head", num_gpus=2),
             "pc2": HostProfile(tag="pc2", role="worker", num_gpus=2),
         },
-        # One ObservabilityHub round a second, so alert states move within seconds
-        # (tests/integration/test_observability_http.py).
+        # One ObservabilityHub round a second, so alert states move within seconds; legacy
+        # logs under the data dir (tests/integration/test_observability_http.py).
         "observability": ObservabilitySettings.model_validate(
-            {"sample_interval_s": 1.0, "probes": {"sweep_interval_s": 1.0, "probe_timeout_s": 0.5}}
+            {
+                "sample_interval_s": 1.0,
+                "probes": {"sweep_interval_s": 1.0, "probe_timeout_s": 0.5},
+                "logs": {"legacy_root": str(data_dir / "legacy")},
+            }
         ),
         "resources": ResourceSettings.model_validate(
             {

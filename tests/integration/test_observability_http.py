@@ -7,14 +7,21 @@ size, labelled ``source="declared"``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
+import nats
+import nats.js.errors
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from actors.logship.models import LogRecord
+from cluster.constants import LOGS_STREAM
+from cluster.settings import Settings
+from cluster.system import nats_url
 from tests.conftest import wait_for_condition
 from tests.integration._zmq_agent import ZmqAgent
 
@@ -210,3 +217,55 @@ def test_silences_over_http(http: httpx.Client) -> None:
 
 def test_reads_need_a_token(anonymous_http: httpx.Client) -> None:
     assert anonymous_http.get("/observability/metrics").status_code == 401
+
+
+async def _last_log_record(url: str, subject: str) -> LogRecord | None:
+    nc = await nats.connect(url)
+    try:
+        msg = await nc.jetstream().get_last_msg(LOGS_STREAM, subject)
+    except nats.js.errors.NotFoundError:
+        return None  # no stream yet, or nothing on that subject yet
+    finally:
+        await nc.close()
+    return LogRecord.model_validate_json(msg.data or b"")
+
+
+def test_a_line_appended_to_a_legacy_log_is_shipped_and_counted(
+    http: httpx.Client, aisys_system: Settings
+) -> None:
+    root = aisys_system.observability.logs.legacy_root
+    assert root is not None
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    text = f"{uuid.uuid4().hex} redis: Connection refused"
+    with (root / "logs" / "it-agent.log").open("a") as f:
+        f.write(text + "\n")
+    # The session node carries both tags: one shipper, named by the first (mainpc).
+    subject = "logs.mainpc.legacy"
+    url = nats_url(aisys_system)
+    shipped: list[LogRecord] = []
+
+    def arrived() -> bool:
+        record = asyncio.run(_last_log_record(url, subject))
+        if record is not None and record.line == text:
+            shipped.append(record)
+        return bool(shipped)
+
+    wait_for_condition(arrived, timeout_s=90, interval_s=0.5)
+    (record,) = shipped
+    assert (record.host, record.source) == ("mainpc", "legacy")
+    assert record.path == str(root / "logs" / "it-agent.log")
+    assert (record.error_type, record.severity) == ("connection_error", "error")
+
+    def counted() -> bool:
+        samples = scrape(http)
+        return any(
+            labels == {"host": "mainpc", "source": "legacy", "class": "connection_error"} and v >= 1
+            for labels, v in samples.get("aisys_log_lines_shipped_total", [])
+        )
+
+    wait_for_condition(counted, timeout_s=30, interval_s=0.5)
+    samples = scrape(http)
+    assert value(samples, "aisys_log_shipper_connected", host="mainpc") == 1.0
+    # The default Ray source follows this session's own Ray logs.
+    assert value(samples, "aisys_log_files", host="mainpc", source="ray") > 0
+    assert [labels for labels, _ in samples["aisys_log_shipper_up"]] == [{"host": "mainpc"}]

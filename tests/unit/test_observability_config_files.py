@@ -72,4 +72,8 @@ def test_every_dashboard_metric_is_exported(tmp_path: Path) -> None:
         "aisys_anomaly_flagged",
         "aisys_perf_actions",
         "aisys_perf_action_duration_max_seconds",
+        # Counters, queried by their _total samples.
+        "aisys_log_lines_shipped",
+        "aisys_log_lines_duplicate",
+        "aisys_log_bytes_shipped",
     }

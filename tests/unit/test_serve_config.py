@@ -89,18 +89,13 @@ def test_legacy_app_has_one_deployment_per_host_each_pinned_there(tmp_path: Path
     args = legacy["args"]
     assert (args["mainpc_host"], args["pc2_host"]) == ("mainpc", "pc2")
     assert args["registry_host_tag"] == "mainpc"
-    assert args["gateway"]["ports"]["mainpc"] == {
-        "service_registry": 7100,
-        "service_registry_health": 8100,
-        "system_digital_twin": 7120,
-        "request_coordinator": 26002,
+    # The whole port map travels to the deployments, as JSON (enum keys become their values).
+    expected = {
+        host: {str(service): port for service, port in ports.items()}
+        for host, ports in settings.legacy_gateway.ports.items()
     }
-    assert args["gateway"]["ports"]["pc2"] == {
-        "system_digital_twin": 7120,
-        "authentication": 7116,
-        "authentication_health": 8116,
-        "trust_scorer": 5626,
-        "trust_scorer_declared": 7122,
-    }
+    assert args["gateway"]["ports"] == expected
+    assert args["gateway"]["ports"]["mainpc"]["service_registry"] == 7100
+    assert args["gateway"]["ports"]["pc2"]["performance_logger"] == 5632
     assert "legacy" in required_host_tags(settings)["mainpc"]
     assert "legacy" in required_host_tags(settings)["pc2"]
