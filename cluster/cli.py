@@ -1,4 +1,4 @@
-"""The ``aisys`` command: ``up``, ``deploy``, ``status``, ``down``, ``serve-config``, ...
+"""The ``aisys`` command: ``up``, ``deploy``, ``status``, ``check``, ``down``, ...
 
 Every command reads :class:`Settings` once (``--config FILE`` or ``AISYS_CONFIG``, plus
 ``AISYS_*`` variables) and exits non-zero with a one-line reason on an :class:`AisysError`.
@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--address", help="HEAD_IP:PORT of the head's GCS (workers)")
     up.add_argument(
         "--wait", type=float, default=600.0, help="seconds the head waits for worker tags"
+    )
+    up.add_argument(
+        "--no-check", action="store_true", help="skip the end-to-end check `up` ends with"
+    )
+    check = sub.add_parser(
+        "check", help="short end-to-end check of the running system; run it on the head"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds each step may take (default 30)"
     )
 
     sub.add_parser("deploy", help="(re)deploy every application onto the running cluster")
@@ -195,29 +204,34 @@ def _identity_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _backup_command(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    from cluster import backup
+
+    if args.command == "backup":
+        manifest = backup.backup(settings, args.path, progress)
+        action = "wrote"
+    else:
+        manifest = backup.restore(settings, args.path, progress)
+        action = "restored"
+    sys.stdout.write(
+        f"{action} {args.path}: {len(manifest.files)} state files, "
+        + ", ".join(f"{n} {k} messages" for k, n in manifest.streams.items())
+        + "\n"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     # Ray must see the token before it is first imported, so Ray-using modules load after this.
     export_ray_auth(settings, generate=args.command == "up" and args.role != "worker")
     from cluster import system
+    from cluster.check import run_check
     from cluster.serve_config import build_serve_config, serve_config_yaml
 
     if args.command in ("user", "token"):
         return _identity_command(args, settings)
     if args.command in ("backup", "restore"):
-        from cluster import backup
-
-        if args.command == "backup":
-            manifest = backup.backup(settings, args.path, progress)
-            action = "wrote"
-        else:
-            manifest = backup.restore(settings, args.path, progress)
-            action = "restored"
-        sys.stdout.write(
-            f"{action} {args.path}: {len(manifest.files)} state files, "
-            + ", ".join(f"{n} {k} messages" for k, n in manifest.streams.items())
-            + "\n"
-        )
-        return 0
+        return _backup_command(args, settings, progress)
     out = sys.stdout
     if args.command == "serve-config":
         text = serve_config_yaml(build_serve_config(settings))
@@ -230,6 +244,8 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
     if args.command == "down":
         system.down(settings, progress)
         return 0
+    if args.command == "check":
+        return 0 if run_check(settings, out, args.timeout).passed else 1
     if args.command == "up":
         system.up(
             settings,
@@ -258,13 +274,28 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
     else:
         out.write("\n")
         render_status(status, out)
-    if args.command == "up" and args.role == "head":
+    healthy = status.healthy
+    if args.command == "up":
+        healthy = _end_of_up(args, settings, out) and healthy
+    return 0 if healthy else 1
+
+
+def _end_of_up(args: argparse.Namespace, settings: Settings, out: TextIO) -> bool:
+    """Run the end-to-end check unless ``--no-check``; say how to join PC2. False: it failed."""
+    from cluster.check import run_check
+
+    passed = True
+    if not args.no_check:
+        out.write("\nCHECK\n")
+        out.flush()
+        passed = run_check(settings, out).passed
+    if args.role == "head":
         out.write(
             f"\nTo join PC2: copy {settings.ray_token_path} to the same path on PC2 (or export "
             "AISYS_RAY__AUTH_TOKEN=<its contents>), then run there:\n"
             f"  aisys up --role worker --address <this-host-ip>:{settings.ports.gcs}\n"
         )
-    return 0 if status.healthy else 1
+    return passed
 
 
 def _migrate_config(args: argparse.Namespace) -> int:

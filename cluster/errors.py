@@ -9,6 +9,7 @@ the single exception handler in :mod:`deployments._http` maps it to::
     ├── ClusterError                503  Ray/NATS not reachable, a host tag has no node, ...
     │   └── MissingHostTag          503  a deployment is pinned to a tag no node carries
     ├── ValidationFailed            422  a request is well-formed JSON but not acceptable
+    ├── CheckFailed                 500  a step of `aisys check` did not see what it expected
     ├── CoreError                   500  base for CoreOrchestrator's coordinator and supervision
     │   ├── QueueFull               429  the request queue is at its bound; retry later
     │   ├── RequestNotFound         404  no request with that id (or it aged out)
@@ -49,6 +50,7 @@ instances pickle: Ray re-creates exceptions on the caller's side by calling ``cl
 from __future__ import annotations
 
 __all__ = [
+    "CheckFailed",
     "CircuitOpen",
     "CoreError",
     "DispatchFailed",
@@ -139,6 +141,12 @@ class ValidationFailed(AisysError):
 
     component = "validation"
     http_status = 422
+
+
+class CheckFailed(AisysError):
+    """A step of ``aisys check`` saw something other than a healthy system does."""
+
+    component = "check"
 
 
 class CoreError(AisysError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import ray
@@ -16,10 +17,11 @@ from deployments.security.models import (
     NewAgent,
     NewUser,
     TokenPair,
+    TrustReport,
     UserIdentity,
 )
 
-__all__ = ["create_agent", "create_user", "ensure_admin", "issue_token"]
+__all__ = ["create_agent", "create_user", "ensure_admin", "forget_agent", "issue_token"]
 
 
 def _actor(settings: Settings) -> Any:
@@ -49,3 +51,20 @@ def create_agent(settings: Settings, agent: NewAgent) -> IdentityCreated:
 
 def issue_token(settings: Settings, grant: Grant) -> TokenPair:
     return cast(TokenPair, ray.get(_actor(settings).grant.remote(grant)))
+
+
+def forget_agent(settings: Settings, agent_id: str, trust_settle_s: float = 0.0) -> None:
+    """Remove an agent's identity, refresh tokens and trust record.
+
+    Args:
+        trust_settle_s: wait up to this long for a trust outcome already on its way (the
+            coordinator reports outcomes without waiting), so none lands after the removal.
+    """
+    actor = _actor(settings)
+    deadline = time.monotonic() + trust_settle_s
+    while time.monotonic() < deadline:
+        report: TrustReport = ray.get(actor.trust_report.remote(agent_id, 0), timeout=10)
+        if report.evidence > 0:
+            break
+        time.sleep(0.05)
+    ray.get(actor.forget_agent.remote(agent_id), timeout=30)

@@ -59,6 +59,9 @@ class SecurityActor:
     async def create_agent(self, agent: NewAgent) -> IdentityCreated:
         return self._core.create_agent(agent)
 
+    async def forget_agent(self, agent_id: str) -> None:
+        self._core.forget_agent(agent_id)
+
     async def agent_identity(self, agent_id: str) -> AgentIdentity:
         return self._core.agent_identity(agent_id)
 

@@ -115,6 +115,17 @@ class SecurityCore:
             agent_id=agent_id, scopes=[Scope(s) for s in stored[1]], created_at=stored[2]
         )
 
+    def forget_agent(self, agent_id: str) -> None:
+        """Remove an agent's identity, refresh tokens and trust record (e.g. a throw-away one).
+
+        Its access tokens stay valid until they expire unless revoked: they are not recorded.
+
+        Raises:
+            IdentityNotFound: nothing is stored under that name.
+        """
+        if not self._store.delete_agent(agent_id):
+            raise IdentityNotFound("agent", agent_id)
+
     # tokens
 
     def grant(self, grant: Grant) -> TokenPair:

@@ -85,6 +85,20 @@ class SecurityStore:
             (agent_id, secret_hash, json.dumps(scopes), at),
         )
 
+    def delete_agent(self, agent_id: str) -> bool:
+        """Remove an agent's identity, refresh tokens and trust in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        found = 0
+        for sql in (
+            "DELETE FROM agents WHERE agent_id = ?",
+            "DELETE FROM refresh_tokens WHERE subject = ? AND kind = 'agent'",
+            "DELETE FROM trust WHERE agent = ?",
+            "DELETE FROM trust_history WHERE agent = ?",
+        ):
+            found += self._db.execute(sql, (agent_id,)).rowcount
+        self._db.execute("COMMIT")
+        return found > 0
+
     # refresh tokens and revocations
 
     def add_refresh(self, token_hash: str, refresh: StoredRefresh) -> None:

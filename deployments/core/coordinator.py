@@ -1,11 +1,12 @@
 """RequestCoordinator: the central dispatcher for user requests (plain Python, no Ray).
 
 ``submit`` queues a request at its legacy priority and returns at once; worker tasks take
-requests in priority order, resolve the downstream (agents registered with the route's
-capability, or a Serve deployment), send the legacy TaskDefinition through the injected
-``send`` and record the reply. Each downstream has a circuit breaker; while it is open the
-request fails with :class:`CircuitOpen` or stays queued (``while_open``). Nothing is dropped:
-every request ends succeeded, failed (with the error) or cancelled by an interrupt.
+requests in priority order, resolve the downstream (agents registered with the capability the
+request names or its type's route names, or a Serve deployment), send the legacy TaskDefinition
+through the injected ``send`` and record the reply. Each downstream has a circuit breaker;
+while it is open the request fails with :class:`CircuitOpen` or stays queued (``while_open``).
+Nothing is dropped: every request ends succeeded, failed (with the error) or cancelled by an
+interrupt.
 
 Example::
 
@@ -306,7 +307,7 @@ class RequestCoordinator:
 
     def _select(self, entry: _Request) -> bool:
         """Whether ``entry`` can leave the queue now; its target (or error) goes to _picked."""
-        route = self._settings.routes[entry.request.type]
+        route = self._route(entry.request)
         candidates = self._candidates(route)
         if not candidates:
             if self._settings.while_open == "wait":
@@ -324,6 +325,12 @@ class RequestCoordinator:
         first = self._breakers.get(candidates[0].downstream)
         self._picked[entry.request_id] = CircuitOpen(first.name, first.retry_in())
         return True
+
+    def _route(self, request: UserRequest) -> DispatchRoute:
+        """The request's own capability, else the configured route of its type."""
+        if request.capability is not None:
+            return DispatchRoute(capability=request.capability)
+        return self._settings.routes[request.type]
 
     def _candidates(self, route: DispatchRoute) -> list[Target]:
         if route.capability is None:
@@ -372,7 +379,8 @@ class RequestCoordinator:
             task_id=f"task_{entry.request_id.removeprefix('req_')}",
             task_type=_TASK_TYPES[entry.request.type],
             priority=entry.priority,
-            parameters={"request": entry.request.model_dump(mode="json")},
+            # The capability is a routing hint for the coordinator; agents get the legacy shape.
+            parameters={"request": entry.request.model_dump(mode="json", exclude={"capability"})},
             created_at=datetime.fromtimestamp(entry.submitted_at, UTC).isoformat(),
             request_id=entry.request_id,
             timestamp=now,

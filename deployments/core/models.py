@@ -61,6 +61,12 @@ class _BaseRequest(_Model):
     metadata: RequestMetadata = RequestMetadata()
     user_id: str | None = Field(default=None, max_length=128)
     session_id: str | None = Field(default=None, max_length=128)
+    capability: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$",
+        description="Dispatch to agents registered with this capability instead of the route "
+        "of the request's type (coordinator.routes). The agent does not see this field.",
+    )
 
 
 def _check_base64(value: str) -> str:

@@ -450,3 +450,40 @@ def test_legacy_registration_through_pc2_7120_is_returned_by_mainpc_7100(
         two_hosts.pc2.ns.ip,
         5562,
     )
+
+
+def test_aisys_check_passes_on_the_head(two_hosts: TwoHosts) -> None:
+    """`aisys check` on MainPC: every step passes across both hosts, as `aisys up` saw too."""
+    main_ip, pc2_ip = two_hosts.main.ns.ip, two_hosts.pc2.ns.ip
+    result = two_hosts.main.aisys("check", timeout_s=300)
+
+    output = _tail(result.stdout + result.stderr, 60)
+    assert result.returncode == 0, output
+    lines = {
+        line.split()[1]: line
+        for line in result.stdout.splitlines()
+        if line.startswith(("PASS ", "FAIL ", "SKIP "))
+    }
+    assert list(lines) == [
+        "security.token",
+        "registry.http",
+        "legacy.service_registry@mainpc",
+        "legacy.system_digital_twin@mainpc",
+        "legacy.system_digital_twin@pc2",
+        "core.request",
+        "errors.publish",
+        "resources.lease",
+        "observability.metrics",
+        "cleanup",
+    ], output
+    assert all(line.startswith("PASS ") for line in lines.values()), output
+    # The throw-away agent listens on MainPC's LAN address; PC2's 7120 is reached over the LAN.
+    assert f"agent at {main_ip}:" in lines["core.request"]
+    assert (
+        f"tcp://{pc2_ip}:{two_hosts.ports['legacy_sdt_pc2']}"
+        in lines["legacy.system_digital_twin@pc2"]
+    )
+    # No GPU in either namespace: the lease is refused, never granted on an invented device.
+    assert "refused with LeaseUnavailable" in lines["resources.lease"]
+    # The head's `aisys up` ended with the same check.
+    assert "check passed: 10 steps" in (two_hosts.main.data_dir / "up-head.log").read_text()

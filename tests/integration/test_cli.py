@@ -46,6 +46,15 @@ def test_second_up_reports_what_is_already_running(aisys_system: Settings) -> No
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stderr
     assert "RUNNING" in result.stdout and "Dashboard" in result.stdout
+    # `up` ends with the end-to-end check (tests/integration/test_check.py has its steps).
+    assert "\nCHECK\n" in result.stdout and "PASS core.request" in result.stdout
+    assert "check passed: " in result.stdout
+
+
+def test_up_with_no_check_skips_the_check(aisys_system: Settings) -> None:
+    result = aisys(aisys_system, "up", "--no-check")
+    assert result.returncode == 0, result.stderr
+    assert "RUNNING" in result.stdout and "CHECK" not in result.stdout
 
 
 def test_serve_config_command_writes_a_deployable_yaml(

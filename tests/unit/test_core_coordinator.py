@@ -149,6 +149,27 @@ def test_task_definition_has_the_legacy_shape() -> None:
     assert isinstance(wire["created_at"], str) and wire["created_at"].endswith("+00:00")
 
 
+def test_a_request_naming_a_capability_goes_to_its_agents_not_the_types_route() -> None:
+    downstream = Downstream()
+    asked: list[str] = []
+
+    def resolve(capability: str) -> list[AgentRecord]:
+        asked.append(capability)
+        return [agent("probe-agent", port=6001)] if capability == "check-probe" else [agent("cot")]
+
+    coordinator = RequestCoordinator(settings(), resolve, downstream)
+    coordinator.submit(TextRequest(data="routed", capability="check-probe"))
+    coordinator.submit(TextRequest(data="default"))
+
+    run_with(coordinator, lambda: until(lambda: len(downstream.sent) == 2))
+    targets = {request_of(task)["data"]: target for target, task in downstream.sent}
+    assert targets["routed"] == AgentTarget("probe-agent", "tcp://127.0.0.1:6001")
+    assert targets["default"] == AgentTarget("cot", "tcp://127.0.0.1:5709")
+    assert set(asked) == {"check-probe", "reasoning"}
+    # The hint is the coordinator's: the agent gets the request in its legacy shape.
+    assert all("capability" not in request_of(task) for _, task in downstream.sent)
+
+
 def test_full_queue_refuses_with_429() -> None:
     coordinator = RequestCoordinator(settings(queue_max_size=2), lambda _: [], Downstream())
     coordinator.submit(text())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from actors.security.core import SecurityCore
-from cluster.errors import CredentialsRejected, IdentityExists, TokenRejected
+from cluster.errors import CredentialsRejected, IdentityExists, IdentityNotFound, TokenRejected
 from cluster.settings import SecuritySettings, TrustSettings
 from deployments.security.models import Grant, NewAgent, NewUser, TrustOutcome
 from deployments.security.tokens import TokenVerifier
@@ -191,3 +191,38 @@ def test_failed_agent_authentication_lowers_its_trust(tmp_path: Path, clock: Clo
         core.grant(bad)
     report = core.trust_report("x", 5)
     assert report.score < 0.5 and report.history[0]["kind"] == "failed_auth"
+
+
+def test_a_forgotten_agent_leaves_no_identity_refresh_token_or_trust(
+    tmp_path: Path, clock: Clock
+) -> None:
+    core = make(tmp_path, clock)
+    created = core.create_agent(NewAgent.model_validate({"agent_id": "aisys-check-1"}))
+    grant = Grant.model_validate(
+        {
+            "grant_type": "client_credentials",
+            "client_id": "aisys-check-1",
+            "client_secret": created.client_secret,
+        }
+    )
+    pair = core.grant(grant)
+    core.record_outcome("aisys-check-1", TrustOutcome(success=True))
+    core.record_outcome("other", TrustOutcome(success=True))
+
+    core.forget_agent("aisys-check-1")
+
+    assert set(core.scores()) == {"other"}
+    assert core.trust_report("aisys-check-1", 5).history == []
+    with pytest.raises(IdentityNotFound):
+        core.agent_identity("aisys-check-1")
+    with pytest.raises(CredentialsRejected):
+        core.grant(grant)
+    refresh = Grant.model_validate(
+        {"grant_type": "refresh_token", "refresh_token": pair.refresh_token}
+    )
+    with pytest.raises(TokenRejected):
+        core.grant(refresh)
+    with pytest.raises(IdentityNotFound):
+        core.forget_agent("aisys-check-1")
+    # The name is free again.
+    core.create_agent(NewAgent.model_validate({"agent_id": "aisys-check-1"}))
