@@ -60,6 +60,11 @@ class HostCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         up = _gauge("aisys_host_up", "1 if the host's probe answered the last sample.", ["host"])
+        info = _gauge(
+            "aisys_host_info",
+            "1 per host, labelled with the address and name its probe reports (where it ran).",
+            ["host", "ip", "hostname"],
+        )
         age = _gauge("aisys_host_sample_age_seconds", "Age of the host's last sample.", ["host"])
         cpu = _gauge("aisys_host_cpu_used_ratio", "CPU use, 0-1.", ["host"])
         mem = _gauge("aisys_host_memory_used_ratio", "Memory use, 0-1.", ["host"])
@@ -82,13 +87,14 @@ class HostCollector(Collector):
                 mem.add_metric([host], sample.reading.memory_percent / 100.0)
                 avail.add_metric([host], sample.reading.memory_available_mb * _MIB)
             if sample.system is not None:
+                info.add_metric([host, sample.system.ip, sample.system.hostname], 1.0)
                 total.add_metric([host], sample.system.memory_total_mb * _MIB)
                 disk.add_metric([host], sample.system.disk_percent / 100.0)
                 free.add_metric([host], sample.system.disk_free_mb * _MIB)
             if sample.counters is not None:
                 rx.add_metric([host], sample.counters.network_received_bytes)
                 tx.add_metric([host], sample.counters.network_sent_bytes)
-        yield from (up, age, cpu, mem, avail, total, disk, free, rx, tx)
+        yield from (up, info, age, cpu, mem, avail, total, disk, free, rx, tx)
 
 
 class GpuCollector(Collector):

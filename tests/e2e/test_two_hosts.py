@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -487,3 +488,33 @@ def test_aisys_check_passes_on_the_head(two_hosts: TwoHosts) -> None:
     assert "refused with LeaseUnavailable" in lines["resources.lease"]
     # The head's `aisys up` ended with the same check.
     assert "check passed: 10 steps" in (two_hosts.main.data_dir / "up-head.log").read_text()
+
+
+def test_metrics_show_both_hosts_each_measured_on_its_own_node(two_hosts: TwoHosts) -> None:
+    """``curl :7000/observability/metrics``: host figures for both tags, each from its node."""
+    token = _login(two_hosts)
+    url = f"http://{two_hosts.main.ns.ip}:{two_hosts.ports['http']}/observability/metrics"
+    info: dict[str, str] = {}
+    text = ""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        answer = _http(two_hosts.main, "GET", url, token=token)
+        assert answer["status"] == 200, answer
+        text = answer["body"]
+        info = {
+            labels["host"]: labels["ip"]
+            for labels in (
+                dict(re.findall(r'(\w+)="([^"]*)"', body))
+                for body in re.findall(r"^aisys_host_info\{([^}]*)\}", text, re.MULTILINE)
+            )
+        }
+        if set(info) == {"mainpc", "pc2"} and 'aisys_host_cpu_used_ratio{host="pc2"}' in text:
+            break
+        time.sleep(1)
+    # Each host's probe runs on that host's node, so it reports that node's own address.
+    host_lines = [line for line in text.splitlines() if line.startswith("aisys_host_")]
+    assert info == {"mainpc": two_hosts.main.ns.ip, "pc2": two_hosts.pc2.ns.ip}, host_lines
+    for host in ("mainpc", "pc2"):
+        assert f'aisys_host_cpu_used_ratio{{host="{host}"}}' in text
+        assert f'aisys_host_memory_total_bytes{{host="{host}"}}' in text
+        assert f'aisys_host_up{{host="{host}"}} 1.0' in text

@@ -42,6 +42,8 @@ def test_host_metrics_are_labelled_by_host_and_use_base_units(tmp_path: Path) ->
     assert value("aisys_host_network_received_bytes_total", {"host": "mainpc"}) == 123
     assert value("aisys_host_network_sent_bytes_total", {"host": "mainpc"}) == 456
     assert value("aisys_host_cpu_used_ratio", {"host": "pc2"}) is None
+    info = {"host": "mainpc", "ip": "10.0.0.1", "hostname": "mainpc-box"}
+    assert value("aisys_host_info", info) == 1.0
     # Ages are computed at scrape time from the injected clock.
     assert value("aisys_host_sample_age_seconds", {"host": "mainpc"}) == 3.0
     clock.advance(10)
