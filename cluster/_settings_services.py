@@ -195,7 +195,10 @@ class LegacyGatewaySettings(DeploymentSettings):
         default=1024, ge=1, description="Requests awaiting a service per port; beyond: 'busy'."
     )
     twin_refresh_s: float = Field(
-        default=2.0, gt=0, le=60, description="Period of the local copy of the digital twin."
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Period of the local copy of the digital twin (the legacy SDT's was 5 s).",
     )
     suggestion_idle_s: float = Field(
         default=300.0, gt=0, description="Idle time after which 5591 suggests the reminder."
