@@ -188,6 +188,15 @@ def _wait_for_dashboard(client: DashboardClient, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
+def _failure_text(app: dict[str, Any]) -> str:
+    """The app's message and each failed deployment's own (Serve puts the traceback there)."""
+    parts = [str(app.get("message", ""))]
+    for name, deployment in (app.get("deployments") or {}).items():
+        if deployment.get("status") in ("DEPLOY_FAILED", "UNHEALTHY"):
+            parts.append(f"{name}: {str(deployment.get('message', ''))[-1500:]}")
+    return " | ".join(p for p in parts if p)
+
+
 def _wait_running(
     client: DashboardClient, progress: Progress, timeout_s: float, deployed_at: float
 ) -> None:
@@ -207,7 +216,7 @@ def _wait_running(
                 else False
             )
             if state == "DEPLOY_FAILED" and (fresh or time.monotonic() > stale_grace):
-                failed[name] = apps[name].get("message", "")
+                failed[name] = _failure_text(apps[name])
         if failed:
             raise ClusterError(
                 f"deployment failed: {failed}; the replica logs are in the dashboard's Serve tab"
