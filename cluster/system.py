@@ -286,17 +286,19 @@ def up(
     head = role != "worker"
     if head:
         ensure_ray_token(settings)
+    # NATS first: once this node's tag is in the cluster the head deploys at once, and the
+    # services pinned here (ErrorBus, the error-bus bridge) connect to NATS as they start.
+    if settings.nats.url is None and settings.nats.host in hosts:
+        server = embedded_nats(settings)
+        with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
+            if not server.start():
+                progress.line("    nats-server already running")
     if ray_node_running(settings):
         progress.line(f"==> Ray node ({', '.join(tags)}) already running")
     else:
         kind = "head" if head else "worker"
         with progress.step(f"Starting Ray {kind} node with host tags {', '.join(tags)}"):
             start_ray_node(settings, tags, head=head, address=address)
-    if settings.nats.url is None and settings.nats.host in hosts:
-        server = embedded_nats(settings)
-        with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
-            if not server.start():
-                progress.line("    nats-server already running")
     if head:
         deploy(settings, progress, wait_tags_s=wait_tags_s if role == "head" else 0.0)
 
