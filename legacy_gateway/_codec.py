@@ -189,6 +189,8 @@ def decode(frame: bytes, max_bytes: int) -> LegacyRequest:
         return InvalidRequest(
             dialect=Dialect.ACTION, reason="Invalid JSON request: nested too deep"
         )
+    except ValueError as exc:  # valid JSON Python refuses, e.g. an integer of 5000 digits
+        return InvalidRequest(dialect=Dialect.ACTION, reason=f"Invalid JSON request: {exc}")
     if isinstance(value, str):  # send_json("ping") puts the JSON string '"ping"' on the wire
         return RawRequest(text=value.strip())
     if not isinstance(value, dict):

@@ -33,7 +33,7 @@ from cluster.constants import ERRORS_SUBJECTS
 from cluster.errors import ErrorBusError
 from cluster.settings import ErrorBridgeSettings
 from deployments.errors.models import ErrorEvent
-from deployments.errors.normalize import MALFORMED_TYPE, normalize_frames
+from deployments.errors.normalize import MALFORMED_TYPE, malformed_error_report, normalize_frames
 from deployments.errors.publisher import ErrorPublisher
 
 __all__ = ["BridgeStats", "ErrorBridge", "LegacyErrorFrame"]
@@ -153,12 +153,16 @@ class ErrorBridge:
         while True:
             frames = await self._sub.recv_multipart(copy=False)
             peer = _peer_address(frames[0])
-            event = normalize_frames(
-                [f.bytes for f in frames],
-                received_at=datetime.now(UTC),
-                peer=peer,
-                max_bytes=self._max_bytes,
-            )
+            raw = [f.bytes for f in frames]
+            received_at = datetime.now(UTC)
+            try:
+                event = normalize_frames(
+                    raw, received_at=received_at, peer=peer, max_bytes=self._max_bytes
+                )
+            except Exception as exc:  # loop boundary: one odd message must not end the bridge
+                logger.exception("legacy error frame from %s could not be read", peer or "?")
+                reason = f"unreadable: {type(exc).__name__}: {exc}"[:500]
+                event = malformed_error_report(raw, reason, received_at=received_at, peer=peer)
             self.stats.received += 1
             if event.error_type == MALFORMED_TYPE:
                 self.stats.malformed += 1

@@ -49,6 +49,7 @@ __all__ = [
     "PortHandler",
     "Received",
     "ServerLimits",
+    "hard_frame_limit",
     "listener_cmdline",
     "port_owner",
 ]
@@ -146,6 +147,11 @@ def listener_cmdline(port: int) -> str | None:
     return None
 
 
+def hard_frame_limit(max_frame_bytes: int) -> int:
+    """The size past which a frame is refused unread: well above the answered limit."""
+    return max(16 * max_frame_bytes, 1 << 20)
+
+
 def _split_envelope(
     identity: bytes, frames: list[zmq.Frame]
 ) -> tuple[list[bytes], list[zmq.Frame]]:
@@ -193,6 +199,10 @@ class LegacyServer:
         self._limits = limits
         self._sock: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        # Frames up to this size are read and answered with "too large"; a larger one is not
+        # buffered at all (libzmq drops that peer's connection), so no client can make the
+        # replica hold gigabytes. The REQ client sees a timeout, as if the gateway were down.
+        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(limits.max_frame_bytes))
         self._relay: zmq.Socket[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -294,6 +304,15 @@ class LegacyServer:
             body = frames[1:]
         else:  # a DEALER, with or without the empty delimiter, or extra frames
             envelope, body = _split_envelope(identity, frames)
+        try:
+            self._reply(envelope, body)
+        except zmq.ZMQError:
+            raise
+        except Exception as exc:  # loop boundary: the port lives on and the client is answered
+            logger.exception("legacy port %d: request failed", self.port)
+            self._send(envelope, error_reply(Dialect.ACTION, _internal_message(exc)))
+
+    def _reply(self, envelope: list[bytes], body: list[zmq.Frame]) -> None:
         if len(body) != 1:
             reply: Reply = error_reply(
                 Dialect.ACTION, f"Invalid request: expected one frame, got {len(body)}"

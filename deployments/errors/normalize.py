@@ -147,6 +147,8 @@ def _split(frames: list[bytes], max_bytes: int) -> tuple[str, str, dict[str, Any
         raise _Malformed(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise _Malformed("JSON nested too deeply") from None
+    except ValueError as exc:  # valid JSON Python refuses, e.g. an integer of 5000 digits
+        raise _Malformed(f"invalid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _Malformed(f"JSON is a {type(body).__name__}, not an object")
     return f"{framing} {topic or '(none)'}", match.group("rest") or "", body

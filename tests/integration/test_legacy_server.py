@@ -26,7 +26,7 @@ from legacy_gateway._codec import (
 )
 from legacy_gateway.gateway import HostGateway
 from legacy_gateway.registry_port import RegistryLink
-from legacy_gateway.server import LegacyServer, Received, ServerLimits
+from legacy_gateway.server import LegacyServer, Received, ServerLimits, hard_frame_limit
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -59,6 +59,12 @@ class Scripted:
     async def _later(self, delay: float) -> Reply:
         await asyncio.sleep(delay)
         return Reply(status="success", slept=delay)
+
+    def replay(self, frame: bytes) -> bytes | None:
+        """A replay cache that breaks on one frame (a bug outside ``handle``)."""
+        if frame == b"replay-bug":
+            raise KeyError("replay cache bug")
+        return None
 
 
 @pytest.fixture
@@ -111,6 +117,43 @@ async def test_slow_and_crashing_handlers_still_answer_exactly_once(server: Lega
         crash = await _ask(sock, {"action": "crash"})
         assert crash["error"] == "Internal server error: RuntimeError: handler bug"
         assert (await _ask(sock, {"action": "echo"}))["status"] == "success"
+    finally:
+        ctx.destroy(linger=0)
+
+
+async def test_a_failure_outside_the_handler_is_answered_and_the_port_lives_on(
+    server: LegacyServer,
+) -> None:
+    ctx = zmq.asyncio.Context()
+    try:
+        sock = _req(ctx, server.port)
+        await sock.send(b"replay-bug")
+        reply = json.loads(await asyncio.wait_for(sock.recv(), 5))
+        assert reply["status"] == "error"
+        assert reply["error"] == "Internal server error: KeyError: 'replay cache bug'"
+        assert (await _ask(sock, {"action": "echo", "n": 2}))["fields"] == {"n": 2}
+        assert server.running
+    finally:
+        ctx.destroy(linger=0)
+
+
+async def test_a_frame_past_the_hard_limit_is_never_buffered_and_others_are_served(
+    server: LegacyServer,
+) -> None:
+    ctx = zmq.asyncio.Context()
+    try:
+        huge = _req(ctx, server.port)
+        await huge.send(b"x" * (hard_frame_limit(LIMITS.max_frame_bytes) + 1))
+        # libzmq drops the sender's connection unread: no reply, as if the gateway were down.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(huge.recv(), 0.5)
+        # Just under the hard limit: read, and refused with a clear reply.
+        big = _req(ctx, server.port)
+        await big.send(b"x" * (hard_frame_limit(LIMITS.max_frame_bytes) - 64))
+        refused = json.loads(await asyncio.wait_for(big.recv(), 5))
+        assert refused["status"] == "error" and "Request too large" in refused["error"]
+        other = _req(ctx, server.port)
+        assert (await _ask(other, {"action": "echo"}))["status"] == "success"
     finally:
         ctx.destroy(linger=0)
 

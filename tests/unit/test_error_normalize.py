@@ -189,6 +189,7 @@ def test_unusable_legacy_id_is_kept_in_details_and_replaced() -> None:
         ([], "0 frames"),
         ([b"ERROR:" + b"[" * 100_000 + b"]" * 100_000 + b"{}"], "unknown topic"),
         ([b"ERROR:", b'{"a":' * 5000 + b"1" + b"}" * 5000], "nested too deeply"),
+        ([b"ERROR:", b'{"a": ' + b"7" * 5000 + b"}"], "invalid JSON"),
     ],
 )
 def test_unreadable_input_becomes_a_malformed_report(frames: list[bytes], reason: str) -> None:

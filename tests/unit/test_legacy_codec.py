@@ -104,6 +104,8 @@ INVALID = [
     (b'{"command": "DISCOVER", "payload": "x"}', Dialect.COMMAND, "'payload' must be an object"),
     (b"[" * 100_000, Dialect.ACTION, "Request too large"),
     (b"[" * 50_000, Dialect.ACTION, "Invalid JSON request: nested too deep"),
+    # Valid JSON that Python refuses to read: an integer of over 4300 digits.
+    (b'{"action": "ping", "x": ' + b"7" * 5000 + b"}", Dialect.ACTION, "Invalid JSON request"),
 ]
 
 
