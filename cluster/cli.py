@@ -75,8 +75,22 @@ def _parser() -> argparse.ArgumentParser:
 
     backup = sub.add_parser("backup", help="write every piece of aisys state to one archive")
     backup.add_argument("path", type=Path)
-    restore = sub.add_parser("restore", help="restore an archive into a stopped or fresh data dir")
+    restore = sub.add_parser(
+        "restore", help="restore this host's part of an archive into a stopped data dir"
+    )
     restore.add_argument("path", type=Path)
+    restore.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        help="host profile whose section to restore; repeatable (default: the profiles whose "
+        "node_ip is this machine's, else all)",
+    )
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="delete the state already in the data dir (all but Ray's temp dir) first",
+    )
     _import_legacy_parser(sub)
 
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
@@ -207,17 +221,23 @@ def _identity_command(args: argparse.Namespace, settings: Settings) -> int:
 def _backup_command(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     from cluster import backup
 
+    def counts(streams: dict[str, int]) -> str:
+        return "".join(f", {n} {name} messages" for name, n in streams.items())
+
     if args.command == "backup":
         manifest = backup.backup(settings, args.path, progress)
-        action = "wrote"
+        files = sum(len(s.files) for s in manifest.sections)
+        hosts = " ".join("+".join(s.tags) for s in manifest.sections)
+        sys.stdout.write(
+            f"wrote {args.path}: {files} state files of hosts {hosts}{counts(manifest.streams)}\n"
+        )
     else:
-        manifest = backup.restore(settings, args.path, progress)
-        action = "restored"
-    sys.stdout.write(
-        f"{action} {args.path}: {len(manifest.files)} state files, "
-        + ", ".join(f"{n} {k} messages" for k, n in manifest.streams.items())
-        + "\n"
-    )
+        report = backup.restore(settings, args.path, progress, hosts=args.hosts, force=args.force)
+        hosts = " ".join("+".join(tags) for tags in report.sections)
+        sys.stdout.write(
+            f"restored {args.path}: {report.files} state files of hosts {hosts}"
+            f"{counts(report.streams)}\n"
+        )
     return 0
 
 

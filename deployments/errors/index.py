@@ -147,6 +147,18 @@ class ErrorIndex:
             cursor = self._db.execute("DELETE FROM events WHERE seq < ?", (first_seq,))
         return cursor.rowcount
 
+    def clear_events(self) -> int:
+        """Empty the events table, keeping the record of imports; return how many rows went.
+
+        ``aisys restore`` re-publishes the stream, whose messages then number from 1 again: rows
+        keyed on the old numbers would make new events look indexed already. The index's
+        consumer lives in the stream and goes with it, so ErrorBus refills the table from the
+        new stream's first message.
+        """
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM events")
+        return cursor.rowcount
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
