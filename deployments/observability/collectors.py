@@ -43,7 +43,7 @@ __all__ = [
 
 _MIB = 1024 * 1024
 _HEALTH_STATES = ("passing", "warning", "critical", "unknown")
-#: Series labels the anomaly and alert families carry (a missing one is "").
+#: Series labels the anomaly families carry (a missing one is "").
 _SERIES_LABELS = ("host", "gpu", "agent")
 
 
@@ -168,21 +168,32 @@ class AgentCollector(Collector):
             [*labels, "state"],
         )
         age = _gauge(
-            "aisys_agent_last_heartbeat_age_seconds", "Since the agent was last seen.", labels
+            "aisys_agent_last_heartbeat_age_seconds",
+            "Since the agent was last known alive: its last registry heartbeat that was not "
+            "critical or its last answered health probe, whichever is later (no series until "
+            "the hub has seen either).",
+            labels,
         )
         latency = _gauge(
             "aisys_agent_probe_latency_seconds", "Round trip of the last health probe.", labels
         )
-        errors = CounterMetricFamily(
-            "aisys_agent_errors", "Errors reported to the ErrorBus.", labels=["agent", "severity"]
+        # A gauge: ErrorBus retention prunes old errors, so these totals can go down.
+        errors = _gauge(
+            "aisys_agent_errors_retained",
+            "Errors the ErrorBus still holds, by severity.",
+            ["agent", "severity"],
         )
         now = self._clock()
-        tags = self._host_tags()
+        tags = self._state.host_tags()
         for agent in sorted(self._state.agents, key=lambda a: a.agent_id):
+            # Agents register with an address; label them with the host tag that address
+            # belongs to, so host alerts inhibit agent alerts of the same host.
             key = [agent.agent_id, tags.get(agent.host, agent.host)]
             for state in _HEALTH_STATES:
                 health.add_metric([*key, state], 1.0 if agent.health == state else 0.0)
-            age.add_metric(key, max(0.0, now - agent.last_seen_at))
+            alive_at = self._state.alive_at(agent.agent_id)
+            if alive_at is not None:
+                age.add_metric(key, max(0.0, now - alive_at))
             probe = self._state.probes.get(agent.agent_id)
             if probe is not None:
                 up.add_metric(key, 1.0 if probe.up else 0.0)
@@ -192,16 +203,6 @@ class AgentCollector(Collector):
                 errors.add_metric([agent_id, severity], count)
         yield from (up, health, age, latency, errors)
         yield from self._perf()
-
-    def _host_tags(self) -> dict[str, str]:
-        # Agents register with an address; label them with the host tag that address belongs
-        # to, so host alerts inhibit agent alerts of the same host.
-        tags: dict[str, str] = {}
-        for tag, sample in self._state.hosts.items():
-            if sample.system is not None:
-                tags[sample.system.ip] = tag
-                tags[sample.system.hostname] = tag
-        return tags
 
     def _perf(self) -> Iterator[Metric]:
         labels = ["agent", "action"]
@@ -297,27 +298,33 @@ class AnomalyCollector(Collector):
 
 
 class AlertCollector(Collector):
-    """One series per pending or firing alert, like Prometheus' ``ALERTS``."""
+    """One series per pending or firing alert with every label of the alert, like Prometheus'
+    ``ALERTS``.
+
+    A metric family has one label set, so the family's labels are the union of the current
+    alerts' label names, "" where an alert lacks one (Prometheus treats an empty label as absent).
+    """
 
     def __init__(self, engine: AlertEngine) -> None:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        active = [a for a in self._engine.alerts() if a.state in ("pending", "firing")]
+        names = sorted(
+            {name for alert in active for name in alert.labels} - {"alertname", "severity", "state"}
+        )
         alerts = _gauge(
             "aisys_alerts",
-            "Pending and firing alerts (value 1).",
-            ["alertname", "severity", "state", *_SERIES_LABELS],
+            "Pending and firing alerts (value 1), with every label of the alert.",
+            ["alertname", "severity", "state", *names],
         )
-        for alert in self._engine.alerts():
-            if alert.state not in ("pending", "firing"):
-                continue
-            labels = alert.labels
+        for alert in active:
             alerts.add_metric(
                 [
                     alert.rule,
                     alert.severity,
                     alert.state,
-                    *(labels.get(name, "") for name in _SERIES_LABELS),
+                    *(alert.labels.get(name, "") for name in names),
                 ],
                 1.0,
             )

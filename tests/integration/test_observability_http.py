@@ -194,7 +194,7 @@ def test_an_alert_rule_goes_pending_then_firing_and_is_published(http: httpx.Cli
     wait_for_condition(published, timeout_s=60, interval_s=0.5)
 
     def counted() -> bool:  # the hub reads the ErrorBus's per-agent counts back
-        errors = scrape(http).get("aisys_agent_errors_total", [])
+        errors = scrape(http).get("aisys_agent_errors_retained", [])
         return any(
             labels == {"agent": "observability", "severity": "warning"} for labels, _ in errors
         )
