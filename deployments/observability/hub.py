@@ -1,19 +1,26 @@
 """The ObservabilityHub's core: one sampling round, with every source and sink injected.
 
 A round reads every host (through the per-host probe actors in production), the log shippers'
-counters, the registry's agents, probes their health ports when a probe period has passed, takes
-the ErrorBus counts and the perf-log aggregates, then reads the hub's own metrics back from its
-``CollectorRegistry`` to feed the anomaly detectors and evaluate the alert rules; notifications
-go to ``notify``.
+counters and the registry's agents, starts a sweep of the agents' health ports when a probe
+period has passed, takes the ErrorBus counts and the perf-log aggregates, then reads the hub's
+own metrics back from its ``CollectorRegistry`` to feed the anomaly detectors and evaluate the
+alert rules; notifications go to ``notify``.
+
+The sweep runs as its own task: agents that do not answer hold it for up to a probe timeout per
+attempt, which must not hold up host sampling and alert evaluation. Its results land in the
+state when it finishes, and the next round evaluates them; no second sweep starts while one runs.
 
 Example::
 
     hub = HubCore(settings, registry, perflog, AlertStore(path), sources, clock=time.time)
     await hub.tick()
+    ...
+    await hub.close()
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -74,22 +81,22 @@ class HubCore:
         self.anomalies = AnomalyBank(settings.anomaly)
         self.alerts = AlertEngine(settings.alerting, alert_store, now=clock())
         self._last_probe: float | None = None
+        self._sweep: asyncio.Task[None] | None = None
         register_collectors(registry, self.state, self.anomalies, self.alerts, clock)
 
     async def tick(self) -> list[Notification]:
-        """Run one sampling round; return the notifications it sent."""
+        """Run one sampling round; return the notifications it sent.
+
+        Starts a probe sweep when the probe period has passed and none is running, without
+        waiting for it; the round uses the results of the sweeps finished so far.
+        """
+        agents = list(self._sources.agents())
+        self.state.set_agents(agents)
+        self._start_sweep(agents)
         for sample in await self._sources.hosts():
             self.state.set_host(sample)
         if self._sources.logs is not None:
             self.state.log_shippers = await self._sources.logs()
-        agents = list(self._sources.agents())
-        now = self._clock()
-        probes: dict[str, AgentProbe] = {}
-        interval = self._s.probes.sweep_interval_s
-        if self._last_probe is None or now - self._last_probe >= interval:
-            self._last_probe = now
-            probes = await self._sources.probe(agents)
-        self.state.set_agents(agents, probes)
         counts = await self._sources.error_counts()
         if counts is not None:
             self.state.error_counts = counts
@@ -98,6 +105,39 @@ class HubCore:
         self.state.perf = self.perflog.aggregates(now - PERF_WINDOW_S)
         return await self.evaluate(now)
 
+    @property
+    def sweeping(self) -> bool:
+        """True while a probe sweep runs."""
+        return self._sweep is not None and not self._sweep.done()
+
+    async def wait_for_sweep(self) -> None:
+        """Wait until the running probe sweep, if any, has finished and stored its results."""
+        if self._sweep is not None:
+            await asyncio.shield(self._sweep)
+
+    async def close(self) -> None:
+        """Cancel a running probe sweep."""
+        if self._sweep is not None and not self._sweep.done():
+            self._sweep.cancel()
+            await asyncio.gather(self._sweep, return_exceptions=True)
+
+    def _start_sweep(self, agents: list[AgentRecord]) -> None:
+        now = self._clock()
+        due = self._last_probe is None or now - self._last_probe >= self._s.probes.sweep_interval_s
+        if due and not self.sweeping:
+            self._last_probe = now
+            self._sweep = asyncio.get_running_loop().create_task(self._run_sweep(agents))
+
+    async def _run_sweep(self, agents: list[AgentRecord]) -> None:
+        try:
+            probes = await self._sources.probe(agents)
+        except Exception:
+            # Task boundary: a failed sweep (the registry restarting under a mark) is logged
+            # with its traceback; the next sweep starts on its period.
+            logger.exception("agent probe sweep failed")
+            return
+        self.state.add_probes(probes)
+
     async def evaluate(self, now: float) -> list[Notification]:
         """Feed the detectors and the alert rules from the registry's current samples."""
         wanted = set(self.anomalies.metrics) | {rule.metric for rule in self.alerts.rules()}
@@ -105,5 +145,7 @@ class HubCore:
         self.anomalies.observe(samples, now)
         notifications = self.alerts.evaluate(samples, now, self.anomalies)
         if notifications:
+            # Marked sent only once notify returns: if it raises, the next round sends again.
             await self._sources.notify(notifications)
+            self.alerts.delivered(notifications)
         return notifications
