@@ -103,8 +103,26 @@ class AlertingSettings(Section):
     repeat_interval_s: float = Field(
         default=4 * 3600.0, gt=0, description="A still-firing group is notified again after this."
     )
+    group_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="A new group's first notification waits this long, so alerts that fire "
+        "together are sent together (Alertmanager's group_wait).",
+    )
+    group_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="A notified group's changes (a new firing alert, a resolved one) are sent no "
+        "sooner than this after its last notification (Alertmanager's group_interval).",
+    )
     resolved_retention_s: float = Field(
         default=900.0, ge=0, description="Resolved alerts stay listed this long."
+    )
+    history_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Alert state transitions (GET /observability/alerts/history) are kept this "
+        "long.",
     )
     alertmanager_urls: list[str] = Field(
         default_factory=list,
@@ -183,6 +201,30 @@ class AnomalySettings(Section):
         default_factory=_default_breach_thresholds,
         description="Metric name -> value whose crossing is predicted.",
     )
+
+    def rule_source_problem(self, rule: AlertRuleSpec) -> str | None:
+        """Why ``rule`` could never fire for want of a detector or a breach threshold, or None.
+
+        A rule on ``anomaly_score`` needs its metric watched (in ``metrics`` or
+        ``breach_thresholds``); one on ``breach_eta_seconds`` needs a breach threshold for it.
+        """
+        if rule.source == "anomaly_score" and rule.metric not in {
+            *self.metrics,
+            *self.breach_thresholds,
+        }:
+            return (
+                f"alert rule {rule.name!r} reads the anomaly score of {rule.metric!r}, which no "
+                f"detector watches (watched: {sorted({*self.metrics, *self.breach_thresholds})}); "
+                "add the metric to observability.anomaly.metrics in the settings and redeploy"
+            )
+        if rule.source == "breach_eta_seconds" and rule.metric not in self.breach_thresholds:
+            return (
+                f"alert rule {rule.name!r} reads the time to breach of {rule.metric!r}, which has "
+                f"no breach threshold (metrics with one: {sorted(self.breach_thresholds)}); add "
+                f"{rule.metric!r}: <threshold> to observability.anomaly.breach_thresholds in the "
+                "settings and redeploy"
+            )
+        return None
 
 
 class PerfLogSettings(Section):
@@ -357,3 +399,11 @@ class ObservabilitySettings(DeploymentSettings):
         default=True, description="Publish firing/resolved notifications to the ErrorBus."
     )
     logs: LogShippingSettings = LogShippingSettings()
+
+    @model_validator(mode="after")
+    def alert_rules_read_watched_series(self) -> ObservabilitySettings:
+        for rule in self.alerting.rules:
+            problem = self.anomaly.rule_source_problem(rule)
+            if problem is not None:
+                raise ValueError(problem)
+        return self

@@ -1,13 +1,26 @@
-"""SQLite persistence of alert rules and silences, so HTTP changes survive a restart."""
+"""SQLite persistence of alerting: rules, silences, active alerts, group routing state and the
+history of alert state transitions, so a hub restart neither re-runs ``for`` nor loses a
+"resolved" notification.
+
+Rules and silences are written through on every HTTP change; alerts, groups and history rows by
+:meth:`AlertStore.sync`, once per evaluation that changed something, in one transaction.
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from cluster.settings import AlertRuleSpec
-from deployments.observability.alert_models import Silence
+from deployments.observability.alert_models import (
+    AlertHistoryEntry,
+    GroupRecord,
+    Silence,
+    StoredAlert,
+)
 
 __all__ = ["AlertStore"]
 
@@ -17,11 +30,17 @@ CREATE TABLE IF NOT EXISTS silences (
     id TEXT PRIMARY KEY, ends_at REAL NOT NULL, body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS silences_ends_at ON silences (ends_at);
+CREATE TABLE IF NOT EXISTS alerts (fingerprint TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_groups (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_history_at ON alert_history (at);
 """
 
 
 class AlertStore:
-    """Rules by name and silences by id, written through on every change."""
+    """Rules by name, silences by id, alerts by fingerprint, groups by key, history by time."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +83,59 @@ class AlertStore:
         with self._lock:
             cursor = self._db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
             return cursor.rowcount > 0
+
+    def alerts(self) -> list[StoredAlert]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM alerts ORDER BY fingerprint").fetchall()
+        return [StoredAlert.model_validate_json(body) for (body,) in rows]
+
+    def groups(self) -> list[GroupRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM alert_groups ORDER BY key").fetchall()
+        return [GroupRecord.model_validate_json(body) for (body,) in rows]
+
+    def sync(
+        self,
+        alerts: Sequence[StoredAlert],
+        gone: Collection[str],
+        groups: Sequence[GroupRecord],
+        gone_groups: Collection[tuple[str, ...]],
+        history: Sequence[AlertHistoryEntry],
+    ) -> None:
+        """Write changed alerts and groups, delete gone ones, append history, in one go."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO alerts (fingerprint, body) VALUES (?, ?)",
+                [(a.fingerprint, a.model_dump_json()) for a in alerts],
+            )
+            self._db.executemany("DELETE FROM alerts WHERE fingerprint = ?", [(fp,) for fp in gone])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO alert_groups (key, body) VALUES (?, ?)",
+                [(json.dumps(g.key), g.model_dump_json()) for g in groups],
+            )
+            self._db.executemany(
+                "DELETE FROM alert_groups WHERE key = ?",
+                [(json.dumps(list(key)),) for key in gone_groups],
+            )
+            self._db.executemany(
+                "INSERT INTO alert_history (at, body) VALUES (?, ?)",
+                [(entry.at, entry.model_dump_json()) for entry in history],
+            )
+
+    def history(self, since: float | None, limit: int) -> list[AlertHistoryEntry]:
+        """State transitions at or after ``since``, newest first, at most ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM alert_history WHERE at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+                (float("-inf") if since is None else since, limit),
+            ).fetchall()
+        return [AlertHistoryEntry.model_validate_json(body) for (body,) in rows]
+
+    def purge_history(self, before: float) -> int:
+        """Delete history rows older than ``before``; return how many."""
+        with self._lock:
+            return self._db.execute("DELETE FROM alert_history WHERE at < ?", (before,)).rowcount
 
     def close(self) -> None:
         with self._lock:

@@ -10,8 +10,10 @@ does no I/O, so a slow or absent Alertmanager never delays a round. An alert is 
 - when it resolves (``endsAt`` = its resolution time), and again every ``resend_delay_s`` while
   the engine still lists it, if it was sent as firing before.
 
-Alerts the hub's silences or inhibition rules mute are not sent: those rules apply before
-Alertmanager, as they do for the hub's own notifications.
+An alert the hub's silences or inhibition rules mute is not sent if it has not been sent as
+firing yet. One already sent keeps being resent while it fires, as Prometheus does (muting is the
+receiving side's business): otherwise Alertmanager would resolve it by itself at ``endsAt``
+while its condition still holds.
 
 One background task per Alertmanager POSTs what is queued to ``<url>/api/v2/alerts``. A failed
 POST (no answer within ``alertmanager_timeout_s``, a 5xx) is retried with exponential backoff;
@@ -132,7 +134,8 @@ class AlertmanagerNotifier:
         if alert.state == "pending":
             return False
         if alert.state == "firing" and (alert.silenced_by or alert.inhibited_by):
-            return False
+            if last is None or last[0] != "firing":
+                return False  # muted before Alertmanager heard of it: keep it unheard of
         if alert.state == "resolved" and last is None:
             return False  # never sent as firing: nothing to resolve
         return last is None or last[0] != alert.state or now - last[1] >= self._resend

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import zmq.asyncio
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict
@@ -46,7 +46,13 @@ from deployments.core.supervision import zmq_health_probe
 from deployments.errors.models import ErrorCounts
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
-from deployments.observability.alert_models import Alert, Notification, Silence, SilenceRequest
+from deployments.observability.alert_models import (
+    Alert,
+    AlertHistoryEntry,
+    Notification,
+    Silence,
+    SilenceRequest,
+)
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alertmanager import AlertmanagerNotifier
 from deployments.observability.anomaly import SeriesStatus
@@ -261,6 +267,16 @@ class ObservabilityHub:
         return self._core.alerts.alerts()
 
     @api.get("/rules", summary="Alert rules", dependencies=[require(Scope.READ)])
+    @api.get(
+        "/alerts/history",
+        summary="Alert state transitions (pending, firing, resolved, inactive), newest first",
+        dependencies=[require(Scope.READ)],
+    )
+    async def alert_history(
+        self, since: float | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+    ) -> list[AlertHistoryEntry]:
+        return self._core.alerts.history(since, limit)
+
     async def rules(self) -> list[AlertRuleSpec]:
         return self._core.alerts.rules()
 
@@ -272,7 +288,10 @@ class ObservabilityHub:
     async def put_rule(self, name: str, rule: AlertRuleSpec) -> AlertRuleSpec:
         if rule.name != name:
             raise ValidationFailed(f"the rule's name {rule.name!r} differs from the path {name!r}")
-        return self._core.alerts.put_rule(rule)
+        problem = self._settings.anomaly.rule_source_problem(rule)
+        if problem is not None:
+            raise ValidationFailed(problem)
+        return self._core.alerts.put_rule(rule, time.time())
 
     @api.delete(
         "/rules/{name}",
@@ -281,7 +300,7 @@ class ObservabilityHub:
         dependencies=[require(Scope.ALERTS_WRITE)],
     )
     async def delete_rule(self, name: str) -> None:
-        self._core.alerts.delete_rule(name)
+        self._core.alerts.delete_rule(name, time.time())
 
     @api.get("/silences", summary="Active silences", dependencies=[require(Scope.READ)])
     async def silences(self) -> list[Silence]:

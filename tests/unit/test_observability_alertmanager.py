@@ -60,7 +60,7 @@ def test_a_firing_alert_is_sent_then_resent_then_sent_resolved(tmp_path: Path) -
     assert resent["endsAt"] == resolved["endsAt"]
 
 
-def test_muted_alerts_and_alerts_never_sent_firing_are_not_sent(tmp_path: Path) -> None:
+def test_alerts_muted_before_they_were_sent_are_never_sent(tmp_path: Path) -> None:
     engine, notifier = setup(tmp_path)
     engine.add_silence(SilenceRequest(matchers={"host": "pc2"}, duration_s=3600), T0)
     for now in (T0, T0 + 10, T0 + 100):
@@ -70,6 +70,25 @@ def test_muted_alerts_and_alerts_never_sent_firing_are_not_sent(tmp_path: Path) 
     (resolved,) = engine.alerts()
     assert resolved.state == "resolved"
     assert notifier.update(engine.alerts(), T0 + 110) == []
+
+
+def test_an_alert_silenced_after_it_was_sent_keeps_being_resent(tmp_path: Path) -> None:
+    # As Prometheus does: silences are Alertmanager's business. Stopping the resends would let
+    # Alertmanager resolve the alert at endsAt while its condition still holds.
+    engine, notifier = setup(tmp_path)
+    engine.evaluate(cpu(0.95), T0)
+    engine.evaluate(cpu(0.95), T0 + 10)
+    (sent,) = notifier.update(engine.alerts(), T0 + 10)
+    silence = engine.add_silence(SilenceRequest(matchers={"host": "pc2"}, duration_s=3600), T0)
+    engine.evaluate(cpu(0.95), T0 + 20)
+    assert engine.alerts()[0].silenced_by == [silence.id]
+    assert notifier.update(engine.alerts(), T0 + 20) == []  # within the resend delay
+    engine.evaluate(cpu(0.95), T0 + 70)
+    (resent,) = notifier.update(engine.alerts(), T0 + 70)
+    assert resent.labels == sent.labels and resent.ends_at > sent.ends_at
+    engine.evaluate(cpu(0.1), T0 + 80)
+    (resolved,) = notifier.update(engine.alerts(), T0 + 80)
+    assert resolved.ends_at.timestamp() == T0 + 80
 
 
 def test_alertmanager_urls_must_be_http_base_urls() -> None:

@@ -9,7 +9,12 @@ import pytest
 
 from cluster.errors import ConfigError
 from cluster.serve_config import PIN_FRACTION, build_serve_config
-from cluster.settings import AlertRuleSpec, ObservabilitySettings, load_settings
+from cluster.settings import (
+    AlertRuleSpec,
+    AnomalySettings,
+    ObservabilitySettings,
+    load_settings,
+)
 from deployments.observability.app import ObservabilityAppArgs
 
 
@@ -72,3 +77,32 @@ def test_package_surface_is_pinned() -> None:
     ]
     for name in module.__all__:
         assert hasattr(module, name)
+
+
+def test_rules_on_derived_values_need_a_detector_or_a_breach_threshold() -> None:
+    score = {"name": "Odd", "metric": "aisys_x", "source": "anomaly_score", "threshold": 5}
+    with pytest.raises(ValueError, match=r"no detector watches.*observability\.anomaly\.metrics"):
+        ObservabilitySettings.model_validate({"alerting": {"rules": [score]}})
+    eta = {**score, "name": "Soon", "source": "breach_eta_seconds", "op": "<", "threshold": 600}
+    with pytest.raises(ValueError, match=r"no breach threshold.*anomaly\.breach_thresholds"):
+        ObservabilitySettings.model_validate(
+            {"alerting": {"rules": [eta]}, "anomaly": {"metrics": ["aisys_x"]}}
+        )
+    watched = ObservabilitySettings.model_validate(
+        {
+            "alerting": {"rules": [score, eta]},
+            "anomaly": {"metrics": ["aisys_x"], "breach_thresholds": {"aisys_x": 0.9}},
+        }
+    )
+    assert [r.name for r in watched.alerting.rules] == ["Odd", "Soon"]
+    # A breach threshold alone gets the metric a detector too.
+    anomaly = AnomalySettings(metrics=[], breach_thresholds={"aisys_x": 0.9})
+    assert anomaly.rule_source_problem(AlertRuleSpec.model_validate(score)) is None
+
+
+def test_alerting_timers_default_to_alertmanagers() -> None:
+    alerting = ObservabilitySettings().alerting
+    assert (alerting.group_wait_s, alerting.group_interval_s) == (30.0, 300.0)
+    assert alerting.history_retention_days == 30.0
+    with pytest.raises(ValueError, match="group_wait_s"):
+        ObservabilitySettings.model_validate({"alerting": {"group_wait_s": -1}})
