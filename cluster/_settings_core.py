@@ -119,9 +119,32 @@ class SupervisionSettings(Section):
 
     sweep_interval_s: float = Field(default=30.0, gt=0, description="Period of the sweep.")
     probe_timeout_s: float = Field(
-        default=2.0, gt=0, description="An agent that does not answer within this is critical."
+        default=2.0, gt=0, description="How long one probe attempt waits for the reply."
     )
-    max_concurrent_probes: int = Field(default=32, ge=1)
+    probe_attempts: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="Lazy Pirate attempts (a fresh socket each); an agent that answers none is "
+        "critical.",
+    )
+    max_concurrent_probes: int = Field(
+        default=128,
+        ge=1,
+        description="Probes in flight at once; with at least as many agents' worth, a sweep of "
+        "agents that never answer takes about probe_timeout_s x probe_attempts.",
+    )
+
+    @model_validator(mode="after")
+    def an_unanswered_probe_ends_within_the_sweep_interval(self) -> SupervisionSettings:
+        budget = self.probe_timeout_s * self.probe_attempts
+        if budget > self.sweep_interval_s:
+            raise ValueError(
+                f"probe_timeout_s x probe_attempts ({budget:g}s) is longer than sweep_interval_s "
+                f"({self.sweep_interval_s:g}s); lower the timeout or the attempts, or probe less "
+                "often"
+            )
+        return self
 
 
 class CoreSettings(DeploymentSettings):

@@ -146,7 +146,10 @@ class CoreOrchestrator(CoreGrpcMethods):
             for tag in args.host_tags
         }
         sampler = HostSampler(self._twin, probes, settings.twin, args.data_dir)
-        probe = zmq_health_probe(self._client, settings.supervision.probe_timeout_s)
+        supervision = settings.supervision
+        probe = zmq_health_probe(
+            self._client, supervision.probe_timeout_s, supervision.probe_attempts
+        )
         self._sweep = HealthSweep(settings.supervision, probe, self._mark)
         self._sweep_interval_s = settings.supervision.sweep_interval_s
         loop = asyncio.get_running_loop()

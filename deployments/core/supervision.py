@@ -1,10 +1,11 @@
 """Agent health sweep: the useful part of the legacy UnifiedSystemAgent's service monitor.
 
 Every agent with a ``health_check_port`` is sent the legacy ``{"action": "health_check"}``
-over ZeroMQ REQ; one that does not answer in time (or answers an unhealthy status) is marked
-``critical`` in the registry with a note saying why. An agent registered with ``check: none``
-(health from probes only) is marked ``passing`` again when it answers; TTL agents recover by
-their own heartbeats, since a probe answer is no heartbeat.
+over ZeroMQ REQ, with Lazy Pirate retries (``probe_attempts``, a fresh socket each); one that
+answers no attempt in time (or answers an unhealthy status) is marked ``critical`` in the
+registry with a note saying why. An agent registered with ``check: none`` (health from probes
+only) is marked ``passing`` again when it answers; TTL agents recover by their own heartbeats,
+since a probe answer is no heartbeat.
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ class SweepReport(BaseModel):
     marked_passing: list[str]
 
 
-def zmq_health_probe(client: LazyPirateClient, timeout_s: float) -> Probe:
-    """A probe sending :class:`HealthCheck` once, waiting ``timeout_s`` for the reply."""
+def zmq_health_probe(client: LazyPirateClient, timeout_s: float, attempts: int) -> Probe:
+    """A probe sending :class:`HealthCheck` up to ``attempts`` times (Lazy Pirate: a fresh
+    socket each), each attempt waiting ``timeout_s`` for the reply."""
     frame = HealthCheck().model_dump_json().encode()
 
     async def probe(endpoint: str) -> str | None:
         try:
-            raw = await client.request(endpoint, frame, timeout_s=timeout_s, attempts=1)
+            raw = await client.request(endpoint, frame, timeout_s=timeout_s, attempts=attempts)
         except DispatchFailed as exc:
             return f"health endpoint {endpoint}: {exc.reason}"
         try:

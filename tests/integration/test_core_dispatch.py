@@ -100,7 +100,7 @@ def test_health_probe_says_why_an_endpoint_is_unhealthy() -> None:
     dead = f"tcp://127.0.0.1:{free_port()}"
 
     async def body(client: LazyPirateClient) -> tuple[str | None, str | None]:
-        probe = zmq_health_probe(client, timeout_s=0.3)
+        probe = zmq_health_probe(client, timeout_s=0.3, attempts=1)
         return await probe(alive), await probe(dead)
 
     try:
@@ -109,3 +109,39 @@ def test_health_probe_says_why_an_endpoint_is_unhealthy() -> None:
         agent.close()
     assert healthy is None
     assert silent is not None and silent.startswith(f"health endpoint {dead}: no reply")
+
+
+@pytest.mark.parametrize(("attempts", "up"), [(2, True), (1, False)])
+def test_the_health_probe_retries_a_dropped_request(attempts: int, up: bool) -> None:
+    """A health server that leaves the first request unanswered and answers the next: the
+    probe's Lazy Pirate retry gets the reply; a single attempt does not."""
+    context = zmq.Context()
+    server = context.socket(zmq.ROUTER)  # a ROUTER may ignore a request, unlike a REP
+    server.setsockopt(zmq.LINGER, 0)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    seen: list[bytes] = []
+
+    async def body(client: LazyPirateClient) -> str | None:
+        async def serve() -> None:
+            while len(seen) < attempts:
+                if server.poll(10):
+                    identity, empty, payload = server.recv_multipart()
+                    seen.append(payload)
+                    if len(seen) == 2:
+                        server.send_multipart([identity, empty, b'{"status": "healthy"}'])
+                await asyncio.sleep(0.005)
+
+        server_task = asyncio.create_task(serve())
+        probe = zmq_health_probe(client, timeout_s=0.3, attempts=attempts)
+        problem = await probe(f"tcp://127.0.0.1:{port}")
+        await server_task
+        return problem
+
+    try:
+        problem = run(body)
+    finally:
+        server.close(linger=0)
+        context.term()
+    assert (problem is None) is up, problem
+    assert len(seen) == attempts
+    assert all(json.loads(frame) == {"action": "health_check"} for frame in seen)

@@ -22,7 +22,7 @@ from cluster.errors import (
     UnknownHost,
 )
 from cluster.serve_config import build_serve_config
-from cluster.settings import DispatchRoute, load_settings
+from cluster.settings import DispatchRoute, SupervisionSettings, load_settings
 from deployments.core.app import CoreAppArgs
 
 
@@ -48,7 +48,16 @@ def test_defaults_follow_the_legacy_coordinator_and_twin(tmp_path: Path) -> None
     )
     supervision = core.supervision
     assert (supervision.sweep_interval_s, supervision.probe_timeout_s) == (30.0, 2.0)
-    assert supervision.max_concurrent_probes == 32
+    assert (supervision.probe_attempts, supervision.max_concurrent_probes) == (2, 128)
+
+
+def test_a_probe_that_never_answers_must_end_within_the_sweep_interval(tmp_path: Path) -> None:
+    assert SupervisionSettings(sweep_interval_s=1.0, probe_timeout_s=0.5).probe_attempts == 2
+    with pytest.raises(ValidationError, match=r"probe_timeout_s x probe_attempts \(3s\)"):
+        SupervisionSettings(sweep_interval_s=2.0, probe_timeout_s=1.0, probe_attempts=3)
+    probes = load_settings(data_dir=tmp_path).observability.probes
+    budget = probes.probe_timeout_s * probes.probe_attempts
+    assert budget <= probes.sweep_interval_s / 2  # well within one period, as the hub needs
 
 
 def test_environment_reaches_the_nested_sections(
