@@ -1,12 +1,15 @@
 """ObservabilityHub benchmarks, in one process (no Ray): scrape time and probe sweep time.
 
 1. Scrape: ``generate_latest`` of the hub's registry with 200 registered agents (each probed,
-   with error counts and a perf aggregate) and 2 hosts with a GPU each, against the scrape of
-   an empty registry of the same collectors.
+   with error counts and a perf aggregate) and 2 hosts with a GPU each, printed beside the
+   scrape of an empty registry of the same collectors as a ratio.
 2. Probe sweep: 100 fake legacy agents (real ZeroMQ REP sockets answering ``{"status": "ok"}``
    from one thread) probed by :class:`AgentProber` (bounded concurrency, Lazy Pirate client),
    printed beside one probe's round trip: a sweep that runs concurrently costs a few round
    trips, not a hundred.
+3. Dead sweep: 100 agents that never answer (REP-compatible ROUTER sockets that read and drop
+   every request), probed with the hub's default timeout and attempts, printed beside one probe
+   timeout: the sweep is bounded by about timeout x attempts, not 100 timeouts.
 
 Run with ``.venv/bin/python -m bench.observability [--agents N]``.
 """
@@ -19,7 +22,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import zmq
 import zmq.asyncio
@@ -27,7 +32,12 @@ from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from actors.registry.models import Heartbeat
-from cluster.settings import AlertingSettings, AnomalySettings, SupervisionSettings
+from cluster.settings import (
+    AlertingSettings,
+    AnomalySettings,
+    ObservabilitySettings,
+    SupervisionSettings,
+)
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.supervision import zmq_health_probe
 from deployments.observability.alert_store import AlertStore
@@ -37,6 +47,8 @@ from deployments.observability.collectors import register_collectors
 from deployments.observability.probes import AgentProber
 from deployments.observability.state import AgentProbe, HubState, PerfAggregate
 from tests.unit._observability_helpers import agent, gpu, host_sample
+
+T = TypeVar("T")
 
 
 def _registry(state: HubState, directory: Path) -> CollectorRegistry:
@@ -79,23 +91,31 @@ def bench_scrape(agents: int, directory: Path) -> None:
     size = len(generate_latest(full))
     print(f"scrape, {agents} agents + 2 hosts: {full_ms:.2f} ms p50 ({size} bytes)")
     print(f"scrape, empty registry:        {empty_ms:.3f} ms p50")
+    print(f"scrape {agents} agents / empty:    {full_ms / empty_ms:.1f}")
 
 
-def _serve(sockets: list[zmq.Socket[bytes]], stop: threading.Event) -> None:
+def _serve(sockets: list[zmq.Socket[bytes]], stop: threading.Event, answer: bool) -> None:
     poller = zmq.Poller()
     for socket in sockets:
         poller.register(socket, zmq.POLLIN)
     while not stop.is_set():
         for socket, _ in poller.poll(50):
-            socket.recv()
-            socket.send(b'{"status": "ok"}')
+            if answer:
+                socket.recv()
+                socket.send(b'{"status": "ok"}')
+            else:
+                socket.recv_multipart()  # a ROUTER may drop a request, unlike a REP
+
+
+async def _ignore_mark(agent_id: str, heartbeat: Heartbeat) -> None:
+    del agent_id, heartbeat  # no registry here: the dead agents' marks go nowhere
 
 
 async def _probe_times(ports: list[int]) -> tuple[float, float]:
     context = zmq.asyncio.Context()
-    settings = SupervisionSettings(probe_timeout_s=2.0, max_concurrent_probes=32)
-    client = LazyPirateClient(context, settings.probe_timeout_s, attempts=1)
-    probe = zmq_health_probe(client, settings.probe_timeout_s)
+    settings = ObservabilitySettings().probes
+    client = LazyPirateClient(context, settings.probe_timeout_s, settings.probe_attempts)
+    probe = zmq_health_probe(client, settings.probe_timeout_s, settings.probe_attempts)
 
     async def mark(agent_id: str, heartbeat: Heartbeat) -> None:
         raise AssertionError(f"{agent_id} was marked {heartbeat.status}: every agent is up")
@@ -117,29 +137,61 @@ async def _probe_times(ports: list[int]) -> tuple[float, float]:
     return statistics.median(singles), statistics.median(sweeps)
 
 
-def bench_sweep(agents: int) -> None:
+async def _dead_sweep_time(ports: list[int], settings: SupervisionSettings) -> float:
+    context = zmq.asyncio.Context()
+    client = LazyPirateClient(context, settings.probe_timeout_s, settings.probe_attempts)
+    probe = zmq_health_probe(client, settings.probe_timeout_s, settings.probe_attempts)
+    prober = AgentProber(settings, probe, _ignore_mark)
+    records = [agent(f"d{i}", host="127.0.0.1", health_check_port=p) for i, p in enumerate(ports)]
+    started = time.perf_counter()
+    results = await prober.probe(records)
+    elapsed = time.perf_counter() - started
+    assert len(results) == len(ports) and not any(r.up for r in results.values())
+    client.close()
+    context.term()
+    return elapsed
+
+
+def _fake_agents(count: int, answer: bool, run: Callable[[list[int]], T]) -> T:
     context = zmq.Context()
     sockets = []
     ports = []
-    for _ in range(agents):
-        socket = context.socket(zmq.REP)
+    for _ in range(count):
+        socket = context.socket(zmq.REP if answer else zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         ports.append(socket.bind_to_random_port("tcp://127.0.0.1"))
         sockets.append(socket)
     stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(sockets, stop), daemon=True)
+    thread = threading.Thread(target=_serve, args=(sockets, stop, answer), daemon=True)
     thread.start()
     try:
-        single, sweep = asyncio.run(_probe_times(ports))
+        return run(ports)
     finally:
         stop.set()
         thread.join(timeout=5)
         for socket in sockets:
             socket.close(linger=0)
         context.term()
+
+
+def bench_sweep(agents: int) -> None:
+    single, sweep = _fake_agents(agents, True, lambda ports: asyncio.run(_probe_times(ports)))
     print(f"one probe round trip:         {single * 1000:.2f} ms p50")
     print(f"sweep of {agents} agents:          {sweep * 1000:.2f} ms p50")
     print(f"sweep / round trip:           {sweep / single:.1f} (sequential would be {agents})")
+
+
+def bench_dead_sweep(agents: int) -> None:
+    settings = ObservabilitySettings().probes
+    timeout = settings.probe_timeout_s
+    dead = _fake_agents(agents, False, lambda ports: asyncio.run(_dead_sweep_time(ports, settings)))
+    attempts = settings.probe_attempts
+    print(f"one probe timeout:            {timeout * 1000:.0f} ms x {attempts} attempts")
+    print(f"sweep of {agents} dead agents:     {dead * 1000:.0f} ms")
+    print(
+        f"dead sweep / probe timeout:   {dead / timeout:.2f} (attempts {attempts}, sequential "
+        f"would be {agents * attempts}; sweep period {settings.sweep_interval_s:g} s)"
+    )
 
 
 def main() -> None:
@@ -152,6 +204,7 @@ def main() -> None:
             (Path(directory) / name).mkdir()
         bench_scrape(args.agents, Path(directory))
     bench_sweep(args.probed)
+    bench_dead_sweep(args.probed)
 
 
 if __name__ == "__main__":
