@@ -266,7 +266,6 @@ class ObservabilityHub:
     async def alerts(self) -> list[Alert]:
         return self._core.alerts.alerts()
 
-    @api.get("/rules", summary="Alert rules", dependencies=[require(Scope.READ)])
     @api.get(
         "/alerts/history",
         summary="Alert state transitions (pending, firing, resolved, inactive), newest first",
@@ -277,6 +276,7 @@ class ObservabilityHub:
     ) -> list[AlertHistoryEntry]:
         return self._core.alerts.history(since, limit)
 
+    @api.get("/rules", summary="Alert rules", dependencies=[require(Scope.READ)])
     async def rules(self) -> list[AlertRuleSpec]:
         return self._core.alerts.rules()
 
