@@ -5,7 +5,9 @@
 caller's dialect when the owning service refuses or is down. :class:`Services` reaches the
 aisys services those ports translate to, resolved lazily because the gateway may start before
 them. Every handler runs on its port's thread (:mod:`legacy_gateway.server`): anything that
-calls a service returns a coroutine, which the server runs on the event loop.
+calls a service returns a coroutine, which the server runs on the event loop. The registry
+ports' hot reads share :class:`FrameCache` (encoded replies per agent) and :func:`lookup_key`;
+every agent-status reply words the registry's health with :func:`legacy_status`.
 
 Example::
 
@@ -20,15 +22,17 @@ from __future__ import annotations
 
 import abc
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pydantic import JsonValue, ValidationError
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
+from actors.registry.models import AgentRecord, Health
 from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.errors import AisysError
 from legacy_gateway._codec import (
@@ -39,6 +43,7 @@ from legacy_gateway._codec import (
     RawRequest,
     Reply,
     TypedRequest,
+    encode,
     error_reply,
     iso_time,
     unknown,
@@ -46,17 +51,34 @@ from legacy_gateway._codec import (
 from legacy_gateway.server import Outcome, Received
 
 __all__ = [
+    "DISCOVER",
+    "ENDPOINT",
     "HEALTH_VERBS",
+    "LEGACY_STATUS",
     "ActionPort",
     "ActionTable",
+    "FrameCache",
     "HealthOnlyPort",
+    "RecordSource",
     "Services",
     "guarded",
+    "legacy_status",
+    "lookup_key",
     "number",
     "text",
 ]
 
 HEALTH_VERBS: Final = frozenset({"ping", "health", "health_check"})
+
+#: A registry check state in the status words legacy agents stored and their clients test
+#: (``legacy-protocol.md`` 1.1: ``get_ok_agents`` and PHM want ``"ok"``; the error bus marked a
+#: failing agent ``"error"``).
+LEGACY_STATUS: Final[dict[Health, str]] = {
+    Health.PASSING: "ok",
+    Health.WARNING: "degraded",
+    Health.CRITICAL: "error",
+    Health.UNKNOWN: "unknown",
+}
 
 Fields = dict[str, JsonValue]
 ActionTable = dict[str, Callable[[Fields], Outcome]]
@@ -66,6 +88,11 @@ def text(fields: Fields, key: str) -> str | None:
     """A non-empty string field, else None."""
     value = fields.get(key)
     return value if isinstance(value, str) and value else None
+
+
+def legacy_status(health: Health) -> str:
+    """An agent's registry health as the legacy status word every agent-status reply uses."""
+    return LEGACY_STATUS[health]
 
 
 def number(fields: Fields, key: str) -> float | None:
@@ -85,6 +112,115 @@ async def guarded(service: str, dialect: Dialect, call: Awaitable[Reply | bytes]
         return error_reply(dialect, str(cause if isinstance(cause, AisysError) else exc))
     except (RayError, RayServeException) as exc:
         return error_reply(dialect, f"{service}: the aisys service is unavailable ({exc!s:.200})")
+
+
+class RecordSource(Protocol):
+    """Where a :class:`FrameCache` checks its records (the registry link's local view)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def peek(self, agent_id: str) -> AgentRecord | None: ...
+
+
+#: Lookup frames longer than this are not read by the replay path (the smallest allowed
+#: ``max_frame_bytes``, so the replay never answers a frame the normal path would refuse).
+_LOOKUP_MAX_BYTES: Final = 1024
+ENDPOINT: Final = "get_agent_endpoint"
+DISCOVER: Final = "DISCOVER"
+
+
+def lookup_key(frame: bytes) -> tuple[str, str] | None:
+    """``(ENDPOINT or DISCOVER, agent name)`` of a lookup frame, else None; one JSON decode.
+
+    Reads what the normal path reads and nothing else: the enrichment fields BaseAgent adds
+    to every request (a new ``request_id`` and ``timestamp`` each time) do not matter.
+    """
+    if len(frame) > _LOOKUP_MAX_BYTES or (
+        ENDPOINT.encode() not in frame and b"ISCOVER" not in frame.upper()
+    ):
+        return None
+    try:
+        obj = json.loads(frame.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "command" in obj:
+        command, payload = obj["command"], obj.get("payload", {})
+        if not isinstance(command, str) or command.upper() != DISCOVER:
+            return None
+        name = payload.get("name") if isinstance(payload, dict) else None
+        kind = DISCOVER
+    elif obj.get("action") == ENDPOINT:
+        name, kind = obj.get("agent_name"), ENDPOINT
+    else:
+        return None
+    return (kind, name) if isinstance(name, str) and name else None
+
+
+class FrameCache:
+    """Encoded hot-read replies per agent name, and the small request frames that asked.
+
+    A reply stays valid while the view holds the record it was built from (records are
+    immutable and replaced on every change); it is checked against the view's version, so a
+    lookup costs one dict lookup while the registry does not change. :meth:`replay` answers a
+    byte-identical request frame without decoding it; frames over 1 KiB, or carrying a
+    ``request_id`` (never sent twice), are not remembered, so the frame table holds at most
+    ``_MAX_FRAMES`` KiB. Used from one port's thread only.
+    """
+
+    _MAX_FRAMES: Final = 4096
+    _MAX_NAMES: Final = 10_000
+
+    def __init__(self, build: Callable[[AgentRecord], Reply], link: RecordSource) -> None:
+        self._build = build
+        self._link = link
+        # name -> (view version it was last checked at, record it was built from, reply)
+        self._replies: dict[str, tuple[int, AgentRecord, bytes]] = {}
+        self._requests: dict[bytes, str] = {}
+
+    def frame(self, record: AgentRecord, request: bytes) -> bytes:
+        """The reply for ``record``; ``request`` (the frame that asked) is remembered for it."""
+        self._remember(request, record.agent_id)
+        cached = self._replies.get(record.agent_id)
+        if cached is not None and cached[1] is record:
+            return cached[2]
+        if len(self._replies) >= self._MAX_NAMES:
+            self._replies.clear()
+        encoded = encode(self._build(record))
+        # Version -1: the first cached() checks the record against the view before trusting it.
+        self._replies[record.agent_id] = (-1, record, encoded)
+        return encoded
+
+    def cached(self, name: str) -> bytes | None:
+        """The reply for agent ``name`` if the view still holds the record it was built from."""
+        entry = self._replies.get(name)
+        if entry is None:
+            return None
+        version = self._link.version  # read before the record: a change in between shows
+        if entry[0] == version:
+            return entry[2]
+        if self._link.peek(name) is not entry[1]:
+            return None
+        self._replies[name] = (version, entry[1], entry[2])
+        return entry[2]
+
+    def replay(self, request: bytes) -> bytes | None:
+        """The cached reply to a request frame seen before, if its record is unchanged."""
+        name = self._requests.get(request)
+        return None if name is None else self.cached(name)
+
+    def forget(self, name: str) -> None:
+        """Drop the reply for ``name`` (it is answered from elsewhere now)."""
+        self._replies.pop(name, None)
+
+    def _remember(self, request: bytes, name: str) -> None:
+        if len(request) > _LOOKUP_MAX_BYTES or b'"request_id"' in request:
+            return
+        if len(self._requests) >= self._MAX_FRAMES:
+            self._requests.clear()
+        self._requests[request] = name
 
 
 class Services:

@@ -7,7 +7,8 @@
   response times from the performance log), ``get_alerts`` (the hub's firing alerts) and
   ``log_metric``.
 * HealthMonitor (7114, 4.7): ``get_status`` answers every agent's health from the registry,
-  which the hub's probes keep current.
+  which the hub's probes keep current, in the legacy words (``ok``, ``degraded``, ``error``,
+  ``unknown``; :func:`legacy_gateway._ports.legacy_status`).
 * SystemHealthManager (7117, 4.9): ``get_system_status`` reports the memory agents' health.
 * PredictiveHealthMonitor (5613, 4.5): its health dict with the monitored-agent counts, and
   ``get_anomalies``/``get_predictions`` from the hub's detectors and breach predictor.
@@ -25,7 +26,15 @@ from actors.registry.models import AgentRecord, Health
 from cluster.constants import APP_OBSERVABILITY
 from deployments.observability.perflog import MetricEntry, MetricRecord, UsageEntry
 from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
-from legacy_gateway._ports import ActionPort, ActionTable, Fields, Services, number, text
+from legacy_gateway._ports import (
+    ActionPort,
+    ActionTable,
+    Fields,
+    Services,
+    legacy_status,
+    number,
+    text,
+)
 from legacy_gateway.registry_port import RegistryLink
 from legacy_gateway.twin_cache import TwinCache, TwinUnavailable
 
@@ -326,7 +335,7 @@ class HealthMonitorPort(ActionPort):
         return Reply(status="success", message="pong")
 
     def _status(self, fields: Fields) -> Reply:  # noqa: ARG002
-        agents = {r.agent_id: r.health.value for r in self._link.records()}
+        agents = {r.agent_id: legacy_status(r.health) for r in self._link.records()}
         return Reply(status="success", agent_status=agents, timestamp=iso_time(time.time()))
 
 
@@ -349,10 +358,11 @@ class SystemHealthManagerPort(ActionPort):
             if record is None:
                 system[role] = {"status": "error", "message": f"{agent} is not registered"}
                 continue
+            health = legacy_status(record.health)
             system[role] = {
-                "status": "success" if record.health is Health.PASSING else record.health.value,
+                "status": "success" if record.health is Health.PASSING else health,
                 "agent": agent,
-                "health": record.health.value,
+                "health": health,
                 "note": record.health_note,
                 "last_seen": iso_time(record.last_seen_at),
             }

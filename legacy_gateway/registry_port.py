@@ -5,15 +5,22 @@ lookups, DISCOVER, ``list_agents``, health) come from the local :class:`Registry
 :class:`RegistryFollower` keeps current, with no Ray call per request; writes go to the actor and
 wait until the local view has the change, so a client that registers and then looks itself up
 on the same port finds itself (``legacy-protocol.md`` 1.3, 2.2, 3.1, 3.2, 4.1, 4.2).
+
+A lookup of a known agent is answered before the request is decoded into a typed request:
+a byte-identical frame from the frame table, any other lookup (BaseAgent's carry a fresh
+``request_id``) with one JSON decode and one lookup in the per-agent table of encoded replies.
+A registrant's loopback address is published as the address other hosts reach it at.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Final
 
+import ray
 from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
 
@@ -30,20 +37,22 @@ from legacy_gateway._codec import (
     Reply,
     TypedRequest,
     dialect_of,
-    encode,
     error_reply,
     iso_time,
     unknown,
 )
+from legacy_gateway._ports import DISCOVER, ENDPOINT, FrameCache, lookup_key
 from legacy_gateway.server import Outcome, Received
-from legacy_gateway.twin_actions import TwinActions
+from legacy_gateway.twin_actions import TwinActions, agent_info, all_status, registered_agent
 
 __all__ = [
     "DigitalTwinPort",
+    "FrameCache",
     "HealthPort",
     "RegistryLink",
     "ServiceRegistryPort",
     "health_reply",
+    "reachable_host",
 ]
 
 _HEALTH_ACTIONS: Final = frozenset({"ping", "health", "health_check"})
@@ -51,13 +60,8 @@ _HEALTH_ACTIONS: Final = frozenset({"ping", "health", "health_check"})
 LEGACY_TAG: Final = "legacy"
 #: Registration fields the legacy ServiceRegistry took (``dependencies`` it dropped).
 _REGISTRATION_FIELDS: Final = (
-    "agent_id",
-    "agent_type",
-    "host",
-    "port",
-    "health_check_port",
-    "capabilities",
-    "metadata",
+    *("agent_id", "agent_type", "host", "port"),
+    *("health_check_port", "capabilities", "metadata"),
 )
 
 
@@ -68,13 +72,35 @@ class RegistryLink:
         actor: handle of the registry actor.
         follower: a started follower of that actor.
         write_timeout_s: how long a write waits for the local view to catch up.
+        advertised_host: the address other hosts reach this host at, published for agents
+            that register a loopback address; None: this Ray node's IP (the host profile's
+            ``node_ip`` when one is set), looked up on first use.
     """
 
-    def __init__(self, actor: Any, follower: RegistryFollower, write_timeout_s: float) -> None:
+    def __init__(
+        self,
+        actor: Any,
+        follower: RegistryFollower,
+        write_timeout_s: float,
+        advertised_host: str | None = None,
+    ) -> None:
         self._actor = actor
         self._follower = follower
         self._write_timeout_s = write_timeout_s
+        self._advertised_host = advertised_host
         self.started_at = time.time()
+
+    @property
+    def advertised_host(self) -> str:
+        """This host's address as other hosts reach it."""
+        if self._advertised_host is None:
+            self._advertised_host = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+        return self._advertised_host
+
+    @property
+    def version(self) -> int:
+        """The registry version the local view is at."""
+        return self._follower.view.version
 
     @property
     def healthy(self) -> bool:
@@ -147,6 +173,39 @@ def endpoint_reply(record: AgentRecord) -> Reply:
     )
 
 
+def _is_local(host: str) -> bool:
+    """Whether ``host`` means "this machine" (loopback, wildcard, ``localhost``)."""
+    if host.lower() in ("", "localhost", "localhost.localdomain"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def reachable_host(host: str | None, peer: str, link: RegistryLink) -> str:
+    """The address other hosts reach a registrant at.
+
+    A legacy agent registers with ``localhost:7120`` on its own host and names itself
+    ``127.0.0.1`` (BaseAgent's fallback) or nothing at all (``register_service``): such an
+    address is useless to an agent on the other host, so the connection's address stands in,
+    and when that is loopback too (the agent runs on this host), this host's LAN address.
+
+    Args:
+        host: the address the registrant sent, if any.
+        peer: the address its connection came from ("" when unknown).
+        link: knows this host's LAN address.
+    """
+    if host and not _is_local(host):
+        return host
+    if peer and not _is_local(peer):
+        return peer
+    return link.advertised_host
+
+
 def _registration_from_fields(fields: dict[str, JsonValue]) -> dict[str, JsonValue]:
     nested = fields.get("registration_data")
     if nested is not None:
@@ -181,10 +240,16 @@ async def _write(link: RegistryLink, registration: Registration, dialect: Dialec
     return None
 
 
-async def register_agent(link: RegistryLink, fields: dict[str, JsonValue]) -> Reply:
-    """``register_agent``, nested or flat, with or without ``agent_type`` (section 2.2, 3.1)."""
+async def register_agent(link: RegistryLink, fields: dict[str, JsonValue], peer: str) -> Reply:
+    """``register_agent``, nested or flat, with or without ``agent_type`` (section 2.2, 3.1).
+
+    A loopback ``host`` is replaced by :func:`reachable_host`.
+    """
     try:
-        registration = _legacy_registration(_registration_from_fields(fields))
+        data = _registration_from_fields(fields)
+        if isinstance(data.get("host"), str):
+            data["host"] = reachable_host(str(data["host"]), peer, link)
+        registration = _legacy_registration(data)
     except ValidationError as exc:
         return error_reply(Dialect.ACTION, _validation_text(exc))
     except ValueError as exc:
@@ -206,48 +271,6 @@ def discover_reply(record: AgentRecord) -> Reply:
     if record.health_check_port is not None:
         found["health_check_port"] = record.health_check_port
     return Reply(status="SUCCESS", payload=found)
-
-
-class FrameCache:
-    """Encoded hot-read replies per agent, and the request frames that asked for them.
-
-    A reply stays valid while the view holds the same record object: records are immutable and
-    replaced on every change, so an identity check is exact. :meth:`replay` answers a request
-    frame seen before without decoding it, which is what lets a lookup cost about a bare REP
-    round trip. Used from one port's thread only.
-    """
-
-    _MAX_ENTRIES: Final = 10_000
-
-    def __init__(self, build: Callable[[AgentRecord], Reply], link: RegistryLink) -> None:
-        self._build = build
-        self._link = link
-        self._frames: dict[str, tuple[AgentRecord, bytes]] = {}
-        self._requests: dict[bytes, str] = {}
-
-    def frame(self, record: AgentRecord, request: bytes) -> bytes:
-        """The reply for ``record``; ``request`` (the frame that asked) is remembered for it."""
-        if len(self._requests) >= self._MAX_ENTRIES:
-            self._requests.clear()
-        self._requests[request] = record.agent_id
-        cached = self._frames.get(record.agent_id)
-        if cached is not None and cached[0] is record:
-            return cached[1]
-        if len(self._frames) >= self._MAX_ENTRIES:
-            self._frames.clear()
-        encoded = encode(self._build(record))
-        self._frames[record.agent_id] = (record, encoded)
-        return encoded
-
-    def replay(self, request: bytes) -> bytes | None:
-        """The cached reply to a request frame seen before, if its record is unchanged."""
-        agent_id = self._requests.get(request)
-        if agent_id is None:
-            return None
-        cached = self._frames.get(agent_id)
-        if cached is None or self._link.peek(agent_id) is not cached[0]:
-            return None
-        return cached[1]
 
 
 def get_agent_endpoint(
@@ -285,7 +308,14 @@ class ServiceRegistryPort:
     def __init__(self, link: RegistryLink) -> None:
         self._link = link
         self._endpoints = FrameCache(endpoint_reply, link)
-        self.replay = self._endpoints.replay
+
+    def replay(self, request: bytes) -> bytes | None:
+        """A lookup of a known agent, answered from the cache of encoded replies."""
+        cached = self._endpoints.replay(request)
+        if cached is not None:
+            return cached
+        key = lookup_key(request)
+        return self._endpoints.cached(key[1]) if key is not None and key[0] == ENDPOINT else None
 
     def handle(self, request: LegacyRequest, received: Received) -> Outcome:
         try:
@@ -303,29 +333,42 @@ class ServiceRegistryPort:
         action = request.action
         if action in _HEALTH_ACTIONS:
             return health_reply(self.service, self._link)
-        if action == "get_agent_endpoint":
+        if action == ENDPOINT:
             return get_agent_endpoint(self._link, request.fields, self._endpoints, received.data)
         if action == "list_agents":
             return list_agents(self._link)
         if action == "register_agent":
-            return register_agent(self._link, request.fields)
+            return register_agent(self._link, request.fields, received.peer())
         return unknown(request)
 
 
 class DigitalTwinPort:
-    """SystemDigitalTwin on 7120: the ``action`` (4.2) and old ``command`` (3.2) dialects."""
+    """SystemDigitalTwin on 7120: the ``action`` (4.2) and old ``command`` (3.2) dialects.
+
+    A ``command`` REGISTER needs only ``name`` (section 3.2). One without ``port`` cannot be an
+    agent registry entry (the registry stores endpoints): its payload is kept here, as the old
+    SDT kept every payload, and DISCOVER on this port returns it.
+    """
 
     service = "SystemDigitalTwin"
+    _MAX_UNADDRESSED: Final = 10_000
 
     def __init__(self, link: RegistryLink, actions: TwinActions | None = None) -> None:
         self._link = link
         self._twin = actions
         self._endpoints = FrameCache(endpoint_reply, link)
         self._discovered = FrameCache(discover_reply, link)
+        self._unaddressed: dict[str, dict[str, JsonValue]] = {}
 
     def replay(self, request: bytes) -> bytes | None:
-        """A repeated DISCOVER or endpoint lookup, answered from the caches."""
-        return self._discovered.replay(request) or self._endpoints.replay(request)
+        """A DISCOVER or endpoint lookup of a known agent, answered from the caches."""
+        cached = self._discovered.replay(request) or self._endpoints.replay(request)
+        if cached is not None:
+            return cached
+        key = lookup_key(request)
+        if key is None:
+            return None
+        return (self._endpoints if key[0] == ENDPOINT else self._discovered).cached(key[1])
 
     def handle(self, request: LegacyRequest, received: Received) -> Outcome:
         try:
@@ -339,8 +382,8 @@ class DigitalTwinPort:
         if isinstance(request, RawRequest):
             if request.text == "ping":  # SDT@B answered raw ping with its health dict
                 return health_reply(self.service, self._link)
-            if request.text == "GET_ALL_STATUS":
-                return Reply.model_validate({"status": "success", **self._all_status()})
+            if request.text == "GET_ALL_STATUS":  # section 3.2: the bare map, no "status" key
+                return json.dumps(all_status(self._link.records())).encode()
             return unknown(request)
         if isinstance(request, CommandRequest):
             return self._command(request, received)
@@ -358,8 +401,8 @@ class DigitalTwinPort:
             simple = "registration_data" not in fields and "agent_id" not in fields
             if simple and "agent_name" in fields and self._twin is not None:
                 return self._twin.register_status(fields)
-            return register_agent(self._link, fields)
-        if action == "get_agent_endpoint":
+            return register_agent(self._link, fields, received.peer())
+        if action == ENDPOINT:
             return get_agent_endpoint(self._link, fields, self._endpoints, received.data)
         if action == "list_agents":
             return list_agents(self._link)
@@ -372,19 +415,19 @@ class DigitalTwinPort:
                 return error_reply(Dialect.ACTION, "Missing required parameter: payload")
             return self._twin.report_model_vram(payload, Dialect.ACTION)
         if action == "get_all_agents":
-            return Reply(status="success", agents=self._all_status())
+            return Reply(status="success", agents=all_status(self._link.records()))
         if action == "get_registered_agents":
-            agents = [self._registered(r) for r in self._link.records()]
+            agents = [registered_agent(r) for r in self._link.records()]
             return Reply(status="success", agents=agents)
         if action == "get_agent_info":
-            return self._agent_info(fields)
+            return agent_info(self._link, fields)
         return unknown(request)
 
     def _command(self, request: CommandRequest, received: Received) -> Outcome:
         command = request.command.upper()
         if command == "REGISTER":
             return self._register(request.payload, received.peer())
-        if command == "DISCOVER":
+        if command == DISCOVER:
             return self._discover(request.payload, received.data)
         if command == "PING":
             return Reply(status="SUCCESS", message="pong")
@@ -394,16 +437,17 @@ class DigitalTwinPort:
             return self._twin.report_model_vram(request.payload, Dialect.COMMAND)
         return unknown(request)
 
-    async def _register(self, payload: dict[str, JsonValue], peer_ip: str) -> Reply:
+    def _register(self, payload: dict[str, JsonValue], peer: str) -> Outcome:
         name = payload.get("name")
         if not isinstance(name, str) or not name:
             return error_reply(
                 Dialect.COMMAND, "Missing required field 'name' in registration payload"
             )
-        if "port" not in payload:
-            return error_reply(Dialect.COMMAND, "Missing required field 'port' in payload")
+        sent = payload.get("ip") or payload.get("host")
         # No legacy registrant sends its ip (section 3.1): the connection's address is used.
-        host = payload.get("ip") or payload.get("host") or peer_ip or "127.0.0.1"
+        host = reachable_host(sent if isinstance(sent, str) else None, peer, self._link)
+        if "port" not in payload:
+            return self._keep_unaddressed(name, {**payload, "ip": host, "host": host})
         extra = {k: v for k, v in payload.items() if k not in {"name", "ip", "host", "port"}}
         capabilities = extra.pop("capabilities", [])
         health_port = extra.pop("health_check_port", None)
@@ -420,58 +464,35 @@ class DigitalTwinPort:
             registration = _legacy_registration(data)
         except ValidationError as exc:
             return error_reply(Dialect.COMMAND, _validation_text(exc))
-        failed = await _write(self._link, registration, Dialect.COMMAND)
-        return failed or Reply(status="SUCCESS", message=f"Service {name} registered successfully")
+
+        async def write() -> Reply:
+            failed = await _write(self._link, registration, Dialect.COMMAND)
+            if failed is not None:
+                return failed
+            self._unaddressed.pop(name, None)  # the endpoint replaces a payload kept here
+            return Reply(status="SUCCESS", message=f"Service {name} registered successfully")
+
+        return write()
+
+    def _keep_unaddressed(self, name: str, payload: dict[str, JsonValue]) -> Reply:
+        if name not in self._unaddressed and len(self._unaddressed) >= self._MAX_UNADDRESSED:
+            return error_reply(
+                Dialect.COMMAND,
+                f"{self._MAX_UNADDRESSED} services without a port are registered here already; "
+                "register with a 'port'",
+            )
+        self._unaddressed[name] = payload
+        self._discovered.forget(name)  # DISCOVER must answer this payload, not the cache
+        return Reply(status="SUCCESS", message=f"Service {name} registered successfully")
 
     def _discover(self, payload: dict[str, JsonValue], request: bytes) -> Reply | bytes:
         name = payload.get("name")
         if not isinstance(name, str) or not name:
             return error_reply(Dialect.COMMAND, "Missing required field 'name' in payload")
+        kept = self._unaddressed.get(name)
+        if kept is not None:
+            return Reply(status="SUCCESS", payload=kept)
         record = self._link.lookup(name)
         if record is None:
             return Reply(status="NOT_FOUND", message=f"Service '{name}' not registered")
         return self._discovered.frame(record, request)
-
-    def _all_status(self) -> dict[str, JsonValue]:
-        return {r.agent_id: self._status(r) for r in self._link.records()}
-
-    @staticmethod
-    def _status(record: AgentRecord) -> dict[str, JsonValue]:
-        location = record.metadata.get("location", record.host)
-        return {
-            "location": location,
-            "status": record.health.value,
-            "last_seen": iso_time(record.last_seen_at),
-        }
-
-    @classmethod
-    def _registered(cls, record: AgentRecord) -> dict[str, JsonValue]:
-        status = cls._status(record)
-        return {
-            "name": record.agent_id,
-            "status": status["status"],
-            "location": status["location"],
-            "last_updated": status["last_seen"],
-            "host": record.host,
-            "port": record.port,
-            "health_check_port": record.health_check_port,
-            "agent_type": record.agent_type,
-            "capabilities": list(record.capabilities),
-            "script_path": record.metadata.get("script_path", ""),
-        }
-
-    def _agent_info(self, fields: dict[str, JsonValue]) -> Reply:
-        name = fields.get("agent_name")
-        if not isinstance(name, str) or not name:
-            return error_reply(Dialect.ACTION, "Missing or invalid agent_name parameter")
-        record = self._link.lookup(name)
-        if record is None:
-            return error_reply(Dialect.ACTION, f"Agent {name} not found in registry")
-        info = self._status(record)
-        info.update(
-            host=record.host,
-            port=record.port,
-            health_check_port=record.health_check_port,
-            script_path=record.metadata.get("script_path", ""),
-        )
-        return Reply(status="success", agent_info=info)

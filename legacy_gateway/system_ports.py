@@ -3,19 +3,20 @@
 * VRAMOptimizerAgent (5572, and 5588 where ModelManagerAgent falls back; ``legacy-protocol.md``
   4.13): the four ``action`` frames MMA really sends, answered by the ResourceScheduler's
   ledger, and the optimizer's own ``command`` dialect (``GET_VRAM_STATUS`` from NVML through the
-  scheduler, ``SET_VRAM_THRESHOLD``/``SET_IDLE_TIMEOUT`` on the live thresholds).
+  scheduler with the models held under leases, ``SET_VRAM_THRESHOLD``/``SET_IDLE_TIMEOUT`` on
+  the live thresholds).
 * ResourceManager (7113, 4.10): host figures from the twin; ``allocate_resources`` of type
   ``gpu`` is a real VRAM lease (``amount`` MiB) owned by ``resource_id``.
 * TaskScheduler (7115, 4.11) and AsyncProcessor (7101, 4.12): a task ``type`` runs as a Ray task
   through the scheduler when ``legacy_gateway.task_functions`` maps it to a function.
-* UnifiedSystemAgent (7125, health 5569; 4.4): Serve applications as "services", restarts.
+* UnifiedSystemAgent (7125, health 5569; 4.4): :mod:`legacy_gateway.unified_system_port`,
+  re-exported here.
 * RequestCoordinator's suggestion port (5591, 4.3): raw ``get_suggestion``; after
   ``suggestion_idle_s`` without a request the legacy reminder is suggested once.
 """
 
 from __future__ import annotations
 
-import platform
 import time
 from typing import Any, Final
 
@@ -46,9 +47,9 @@ from legacy_gateway._ports import (
     number,
     text,
 )
-from legacy_gateway.registry_port import RegistryLink
 from legacy_gateway.server import Outcome, Received
-from legacy_gateway.twin_cache import TwinCache, TwinUnavailable
+from legacy_gateway.twin_cache import TwinCache
+from legacy_gateway.unified_system_port import UnifiedSystemPort
 
 __all__ = [
     "AsyncProcessorPort",
@@ -120,14 +121,31 @@ class VramOptimizerPort(ActionPort):
         resources = self._services.resources()
         gpus: GpuList = await resources.gpus.remote()
         limits: Thresholds = await resources.thresholds.remote()
+        leases: LeaseList = await resources.list_leases.remote()
         return Reply(
             status="SUCCESS",
             mainpc_vram=_vram(gpus, self._mainpc),
             pc2_vram=_vram(gpus, self._pc2),
-            loaded_models={},
+            loaded_models=self._models(leases),
             thresholds={"critical": limits.critical_ratio, "warning": limits.warning_ratio},
             idle_timeout_s=limits.idle_timeout_s,
         )
+
+    def _models(self, leases: LeaseList) -> dict[str, JsonValue]:
+        """The models held under leases, in the shape MMA reports them (section 4.13)."""
+        models: dict[str, JsonValue] = {}
+        for lease in leases.granted:
+            if lease.model_name is None:
+                continue
+            models[lease.model_name] = {
+                "device": "PC2" if lease.host == self._pc2 else "MainPC",
+                "vram_usage_mb": lease.vram_mb,
+                "last_used": lease.last_used_at,
+                "owner": lease.owner,
+                "host": lease.host,
+                "gpu_index": lease.gpu_index,
+            }
+        return models
 
     async def _set_threshold(self, fields: Fields) -> Reply:
         kind, value = text(fields, "threshold_type"), number(fields, "value")
@@ -357,98 +375,6 @@ class AsyncProcessorPort(_TaskPort):
     def typed(self, request: TypedRequest) -> Outcome:
         fields = request.fields
         return self.run(request.type, fields.get("data"), fields.get("priority"))
-
-
-class UnifiedSystemPort(ActionPort):
-    """UnifiedSystemAgent: the Serve applications are its "services"."""
-
-    service = "UnifiedSystemAgent"
-
-    def __init__(self, services: Services, twin: TwinCache, link: RegistryLink, host: str) -> None:
-        super().__init__()
-        self._services = services
-        self._twin = twin
-        self._link = link
-        self._host = host
-
-    def health(self) -> Reply:
-        base = super().health()
-        assert isinstance(base, Reply)
-        records = self._link.records()
-        healthy = sum(1 for r in records if r.health.value == "passing")
-        extra: dict[str, JsonValue] = {
-            "initialization_complete": True,
-            "service_metrics": {
-                "registered_services": len(records),
-                "healthy_services": healthy,
-                "unhealthy_services": sum(1 for r in records if r.health.value == "critical"),
-            },
-        }
-        try:
-            host = self._twin.host(self._host)
-            extra["system_metrics"] = {
-                "cpu_percent": host.cpu_percent,
-                "memory_percent": host.memory_percent,
-                "disk_usage_percent": host.disk_percent,
-            }
-        except TwinUnavailable as exc:  # health answers even while the twin is unreachable
-            extra["system_metrics"] = {"error": str(exc)}
-        return Reply.model_validate({**base.model_dump(), **extra})
-
-    def actions(self) -> ActionTable:
-        return {
-            "list_services": self._list,
-            "get_service_status": self._status,
-            "restart_service": self._restart,
-            "get_system_info": self._info,
-        }
-
-    async def _apps(self) -> dict[str, dict[str, JsonValue]]:
-        services = await self._services.deployment(*_CORE).services.remote()
-        return {
-            s.name: {
-                "status": s.status,
-                "message": s.message,
-                "route_prefix": s.route_prefix,
-                "deployments": {d.name: d.status for d in s.deployments},
-            }
-            for s in services
-        }
-
-    async def _list(self, fields: Fields) -> Reply:  # noqa: ARG002
-        return Reply(status="success", services=await self._apps())
-
-    async def _status(self, fields: Fields) -> Reply:
-        name = text(fields, "service_name")
-        if name is None:
-            return error_reply(Dialect.ACTION, "Missing service_name")
-        info = (await self._apps()).get(name)
-        if info is None:
-            return error_reply(Dialect.ACTION, f"Unknown service: {name}")
-        return Reply(status="success", service=name, info=info)
-
-    async def _restart(self, fields: Fields) -> Reply:
-        name = text(fields, "service_name")
-        if name is None:
-            return error_reply(Dialect.ACTION, "Missing service_name")
-        report = await self._services.deployment(*_CORE).restart_service.remote(name)
-        return Reply(
-            status="success",
-            message=f"Restarted service {name}",
-            requested_at=iso_time(report.requested_at),
-        )
-
-    def _info(self, fields: Fields) -> Reply:  # noqa: ARG002
-        host = self._twin.host(self._host)
-        return Reply(
-            status="success",
-            system_info={
-                "hostname": host.hostname,
-                "platform": platform.system(),
-                "cpu_count": host.cpu_count,
-                "memory_total": host.memory_total_mb,
-            },
-        )
 
 
 class SuggestionPort:

@@ -9,7 +9,11 @@ figures measured on each host, GPUs from NVML) instead of the legacy constants:
   ledger of MMA's models);
 * ``action`` ``get_metrics``, ``get_history``, ``simulate_load`` (``value``, or the ``value_mb``
   VRAMOptimizer really sends), ``get_ok_agents``, ``update_vram_metrics`` and the simple
-  ``register_agent`` (``agent_name`` + ``status``), which becomes a heartbeat of that agent.
+  ``register_agent`` (``agent_name`` + ``status``), which becomes a heartbeat of that agent;
+* ``report_error`` (BaseAgent's ErrorReport) and ``publish_event`` (its SystemEvent), which the
+  old SDT only logged: both are published to ErrorBus, the event at severity ``info``;
+* the agent-status replies (``get_all_agents``, ``get_registered_agents``, ``get_agent_info``,
+  raw ``GET_ALL_STATUS``), built from registry records with the legacy status words.
 
 Every method runs on the port's thread; what calls a service returns a coroutine.
 """
@@ -18,19 +22,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
-from actors.registry.models import Health, Heartbeat
-from cluster.constants import APP_CORE
+from actors.registry.models import AgentRecord, Heartbeat
+from cluster.constants import APP_CORE, APP_ERRORS
 from deployments.core.twin_models import HostTwin, SimulateLoadRequest, SimulateLoadResult
+from deployments.errors.normalize import normalize_record
 from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
-from legacy_gateway._ports import Fields, Services, guarded, number, text
+from legacy_gateway._ports import Fields, Services, guarded, legacy_status, number, text
 from legacy_gateway.server import Outcome
 from legacy_gateway.twin_cache import TwinCache
 
-__all__ = ["TwinActions"]
+__all__ = ["TwinActions", "agent_info", "agent_status", "all_status", "registered_agent"]
 
 _SERVICE: Final = "SystemDigitalTwin"
 #: The simple ``register_agent``'s status words and the registry check state they mean.
@@ -49,6 +55,55 @@ _STATUS: Final[dict[str, Any]] = {
     "unhealthy": "critical",
 }
 _LOAD_FIELDS: Final = {"vram": "vram_mb", "cpu": "cpu_percent", "ram": "ram_mb"}
+
+
+def agent_status(record: AgentRecord) -> dict[str, JsonValue]:
+    """An agent's entry in the old SDT's status table: ``location``, ``status``, ``last_seen``."""
+    return {
+        "location": record.metadata.get("location", record.host),
+        "status": legacy_status(record.health),
+        "last_seen": iso_time(record.last_seen_at),
+    }
+
+
+def all_status(records: list[AgentRecord]) -> dict[str, JsonValue]:
+    """``{agent: {location, status, last_seen}}`` (``get_all_agents``, ``GET_ALL_STATUS``)."""
+    return {r.agent_id: agent_status(r) for r in records}
+
+
+def registered_agent(record: AgentRecord) -> dict[str, JsonValue]:
+    """One entry of ``get_registered_agents`` (section 4.2)."""
+    status = agent_status(record)
+    return {
+        "name": record.agent_id,
+        "status": status["status"],
+        "location": status["location"],
+        "last_updated": status["last_seen"],
+        "host": record.host,
+        "port": record.port,
+        "health_check_port": record.health_check_port,
+        "agent_type": record.agent_type,
+        "capabilities": list(record.capabilities),
+        "script_path": record.metadata.get("script_path", ""),
+    }
+
+
+def agent_info(link: Any, fields: Fields) -> Reply:
+    """``get_agent_info`` (what Error_Management_System asks) from ``link``'s view."""
+    name = text(fields, "agent_name")
+    if name is None:
+        return error_reply(Dialect.ACTION, "Missing or invalid agent_name parameter")
+    record: AgentRecord | None = link.lookup(name)
+    if record is None:
+        return error_reply(Dialect.ACTION, f"Agent {name} not found in registry")
+    info = agent_status(record)
+    info.update(
+        host=record.host,
+        port=record.port,
+        health_check_port=record.health_check_port,
+        script_path=record.metadata.get("script_path", ""),
+    )
+    return Reply(status="success", agent_info=info)
 
 
 def _vram_figures(host: HostTwin | None) -> tuple[int, int, int]:
@@ -135,6 +190,8 @@ class TwinActions:
             "get_history": self.get_history,
             "simulate_load": self.simulate_load,
             "get_ok_agents": self.get_ok_agents,
+            "report_error": self.report_error,
+            "publish_event": self.publish_event,
         }
         return table.get(name)
 
@@ -212,7 +269,7 @@ class TwinActions:
         return guarded(_SERVICE, Dialect.ACTION, ask())
 
     def get_ok_agents(self, fields: Fields) -> Reply:  # noqa: ARG002
-        names = [r.agent_id for r in self._link.records() if r.health is Health.PASSING]
+        names = [r.agent_id for r in self._link.records() if legacy_status(r.health) == "ok"]
         return Reply(status="success", count=len(names), agents=names)
 
     def register_status(self, fields: Fields) -> Outcome:
@@ -236,3 +293,59 @@ class TwinActions:
             return Reply(status="success", message=f"Updated {name} status to {status}", agent=name)
 
         return guarded(_SERVICE, Dialect.ACTION, beat())
+
+    # events for ErrorBus (section 2.4)
+
+    def report_error(self, fields: Fields) -> Outcome:
+        """``report_error``: the ErrorReport, read as the 7150 bridge reads a legacy error."""
+        report = fields.get("error")
+        if not isinstance(report, dict):
+            return error_reply(Dialect.ACTION, "Missing required parameter: error")
+        return self._publish(report, "sdt_report_error", "Error", "error_id")
+
+    def publish_event(self, fields: Fields) -> Outcome:
+        """``publish_event``: the SystemEvent as an ``info`` event of its ``event_type``."""
+        event = fields.get("event")
+        if not isinstance(event, dict):
+            return error_reply(Dialect.ACTION, "Missing required parameter: event")
+        kind = text(event, "event_type")
+        if kind is None:
+            return error_reply(Dialect.ACTION, "event needs an event_type")
+        source = text(event, "source_agent") or "unknown"
+        body: dict[str, Any] = {
+            "error_id": event.get("event_id"),
+            "agent": source,
+            "error_type": kind,
+            "severity": "info",
+            "message": f"event {kind} from {source}",
+            "timestamp": event.get("timestamp"),
+            "details": {
+                "data": event.get("data", {}),
+                "propagate": event.get("propagate", False),
+                "ttl": event.get("ttl", 3),
+            },
+        }
+        return self._publish(body, "sdt_publish_event", "Event", "event_id")
+
+    def _publish(self, body: dict[str, Any], origin: str, noun: str, id_key: str) -> Outcome:
+        try:
+            event = normalize_record(
+                body, origin=origin, received_at=datetime.now(UTC), peer=self._host
+            )
+        except ValidationError as exc:
+            problems = "; ".join(e["msg"] for e in exc.errors()[:3])
+            return error_reply(Dialect.ACTION, f"{noun} fields out of range: {problems}")
+        verb = "recorded" if noun == "Error" else "published"
+
+        async def send() -> Reply:
+            bus = self._services.deployment("ErrorBus", APP_ERRORS)
+            await bus.publish.remote(event)  # answered once stored or spooled on disk
+            return Reply.model_validate(
+                {
+                    "status": "success",
+                    "message": f"{noun} {event.id} {verb} successfully",
+                    id_key: event.id,
+                }
+            )
+
+        return guarded(_SERVICE, Dialect.ACTION, send())

@@ -16,13 +16,21 @@ import zmq
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentRecord, Change, Health
 from legacy_gateway._codec import Reply, decode, encode
+from legacy_gateway._ports import Services
+from legacy_gateway.monitor_ports import HealthMonitorPort
 from legacy_gateway.registry_port import (
     DigitalTwinPort,
     HealthPort,
     RegistryLink,
     ServiceRegistryPort,
+    reachable_host,
 )
-from legacy_gateway.server import Received
+from legacy_gateway.server import PortHandler, Received
+from legacy_gateway.twin_actions import TwinActions
+from legacy_gateway.twin_cache import TwinCache
+
+#: The address this host is reached at (a Ray node's IP in a deployment).
+LAN_IP = "192.168.100.10"
 
 
 def _record(agent_id: str, **extra: object) -> AgentRecord:
@@ -56,10 +64,10 @@ def _link(*records: AgentRecord, loaded: bool = True) -> RegistryLink:
         )
     if loaded:
         follower.last_sync = time.monotonic()
-    return RegistryLink(None, follower, 1.0)
+    return RegistryLink(None, follower, 1.0, advertised_host=LAN_IP)
 
 
-def _ask(port: ServiceRegistryPort | DigitalTwinPort | HealthPort, frame: bytes) -> object:
+def _ask(port: PortHandler, frame: bytes) -> object:
     reply = port.handle(decode(frame, 1 << 20), Received(zmq.Frame(frame)))
     if isinstance(reply, bytes):  # a hot read answered from the encoded-reply cache
         return json.loads(reply)
@@ -101,30 +109,62 @@ def test_discover_payload_carries_ip_host_port_and_stored_fields() -> None:
     }
 
 
-def test_all_status_shapes_of_the_twin() -> None:
-    port = DigitalTwinPort(_link(_record("A"), _record("B", health=Health.PASSING)))
-    status = {"location": "PC2", "status": "unknown", "last_seen": "2025-07-15T11:00:00.000000"}
-    assert _ask(port, b"GET_ALL_STATUS") == {
-        "status": "success",
-        "A": status,
-        "B": {**status, "status": "passing"},
+def test_all_status_shapes_of_the_twin_use_the_legacy_status_words() -> None:
+    records = [
+        _record("A"),
+        _record("B", health=Health.PASSING),
+        _record("C", health=Health.WARNING),
+        _record("D", health=Health.CRITICAL),
+    ]
+    port = DigitalTwinPort(_link(*records))
+    seen = {"location": "PC2", "last_seen": "2025-07-15T11:00:00.000000"}
+    table = {
+        "A": {**seen, "status": "unknown"},
+        "B": {**seen, "status": "ok"},  # get_ok_agents' clients test status.lower() == "ok"
+        "C": {**seen, "status": "degraded"},
+        "D": {**seen, "status": "error"},
     }
-    agents = _ask(port, b'{"action":"get_all_agents"}')
-    assert agents == {
-        "status": "success",
-        "agents": {"A": status, "B": {**status, "status": "passing"}},
-    }
-    info = _ask(port, b'{"action":"get_agent_info","agent_name":"A"}')
+    # Section 3.2: the raw GET_ALL_STATUS reply is the bare map, no "status" key beside it.
+    assert _ask(port, b"GET_ALL_STATUS") == table
+    assert _ask(port, b'{"action":"get_all_agents"}') == {"status": "success", "agents": table}
+    info = _ask(port, b'{"action":"get_agent_info","agent_name":"B"}')
     assert info == {
         "status": "success",
         "agent_info": {
-            **status,
+            **table["B"],
             "host": "10.0.0.5",
             "port": 5709,
             "health_check_port": 5710,
             "script_path": "",
         },
     }
+    listed = _ask(port, b'{"action":"get_registered_agents"}')
+    assert isinstance(listed, dict) and listed["status"] == "success"
+    assert listed["agents"][3] == {
+        "name": "D",
+        "status": "error",
+        "location": "PC2",
+        "last_updated": "2025-07-15T11:00:00.000000",
+        "host": "10.0.0.5",
+        "port": 5709,
+        "health_check_port": 5710,
+        "agent_type": "D",
+        "capabilities": ["basic_agent"],
+        "script_path": "",
+    }
+    assert [a["status"] for a in listed["agents"]] == ["unknown", "ok", "degraded", "error"]
+
+
+def test_health_monitor_and_ok_agents_use_the_same_words() -> None:
+    link = _link(_record("A"), _record("B", health=Health.PASSING))
+    monitor = HealthMonitorPort(link, 7114)
+    status = _ask(monitor, b'{"action":"get_status"}')
+    assert isinstance(status, dict)
+    assert status["agent_status"] == {"A": "unknown", "B": "ok"}
+    actions = TwinActions(TwinCache(Services(), 5.0), Services(), link, "pc2", ("mainpc", "pc2"))
+    assert DigitalTwinPort(link, actions).handle(
+        decode(b'{"action":"get_ok_agents"}', 1 << 20), Received(zmq.Frame(b""))
+    ) == Reply(status="success", count=1, agents=["B"])
 
 
 @pytest.mark.parametrize(
@@ -195,4 +235,97 @@ def test_a_repeated_frame_is_replayed_until_its_record_changes() -> None:
         "status": "error",
         "error": "Agent NLUAgent not found",
         "message": "Agent NLUAgent not found",
+    }
+
+
+def _lookup(name: str, request_id: str) -> bytes:
+    """What BaseAgent.send_request_to_agent sends to 7100 (section 2.3): fresh id every time."""
+    frame = {
+        "action": "get_agent_endpoint",
+        "agent_name": name,
+        "source_agent": "NLUAgent",
+        "request_id": request_id,
+        "timestamp": f"2025-07-15T11:00:0{request_id[-1]}",
+    }
+    return json.dumps(frame).encode()
+
+
+def test_a_lookup_with_a_new_request_id_is_answered_without_the_typed_decode() -> None:
+    link = _link(_record("TTS"))
+    sr, sdt = ServiceRegistryPort(link), DigitalTwinPort(link)
+    first = _ask(sr, _lookup("TTS", "id-1"))
+    assert isinstance(first, dict) and first["port"] == 5709
+    # Another request id: not the same frame, still the same encoded reply from the cache.
+    answered = sr.replay(_lookup("TTS", "id-2"))
+    assert answered is not None and json.loads(answered) == first
+    discover = b'{"command":"DISCOVER","payload":{"name":"TTS"},"request_id":"r1"}'
+    found = _ask(sdt, discover)
+    again = sdt.replay(b'{"command":"DISCOVER","payload":{"name":"TTS"},"request_id":"r2"}')
+    assert again is not None and json.loads(again) == found
+    # Not a lookup, an unknown agent, or a malformed frame: the normal path answers.
+    assert sr.replay(_lookup("Nobody", "id-3")) is None
+    assert sr.replay(b'{"action":"list_agents"}') is None
+    assert sr.replay(b'{"action":"get_agent_endpoint","agent_name":7}') is None
+    assert sr.replay(b'{"action":"get_agent_endpoint",') is None
+    # A frame over 1 KiB is never answered from the caches (the frame limit may be 1 KiB).
+    big = _lookup("TTS", "id-4")[:-1] + b', "pad": "' + b"x" * 1024 + b'"}'
+    assert sr.replay(big) is None
+
+
+def test_a_re_registration_changes_the_cached_lookup_reply() -> None:
+    link = _link(_record("TTS"))
+    sr = ServiceRegistryPort(link)
+    _ask(sr, _lookup("TTS", "id-1"))
+    cached = sr.replay(_lookup("TTS", "id-2"))
+    assert cached is not None and json.loads(cached)["port"] == 5709
+    # Another agent changes: the version moves, the reply for TTS is still valid.
+    other = Change(version=2, op="upsert", agent_id="X", record=_record("X"))
+    link._follower.view.apply(other)
+    assert sr.replay(_lookup("TTS", "id-3")) == cached
+    moved = Change(version=3, op="upsert", agent_id="TTS", record=_record("TTS", port=6000))
+    link._follower.view.apply(moved)
+    assert sr.replay(_lookup("TTS", "id-4")) is None
+    assert _ask(sr, _lookup("TTS", "id-5"))["port"] == 6000  # type: ignore[index]
+    replayed = sr.replay(_lookup("TTS", "id-6"))
+    assert replayed is not None and json.loads(replayed)["port"] == 6000
+
+
+@pytest.mark.parametrize(
+    ("sent", "peer", "published"),
+    [
+        ("10.0.0.5", "127.0.0.1", "10.0.0.5"),  # a LAN address is kept
+        ("127.0.0.1", "10.0.0.7", "10.0.0.7"),  # from the other host: its connection address
+        ("127.0.1.1", "", LAN_IP),  # gethostbyname(hostname) on Debian, on this host
+        ("localhost", "127.0.0.1", LAN_IP),
+        ("0.0.0.0", "::ffff:127.0.0.1", LAN_IP),
+        (None, "10.0.0.7", "10.0.0.7"),  # register_service never sends an ip
+        (None, "", LAN_IP),
+    ],
+)
+def test_a_loopback_registrant_is_published_at_a_reachable_address(
+    sent: str | None, peer: str, published: str
+) -> None:
+    assert reachable_host(sent, peer, _link()) == published
+
+
+def test_register_needs_only_a_name_and_keeps_the_payload_as_sent() -> None:
+    port = DigitalTwinPort(_link(_record("FusedAudioPreprocessor")))
+    discover = b'{"command":"DISCOVER","payload":{"name":"FusedAudioPreprocessor"}}'
+    assert _ask(port, discover)["payload"]["port"] == 5709  # type: ignore[index]
+    assert port.replay(discover) is not None  # the registry's record, cached
+    # FusedAudioPreprocessor's clients read clean_audio_pub_port/vad_port, not port (section 6).
+    payload = {"name": "FusedAudioPreprocessor", "clean_audio_pub_port": 6578, "vad_port": 6579}
+    register = json.dumps({"command": "REGISTER", "payload": payload}).encode()
+    assert _ask(port, register) == {
+        "status": "SUCCESS",
+        "message": "Service FusedAudioPreprocessor registered successfully",
+    }
+    assert port.replay(discover) is None  # the payload registered last answers, not the cache
+    assert _ask(port, discover) == {
+        "status": "SUCCESS",
+        "payload": {**payload, "ip": LAN_IP, "host": LAN_IP},
+    }
+    assert _ask(port, b'{"command":"REGISTER","payload":{"port":1}}') == {
+        "status": "ERROR",
+        "message": "Missing required field 'name' in registration payload",
     }
