@@ -389,7 +389,8 @@ class ObservabilitySettings(DeploymentSettings):
     )
     host_timeout_s: float = Field(default=5.0, gt=0, description="Wait for a host probe actor.")
     probes: SupervisionSettings = Field(
-        default_factory=lambda: SupervisionSettings(sweep_interval_s=5.0),
+        # 1 s x 2 attempts: a sweep of agents that never answer ends well within its 5 s period.
+        default_factory=lambda: SupervisionSettings(sweep_interval_s=5.0, probe_timeout_s=1.0),
         description="Agent health probes; sweep_interval_s is their period.",
     )
     perflog: PerfLogSettings = PerfLogSettings()

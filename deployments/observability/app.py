@@ -137,8 +137,9 @@ class ObservabilityHub:
                 settings.host_timeout_s,
             )
         self._zmq = zmq.asyncio.Context()
-        client = LazyPirateClient(self._zmq, settings.probes.probe_timeout_s, attempts=1)
-        probe = zmq_health_probe(client, settings.probes.probe_timeout_s)
+        probes = settings.probes
+        client = LazyPirateClient(self._zmq, probes.probe_timeout_s, probes.probe_attempts)
+        probe = zmq_health_probe(client, probes.probe_timeout_s, probes.probe_attempts)
         prober = AgentProber(settings.probes, probe, self._mark)
         self._publisher: ErrorPublisher | None = None
         if settings.publish_alerts:
