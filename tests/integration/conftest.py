@@ -107,12 +107,14 @@ def make_settings(**overrides: object) -> Settings:
             "mainpc": HostProfile(tag="mainpc", role="head", num_gpus=2),
             "pc2": HostProfile(tag="pc2", role="worker", num_gpus=2),
         },
-        # One ObservabilityHub round a second, so alert states move within seconds; legacy
-        # logs under the data dir (tests/integration/test_observability_http.py).
+        # One ObservabilityHub round a second and no group_wait, so alert states and their
+        # notifications move within seconds; legacy logs under the data dir
+        # (tests/integration/test_observability_http.py).
         "observability": ObservabilitySettings.model_validate(
             {
                 "sample_interval_s": 1.0,
                 "probes": {"sweep_interval_s": 1.0, "probe_timeout_s": 0.5},
+                "alerting": {"group_wait_s": 0.0, "group_interval_s": 1.0},
                 "logs": {"legacy_root": str(data_dir / "legacy")},
             }
         ),

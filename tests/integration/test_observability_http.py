@@ -182,6 +182,8 @@ def test_an_alert_rule_goes_pending_then_firing_and_is_published(http: httpx.Cli
 
     wait_for_condition(lambda: state() == "firing", timeout_s=60, interval_s=0.2)
     assert seen[:2] == ["pending", "firing"]
+    history = http.get("/observability/alerts/history", params={"limit": 1000}).json()
+    assert [h["state"] for h in history if h["rule"] == name][-2:] == ["firing", "pending"]
     samples = scrape(http)
     assert value(samples, "aisys_alerts", alertname=name, state="firing", host="pc2") == 1.0
 
@@ -202,6 +204,36 @@ def test_an_alert_rule_goes_pending_then_firing_and_is_published(http: httpx.Cli
     wait_for_condition(counted, timeout_s=30, interval_s=0.5)
     assert http.delete(f"/observability/rules/{name}").status_code == 204
     assert http.delete(f"/observability/rules/{name}").status_code == 404
+
+
+def test_rules_on_series_no_detector_watches_are_refused(http: httpx.Client) -> None:
+    rule = {
+        "name": "ItOdd",
+        "metric": "aisys_agent_up",
+        "source": "anomaly_score",
+        "threshold": 5.0,
+    }
+    response = http.put("/observability/rules/ItOdd", json=rule)
+    assert response.status_code == 422, response.text
+    assert "observability.anomaly.metrics" in response.text
+    assert "ItOdd" not in [r["name"] for r in http.get("/observability/rules").json()]
+
+
+def test_silences_with_regex_matchers_and_a_later_start(http: httpx.Client) -> None:
+    starts_at = time.time() + 3600
+    body = {
+        "matchers": [{"name": "host", "value": "pc[0-9]+", "type": "=~"}],
+        "starts_at": starts_at,
+        "duration_s": 60,
+    }
+    response = http.post("/observability/silences", json=body)
+    assert response.status_code == 201, response.text
+    silence = response.json()
+    assert silence["matchers"] == body["matchers"] and silence["starts_at"] == starts_at
+    assert http.delete(f"/observability/silences/{silence['id']}").status_code == 204
+    bad = {"matchers": [{"name": "host", "value": "pc(", "type": "=~"}], "duration_s": 60}
+    response = http.post("/observability/silences", json=bad)
+    assert response.status_code == 422 and "regular expression" in response.text
 
 
 def test_silences_over_http(http: httpx.Client) -> None:
