@@ -60,7 +60,7 @@ class _ErrorsArgs(BaseModel):
 
 class _AppConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    args: _ErrorsArgs
+    args: dict[str, Any] = {}
 
 
 class _App(BaseModel):
@@ -89,16 +89,16 @@ def cluster_nats_url(settings: Settings) -> str:
         raw = client.serve_details()
     finally:
         client.close()
-    try:
-        app = _ServeDetails.model_validate(raw).applications.get(APP_ERRORS)
-    except ValidationError as exc:
-        raise ClusterError(f"backup: Serve's config of '{APP_ERRORS}' has no nats_url") from exc
+    app = _ServeDetails.model_validate(raw).applications.get(APP_ERRORS)
     if app is None or app.deployed_app_config is None:
         raise ClusterError(
             f"backup: the '{APP_ERRORS}' application is not deployed, so the NATS URL of the "
             "streams is unknown; run `aisys up` (or `aisys deploy`) first"
         )
-    return app.deployed_app_config.args.nats_url
+    try:
+        return _ErrorsArgs.model_validate(app.deployed_app_config.args).nats_url
+    except ValidationError as exc:
+        raise ClusterError(f"backup: Serve's config of '{APP_ERRORS}' has no nats_url") from exc
 
 
 async def _connect(url: str) -> Any:
