@@ -20,7 +20,6 @@ import threading
 import time
 from typing import Any, Final
 
-import ray
 from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
 
@@ -72,9 +71,9 @@ class RegistryLink:
         actor: handle of the registry actor.
         follower: a started follower of that actor.
         write_timeout_s: how long a write waits for the local view to catch up.
-        advertised_host: the address other hosts reach this host at, published for agents
-            that register a loopback address; None: this Ray node's IP (the host profile's
-            ``node_ip`` when one is set), looked up on first use.
+        advertised_host: the address other hosts reach this host at (its host profile's
+            ``node_ip``), published for agents on this host that register a loopback address;
+            None: no such address is known (one machine), so theirs is kept.
     """
 
     def __init__(
@@ -91,10 +90,8 @@ class RegistryLink:
         self.started_at = time.time()
 
     @property
-    def advertised_host(self) -> str:
-        """This host's address as other hosts reach it."""
-        if self._advertised_host is None:
-            self._advertised_host = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+    def advertised_host(self) -> str | None:
+        """This host's address as other hosts reach it, if configured."""
         return self._advertised_host
 
     @property
@@ -192,7 +189,8 @@ def reachable_host(host: str | None, peer: str, link: RegistryLink) -> str:
     A legacy agent registers with ``localhost:7120`` on its own host and names itself
     ``127.0.0.1`` (BaseAgent's fallback) or nothing at all (``register_service``): such an
     address is useless to an agent on the other host, so the connection's address stands in,
-    and when that is loopback too (the agent runs on this host), this host's LAN address.
+    and when that is loopback too (the agent runs on this host), this host's LAN address
+    (:attr:`RegistryLink.advertised_host`; without one, the address sent, else ``127.0.0.1``).
 
     Args:
         host: the address the registrant sent, if any.
@@ -203,7 +201,7 @@ def reachable_host(host: str | None, peer: str, link: RegistryLink) -> str:
         return host
     if peer and not _is_local(peer):
         return peer
-    return link.advertised_host
+    return link.advertised_host or host or "127.0.0.1"
 
 
 def _registration_from_fields(fields: dict[str, JsonValue]) -> dict[str, JsonValue]:

@@ -186,7 +186,29 @@ def test_sdt_action_dialect_reads(client: dict[str, LegacyClient]) -> None:
     missing = sdt.send_json({"action": "get_agent_info", "agent_name": "Nobody"})
     assert missing["error"] == "Agent Nobody not found in registry"
     status = sdt.raw(b"GET_ALL_STATUS")
-    assert status[name]["location"] == "PC2"
+    # Section 3.2: the bare {agent: {location, status, last_seen}} map, legacy status words.
+    assert status[name] == every["agents"][name]
+    assert "status" not in status
+    assert {"ok", "degraded", "error", "unknown"} >= {a["status"] for a in status.values()}
+
+
+def test_sdt_register_needs_only_a_name(client: dict[str, LegacyClient]) -> None:
+    sdt = client[f"mainpc/{SDT}"]
+    name = _name("FusedAudioPreprocessor")
+    # Its clients read clean_audio_pub_port/vad_port (section 6); it sends no port.
+    payload = {"name": name, "clean_audio_pub_port": 6578, "vad_port": 6579, "location": "MainPC"}
+    reply = sdt.send_json({"command": "REGISTER", "payload": payload})
+    assert reply == {"status": "SUCCESS", "message": f"Service {name} registered successfully"}
+    found = sdt.send_json({"command": "DISCOVER", "payload": {"name": name}, "request_id": "1"})
+    assert found == {
+        "status": "SUCCESS",
+        "payload": {**payload, "ip": "127.0.0.1", "host": "127.0.0.1"},
+    }
+    # Registered with a port later: the registry's record answers, on every port.
+    reply = sdt.send_json({"command": "REGISTER", "payload": {**payload, "port": 6577}})
+    assert reply["status"] == "SUCCESS"
+    again = sdt.send_json({"command": "DISCOVER", "payload": {"name": name}, "request_id": "2"})
+    assert (again["payload"]["port"], again["payload"]["vad_port"]) == (6577, 6579)
 
 
 @pytest.mark.parametrize("port_name", [f"mainpc/{SR}", f"mainpc/{SDT}", f"pc2/{SDT}"])

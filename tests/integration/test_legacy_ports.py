@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -232,6 +233,7 @@ def test_vram_optimizer_answers_model_manager_and_its_commands(
     vo = client[f"mainpc/{S.VRAM_OPTIMIZER}"]
     status = vo.send_json({"command": "GET_VRAM_STATUS"})
     assert status["status"] == "SUCCESS"
+    assert isinstance(status["loaded_models"], dict)  # models held under leases
     assert status["pc2_vram"]["total_mb"] == 12288  # the session's declared pc2 GPU
     old = status["thresholds"]["warning"]
     try:
@@ -261,6 +263,21 @@ def test_unified_system_agent_lists_and_describes_services(
     assert health["status"] == "ok" and "registered_services" in health["service_metrics"]
     missing = usa.send_json({"action": "get_service_status", "service_name": "nope"})
     assert missing["status"] == "error"
+    running = usa.send_json({"action": "start_service", "service_name": "core"})
+    assert running == {"status": "success", "message": "Service core is already running"}
+    unknown = usa.send_json({"action": "start_service", "service_name": "nope"})
+    assert unknown == {
+        "status": "error",
+        "error": "Unknown service: nope",
+        "message": "Unknown service: nope",
+    }
+    # The legacy stubs answered success; aisys refuses clearly and the service keeps running.
+    stop = usa.send_json({"action": "stop_service", "service_name": "core"})
+    assert stop["status"] == "error" and stop["error"].startswith("stop_service core refused")
+    cleanup = usa.send_json({"action": "cleanup_system"})
+    assert cleanup["status"] == "error" and "not supported" in cleanup["error"]
+    after = usa.send_json({"action": "get_service_status", "service_name": "core"})
+    assert after["info"]["status"] == "RUNNING"
 
 
 def test_predictive_health_monitor_health_and_anomalies(client: dict[str, LegacyClient]) -> None:
@@ -384,6 +401,25 @@ class _Exploit:
         return (os.getpid, ())
 
 
+def _deep_analysis_pickle(depth: int) -> bytes:
+    """A language analysis whose ``analysis`` nests lists ``depth`` deep, as raw pickle opcodes.
+
+    ``pickle.dumps`` cannot build it (it recurses); the unpickler can read it (it does not).
+    """
+
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return b"X" + struct.pack("<I", len(data)) + data
+
+    nested = b"]" * depth + b"a" * (depth - 1)
+    items = [
+        ("type", text("language_analysis")),
+        ("transcription", text("hi")),
+        ("analysis", nested),
+    ]
+    return b"\x80\x02}" + b"".join(text(k) + v + b"s" for k, v in items) + b"."
+
+
 def test_pickled_feeds_act_on_plain_data_and_reject_code(
     aisys_system: Settings, zctx: zmq.Context[zmq.Socket[bytes]], http: httpx.Client
 ) -> None:
@@ -422,5 +458,77 @@ def test_pickled_feeds_act_on_plain_data_and_reject_code(
         lambda s: s["acted"] >= 1 and s["rejected"] >= 1,
     )
     assert "refused" in seen["last_error"] and "getpid" in seen["last_error"]
+    # Broken pickles (an APPEND with no list under it) and data nested past Python's recursion
+    # limit are rejected too, and the feed goes on to act on the next good message.
+    broken, deep = b"K\x01K\x02a.", _deep_analysis_pickle(100_000)
+    acted = seen["acted"]
+    seen = _publish_until(
+        zctx,
+        gateway.language_feed,
+        [broken, deep, pickle.dumps(analysis)],
+        http,
+        "language",
+        lambda s: s["acted"] > acted and s["rejected"] >= 3,
+    )
     after = http.get("/core/queue").json()["last_submit_at"]
     assert after is not None and (before is None or after > before)
+
+
+def test_digital_twin_report_error_and_publish_event_reach_error_bus(
+    client: dict[str, LegacyClient], http: httpx.Client
+) -> None:
+    sdt = client[f"pc2/{S.SYSTEM_DIGITAL_TWIN}"]
+    agent, error_id = _name("MemoryClient"), uuid.uuid4().hex
+    report = {  # BaseAgent.report_error's ErrorReport (section 2.4), as JSON
+        "error_id": error_id,
+        "agent_id": agent,
+        "severity": "warning",
+        "error_type": "connection_failure",
+        "message": "redis refused",
+        "timestamp": "2025-07-15T11:00:00",
+        "context": {"attempt": 3},
+        "related_task_id": "task-7",
+        "recovery_attempted": False,
+    }
+    reply = sdt.send_json({"action": "report_error", "error": report, "source_agent": agent})
+    assert reply == {
+        "status": "success",
+        "message": f"Error {error_id} recorded successfully",
+        "error_id": error_id,
+    }
+    event_id = uuid.uuid4().hex
+    event = {
+        "event_id": event_id,
+        "event_type": "model_loaded",
+        "source_agent": agent,
+        "timestamp": "2025-07-15T11:00:01",
+        "data": {"model": "phi-2"},
+        "propagate": False,
+        "ttl": 3,
+    }
+    reply = sdt.send_json({"action": "publish_event", "event": event})
+    assert reply == {
+        "status": "success",
+        "message": f"Event {event_id} published successfully",
+        "event_id": event_id,
+    }
+    missing = sdt.send_json({"action": "report_error"})
+    assert missing["error"] == "Missing required parameter: error"
+
+    def stored() -> list[dict[str, Any]]:
+        page = http.get("/errors/", params={"agent": agent, "limit": 10})
+        assert page.status_code == 200, page.text
+        return [item["event"] for item in page.json()["items"]]
+
+    wait_for_condition(lambda: len(stored()) == 2, timeout_s=20)
+    by_id = {e["id"]: e for e in stored()}
+    error = by_id[error_id]
+    assert (error["error_type"], error["severity"], error["message"]) == (
+        "connection_failure",
+        "warning",
+        "redis refused",
+    )
+    assert error["details"]["attempt"] == 3 and error["correlation_id"] == "task-7"
+    info = by_id[event_id]
+    assert (info["error_type"], info["severity"]) == ("model_loaded", "info")
+    assert info["details"]["data"] == {"model": "phi-2"}

@@ -308,6 +308,13 @@ def test_a_loopback_registrant_is_published_at_a_reachable_address(
     assert reachable_host(sent, peer, _link()) == published
 
 
+def test_without_a_lan_address_a_local_registrant_keeps_its_address() -> None:
+    one_machine = RegistryLink(None, RegistryFollower(None), 1.0)
+    assert reachable_host("127.0.0.1", "127.0.0.1", one_machine) == "127.0.0.1"
+    assert reachable_host(None, "", one_machine) == "127.0.0.1"
+    assert reachable_host("127.0.0.1", "10.0.0.7", one_machine) == "10.0.0.7"
+
+
 def test_register_needs_only_a_name_and_keeps_the_payload_as_sent() -> None:
     port = DigitalTwinPort(_link(_record("FusedAudioPreprocessor")))
     discover = b'{"command":"DISCOVER","payload":{"name":"FusedAudioPreprocessor"}}'
