@@ -81,13 +81,14 @@ def test_host_metrics_of_both_hosts_and_no_invented_gpu(http: httpx.Client) -> N
     ]
     assert samples["aisys_gpu_devices"] == [({"host": "pc2", "source": "declared"}, 1.0)]
 
-    anomalies = http.get("/observability/anomalies").json()
-    assert {
-        s["labels"]["host"] for s in anomalies if s["metric"] == "aisys_host_cpu_used_ratio"
-    } == {
-        "mainpc",
-        "pc2",
-    }
+    def watched_hosts() -> set[str]:
+        # The detectors are fed at the end of a round, after its host samples are exported.
+        anomalies = http.get("/observability/anomalies").json()
+        return {
+            s["labels"]["host"] for s in anomalies if s["metric"] == "aisys_host_cpu_used_ratio"
+        }
+
+    wait_for_condition(lambda: watched_hosts() == {"mainpc", "pc2"}, timeout_s=30, interval_s=0.5)
 
 
 @pytest.fixture
