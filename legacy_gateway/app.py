@@ -65,7 +65,10 @@ class _HostPorts:
         link = RegistryLink(registry, self.follower, args.gateway.reply_timeout_s)
         self.authenticator = Authenticator(args.auth)
         hosts = (args.mainpc_host, args.pc2_host)
-        self.gateway = HostGateway(args.gateway, host, link, self.authenticator, hosts)
+        deployment = serve.get_replica_context().deployment
+        self.gateway = HostGateway(
+            args.gateway, host, link, self.authenticator, hosts, deployment=deployment
+        )
         self.gateway.start()
 
     async def wait_synced(self) -> None:
@@ -102,6 +105,7 @@ class LegacyGatewayMainpc:
         self._feeds.start()
 
     async def check_health(self) -> None:
+        self._feeds.check()
         self._ports.check()
 
     async def ports(self) -> list[PortStats]:

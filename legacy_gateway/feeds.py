@@ -37,7 +37,7 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
 from cluster.constants import APP_CORE
-from cluster.errors import AisysError
+from cluster.errors import AisysError, ClusterError
 from cluster.settings import LegacyGatewaySettings
 from deployments.core.models import InterruptRequest, TextRequest
 from legacy_gateway._ports import Services
@@ -155,6 +155,17 @@ class LegacyFeeds:
     def stats(self) -> dict[str, FeedStats]:
         return {name: stats.model_copy() for name, stats in self._stats.items()}
 
+    def check(self) -> None:
+        """Raise when a feed's task has ended (``check_health``): its messages would be lost.
+
+        Raises:
+            ClusterError: names the feed and why it ended.
+        """
+        for task in self._tasks:
+            if task.done():
+                reason = "cancelled" if task.cancelled() else repr(task.exception())
+                raise ClusterError(f"legacy: the {task.get_name()} follower ended: {reason}")
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -176,22 +187,34 @@ class LegacyFeeds:
             while True:
                 frames = await sock.recv_multipart()
                 stats.received += 1
-                try:
-                    message = safe_loads(frames[-1])
-                    acted = await handler(message)
-                except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-                    stats.rejected += 1
-                    stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    logger.warning("legacy feed %s: rejected a message: %s", name, exc)
-                    continue
-                except (AisysError, ValidationError, RayError, RayServeException) as exc:
-                    stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    logger.warning("legacy feed %s: CoreOrchestrator refused: %s", name, exc)
-                    continue
-                if acted:
+                if await self._one(name, stats, frames[-1], handler):
                     stats.acted += 1
         finally:
             sock.close(linger=0)
+
+    async def _one(
+        self,
+        name: str,
+        stats: FeedStats,
+        data: bytes,
+        handler: Callable[[object], Awaitable[bool]],
+    ) -> bool:
+        """Act on one message; whatever it holds, the feed goes on with the next."""
+        try:
+            message = safe_loads(data)
+            return await handler(message)
+        except (AisysError, ValidationError, RayError, RayServeException) as exc:
+            stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            logger.warning("legacy feed %s: CoreOrchestrator refused: %s", name, exc)
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            stats.rejected += 1
+            stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            logger.warning("legacy feed %s: rejected a message: %s", name, exc)
+        except Exception as exc:  # loop boundary: a broken pickle can raise nearly anything
+            stats.rejected += 1
+            stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            logger.exception("legacy feed %s: rejected an unreadable message", name)
+        return False
 
     async def _interrupt(self, message: object) -> bool:
         if not isinstance(message, dict):

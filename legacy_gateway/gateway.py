@@ -15,6 +15,8 @@ Example::
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -23,6 +25,7 @@ import zmq
 import zmq.asyncio
 from pydantic import BaseModel
 
+from cluster.constants import APP_LEGACY
 from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
 from deployments._auth import Authenticator
@@ -104,10 +107,18 @@ _H = TypeVar("_H", bound=PortHandler)
 logger = logging.getLogger(__name__)
 
 
-def _held_by_sibling(port: int) -> bool:
-    """Whether the other deployment of the ``legacy`` app holds ``port`` (same machine)."""
+#: How long a new replica waits for its own deployment's previous replica to let go of a port.
+REBIND_WAIT_S: Final = 30.0
+_REBIND_POLL_S: Final = 0.2
+#: Ray titles a Serve replica's process ``ray::ServeReplica:<app>:<deployment>[.<method>]``.
+_REPLICA_TITLE: Final = re.compile(rf"ServeReplica:{APP_LEGACY}:(?P<deployment>\w+)")
+
+
+def _gateway_holding(port: int) -> str | None:
+    """The ``legacy`` deployment whose replica holds ``port`` on this machine, if one does."""
     cmdline = listener_cmdline(port)
-    return cmdline is not None and "legacy:LegacyGateway" in cmdline
+    match = _REPLICA_TITLE.search(cmdline or "")
+    return match.group("deployment") if match else None
 
 
 #: Services whose ports read host figures from the local copy of the digital twin.
@@ -245,6 +256,10 @@ class HostGateway:
         host: the host profile (key of ``settings.ports``) this gateway runs on.
         link: the registry access the handlers share.
         security: token verification and the security actor (the security ports need it).
+        hosts: the host profiles of MainPC and PC2, in that order.
+        deployment: the Serve deployment this gateway runs in, to tell a port held by its own
+            previous replica (waited for) from one held by the other host's gateway on the same
+            machine (left to it); None outside Serve.
     """
 
     def __init__(
@@ -254,8 +269,10 @@ class HostGateway:
         link: RegistryLink,
         security: Authenticator | None = None,
         hosts: tuple[str, str] = ("mainpc", "pc2"),
+        deployment: str | None = None,
     ) -> None:
         self.host = host
+        self._deployment = deployment
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._forward_ctx = zmq.asyncio.Context()
         services = Services()
@@ -291,16 +308,13 @@ class HostGateway:
         """
         try:
             for service, server in list(self._servers.items()):
-                try:
-                    server.start()
-                except PortInUse:
-                    if not _held_by_sibling(server.port):
-                        raise
+                if not self._bind(server):
                     # One machine carrying both host tags (the embedded default): a port both
                     # hosts list (7120) is served once, by whichever deployment bound it first.
                     logger.info(
                         "legacy port %d is served by this host's other gateway", server.port
                     )
+                    server.abort()
                     del self._servers[service]
         except PortInUse:
             for server in self._servers.values():
@@ -310,6 +324,30 @@ class HostGateway:
             raise
         if self._uses_twin:
             self.twin.start()
+
+    def _bind(self, server: LegacyServer) -> bool:
+        """Bind ``server``'s port; False when the other gateway deployment serves it.
+
+        A port held by this deployment's previous replica (a restart: Serve may start the new
+        replica before the old one has exited) is waited for, up to ``REBIND_WAIT_S``.
+
+        Raises:
+            PortInUse: another process holds the port, or the previous replica kept it.
+        """
+        deadline = time.monotonic() + REBIND_WAIT_S
+        while True:
+            try:
+                server.start()
+                return True
+            except PortInUse:
+                holder = _gateway_holding(server.port)
+                if holder is None:
+                    raise
+                if holder != self._deployment:
+                    return False
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(_REBIND_POLL_S)
 
     def stats(self) -> list[PortStats]:
         return [

@@ -197,12 +197,7 @@ class LegacyServer:
         self._handler = handler
         self._replay: Replay | None = getattr(handler, "replay", None)
         self._limits = limits
-        self._sock: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        # Frames up to this size are read and answered with "too large"; a larger one is not
-        # buffered at all (libzmq drops that peer's connection), so no client can make the
-        # replica hold gigabytes. The REQ client sees a timeout, as if the gateway were down.
-        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(limits.max_frame_bytes))
+        self._sock = self._router()
         self._relay: zmq.Socket[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,6 +206,15 @@ class LegacyServer:
         self._slow = 0  # requests handed to the event loop and not answered yet
         self._slow_lock = threading.Lock()
         self.answered = 0
+
+    def _router(self) -> zmq.Socket[bytes]:
+        sock: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Frames up to this size are read and answered with "too large"; a larger one is not
+        # buffered at all (libzmq drops that peer's connection), so no client can make the
+        # replica hold gigabytes. The REQ client sees a timeout, as if the gateway were down.
+        sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(self._limits.max_frame_bytes))
+        return sock
 
     @property
     def running(self) -> bool:
@@ -223,6 +227,8 @@ class LegacyServer:
         Raises:
             PortInUse: the port is bound by another process (named in the message).
         """
+        if self._sock.closed:  # an earlier start() found the port taken: try afresh
+            self._sock = self._router()
         try:
             self._sock.bind(self._address)
         except zmq.ZMQError as exc:

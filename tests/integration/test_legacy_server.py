@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable
 
@@ -233,6 +235,64 @@ async def test_host_gateway_start_fails_whole_and_releases_its_other_ports() -> 
             gateway.start()
     with socket.socket() as again:  # the port that did bind was released
         again.bind(("127.0.0.1", free))
+
+
+class _TitledHolder:
+    """A process whose command line carries ``title`` holding a TCP port until released."""
+
+    _CODE = (
+        "import socket, sys\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+        "print(s.getsockname()[1], flush=True); sys.stdin.read()\n"
+    )
+
+    def __init__(self, title: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self._CODE, title],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def _registry_only(port: int) -> LegacyGatewaySettings:
+    return LegacyGatewaySettings(
+        bind="127.0.0.1", ports={"mainpc": {LegacyService.SERVICE_REGISTRY: port}}
+    )
+
+
+async def test_a_restarted_replica_waits_for_its_predecessor_and_leaves_the_sibling_its_port() -> (
+    None
+):
+    link = RegistryLink(None, RegistryFollower(None), 1.0)
+    own = "LegacyGatewayMainpc"
+    # The previous replica of this very deployment still holds the port while it shuts down.
+    previous = _TitledHolder(f"ray::ServeReplica:legacy:{own}.__del__")
+    timer = threading.Timer(0.5, previous.release)
+    timer.start()
+    gateway = HostGateway(_registry_only(previous.port), "mainpc", link, deployment=own)
+    try:
+        gateway.start()  # waits for the port instead of skipping it
+        assert [(p.port, p.running) for p in gateway.stats()] == [(previous.port, True)]
+    finally:
+        timer.join()
+        await gateway.close()
+    # The other host's gateway on the same machine serves the port: this one leaves it alone.
+    sibling = _TitledHolder("ray::ServeReplica:legacy:LegacyGatewayPc2")
+    gateway = HostGateway(_registry_only(sibling.port), "mainpc", link, deployment=own)
+    try:
+        gateway.start()
+        assert gateway.stats() == []
+    finally:
+        await gateway.close()
+        sibling.release()
 
 
 class LegacyAgent:
