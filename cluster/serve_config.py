@@ -116,6 +116,8 @@ def _legacy_args(settings: Settings) -> dict[str, Any]:
         "registry_host_tag": settings.tag_of(settings.core.host),
         "mainpc_host": settings.legacy_gateway.host,
         "pc2_host": settings.errors.bridge.host,
+        # Published for legacy agents that register a loopback address on their own host.
+        "node_ips": {name: profile.node_ip for name, profile in settings.hosts.items()},
     }
 
 

@@ -51,6 +51,8 @@ class LegacyAppArgs(BaseModel):
     registry_host_tag: str
     mainpc_host: str
     pc2_host: str
+    #: Each host profile's ``node_ip`` (None where unset: one machine, loopback is reachable).
+    node_ips: dict[str, str | None] = {}
 
 
 class _HostPorts:
@@ -62,7 +64,12 @@ class _HostPorts:
         )
         self.follower = RegistryFollower(registry)
         self.follower.start()
-        link = RegistryLink(registry, self.follower, args.gateway.reply_timeout_s)
+        link = RegistryLink(
+            registry,
+            self.follower,
+            args.gateway.reply_timeout_s,
+            advertised_host=args.node_ips.get(host),
+        )
         self.authenticator = Authenticator(args.auth)
         hosts = (args.mainpc_host, args.pc2_host)
         deployment = serve.get_replica_context().deployment

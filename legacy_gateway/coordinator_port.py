@@ -30,6 +30,7 @@ from legacy_gateway._codec import (
     Dialect,
     InvalidRequest,
     LegacyRequest,
+    RawRequest,
     Reply,
     TypedRequest,
     error_reply,
@@ -38,9 +39,13 @@ from legacy_gateway._codec import (
 )
 from legacy_gateway.server import Outcome, Received
 
-__all__ = ["CoordinatorLink", "CoordinatorPort", "legacy_queue_entry"]
+__all__ = ["CoordinatorHealthPort", "CoordinatorLink", "CoordinatorPort", "legacy_queue_entry"]
 
 SERVICE: Final = "RequestCoordinator"
+#: A health reply reuses a queue reading this recent instead of asking CoreOrchestrator again.
+HEALTH_READING_MAX_AGE_S: Final = 1.0
+#: Raw strings answered with the health dict (what the legacy health scripts send).
+_RAW_HEALTH: Final = frozenset({"ping", "health", "health_check"})
 _USER_REQUEST: Final = TypeAdapter(UserRequest)
 _COMMON_FIELDS: Final = ("context", "user_id", "session_id")
 #: Fields of the legacy text/audio/vision requests that aisys takes; the rest are ignored.
@@ -66,6 +71,7 @@ class CoordinatorLink:
         self._deployment = deployment
         self._app = app
         self._handle: Any = None
+        self._last_queue: tuple[float, QueueView] | None = None
 
     def _core(self) -> Any:
         if self._handle is None:
@@ -78,7 +84,15 @@ class CoordinatorLink:
 
     async def queue(self) -> QueueView:
         view: QueueView = await self._core().queue.remote()
+        self._last_queue = (time.monotonic(), view)
         return view
+
+    def recent_queue(self) -> QueueView | None:
+        """The last queue reading if it is under ``HEALTH_READING_MAX_AGE_S`` old."""
+        last = self._last_queue
+        if last is None or time.monotonic() - last[0] > HEALTH_READING_MAX_AGE_S:
+            return None
+        return last[1]
 
 
 def legacy_queue_entry(kind: str, request_id: str, priority: int) -> dict[str, JsonValue]:
@@ -126,6 +140,8 @@ class CoordinatorPort:
             except ValidationError as exc:
                 return error_reply(Dialect.ACTION, f"Invalid {request.type} request: {exc}")
             return self._submit(user_request, _QUEUED[request.type])
+        if isinstance(request, RawRequest) and request.text in _RAW_HEALTH:
+            return self.health()
         if not isinstance(request, ActionRequest):
             return unknown(request)
         return self._action(request)
@@ -135,7 +151,7 @@ class CoordinatorPort:
         if action == "ping":
             return Reply(status="success", message="pong", service=SERVICE)
         if action in ("health", "health_check"):
-            return self._health()
+            return self.health()
         if action == "get_queue_status":
             return self._queue_status()
         if action == "execute_task":
@@ -189,7 +205,12 @@ class CoordinatorPort:
 
         return answer()
 
-    def _health(self) -> Awaitable[Reply]:
+    def health(self) -> Reply | Awaitable[Reply]:
+        """The health dict; from a recent queue reading at once, else after reading the queue."""
+        recent = self._link.recent_queue()
+        if recent is not None:
+            return _healthy(recent)
+
         async def answer() -> Reply:
             try:
                 view = await self._link.queue()
@@ -199,12 +220,28 @@ class CoordinatorPort:
                     service=SERVICE,
                     message=f"{SERVICE} cannot reach CoreOrchestrator: {type(exc).__name__}",
                 )
-            return Reply(
-                status="ok",
-                service=SERVICE,
-                message=f"{SERVICE} is healthy",
-                queue_size=view.size,
-                timestamp=iso_time(time.time()),
-            )
+            return _healthy(view)
 
         return answer()
+
+
+def _healthy(view: QueueView) -> Reply:
+    return Reply(
+        status="ok",
+        service=SERVICE,
+        message=f"{SERVICE} is healthy",
+        queue_size=view.size,
+        timestamp=iso_time(time.time()),
+    )
+
+
+class CoordinatorHealthPort:
+    """RequestCoordinator's health port (26003): any request gets the main port's health dict."""
+
+    service = SERVICE
+
+    def __init__(self, main: CoordinatorPort) -> None:
+        self._main = main
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
+        return self._main.health()

@@ -30,7 +30,11 @@ from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
 from deployments._auth import Authenticator
 from legacy_gateway._ports import HealthOnlyPort, Services
-from legacy_gateway.coordinator_port import CoordinatorLink, CoordinatorPort
+from legacy_gateway.coordinator_port import (
+    CoordinatorHealthPort,
+    CoordinatorLink,
+    CoordinatorPort,
+)
 from legacy_gateway.delegate import DelegatePort
 from legacy_gateway.monitor_ports import (
     HealthMonitorPort,
@@ -201,6 +205,9 @@ class _Handlers:
             security = self._need_security(s.TRUST_SCORER)
             return self._shared("ats", lambda: TrustScorerPort(security))
 
+        def coordinator() -> CoordinatorPort:
+            return self._shared("rc", lambda: CoordinatorPort(CoordinatorLink()))
+
         def usa() -> UnifiedSystemPort:
             return self._shared(
                 "usa", lambda: UnifiedSystemPort(c.services, c.twin, link, self._host)
@@ -211,8 +218,8 @@ class _Handlers:
             s.SERVICE_REGISTRY_HEALTH: lambda: HealthPort("ServiceRegistry", link),
             s.SYSTEM_DIGITAL_TWIN: twin_port,
             s.SYSTEM_DIGITAL_TWIN_HEALTH: lambda: HealthPort("SystemDigitalTwin", link),
-            s.REQUEST_COORDINATOR: lambda: CoordinatorPort(CoordinatorLink()),
-            s.REQUEST_COORDINATOR_HEALTH: lambda: CoordinatorPort(CoordinatorLink()),
+            s.REQUEST_COORDINATOR: coordinator,
+            s.REQUEST_COORDINATOR_HEALTH: lambda: CoordinatorHealthPort(coordinator()),
             s.REQUEST_COORDINATOR_SUGGESTIONS: lambda: SuggestionPort(
                 c.services, self._s.suggestion_idle_s
             ),

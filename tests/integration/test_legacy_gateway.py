@@ -340,3 +340,10 @@ def test_request_coordinator_actions_its_clients_send(
         found = http.get(f"/core/requests/{queued['metadata']['request_id']}")
         assert found.status_code == 200, found.text
     assert rc.send_json({"action": "generate"})["error"] == "Unknown action: generate"
+    # The health scripts' raw ping on the main port, and any payload on the health port (26003).
+    assert (rc.raw(b"ping")["status"], rc.raw(b"ping")["service"]) == ("ok", "RequestCoordinator")
+    rc_health = client[f"mainpc/{LegacyService.REQUEST_COORDINATOR_HEALTH}"]
+    for frame in (b'{"type": "text", "data": "not a request here"}', b"anything", b"\xff"):
+        reply = rc_health.raw(frame)
+        assert (reply["status"], reply["service"]) == ("ok", "RequestCoordinator"), frame
+        assert isinstance(reply["queue_size"], int)
