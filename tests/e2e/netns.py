@@ -4,7 +4,9 @@ Each :class:`Netns` is a namespace with ``lo`` up and one end of a veth pair add
 random ``10.x.y.0/24``, so a head and a worker see each other only through that link, as two
 machines on a LAN do. Processes in a namespace still share the machine's process table and
 file system: the test stops its nodes with ``aisys down`` (by its data dir's marker), never with
-``ray stop``.
+``ray stop``. A namespace may bind-mount one directory over another for the commands it runs
+(:meth:`Netns.with_bind`): ``ip netns exec`` gives each command its own mount namespace, kept
+by the daemons it starts, so a worker's node sees its own disk behind a path the head also uses.
 
 Example::
 
@@ -18,11 +20,13 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,14 +55,30 @@ def _ip(*args: str) -> None:
 
 @dataclass(frozen=True)
 class Netns:
-    """A network namespace ``name`` whose veth end has address ``ip``."""
+    """A network namespace ``name`` whose veth end has address ``ip``.
+
+    ``binds`` are ``(source, target)`` directories mounted over each other for every command.
+    """
 
     name: str
     ip: str
+    binds: tuple[tuple[Path, Path], ...] = ()
+
+    def with_bind(self, source: Path, target: Path) -> Netns:
+        """This namespace, with ``source`` seen at ``target`` by the commands run in it."""
+        return replace(self, binds=(*self.binds, (source, target)))
 
     def command(self, cmd: Sequence[str]) -> list[str]:
-        """``cmd`` wrapped to run inside this namespace."""
-        return ["ip", "netns", "exec", self.name, *cmd]
+        """``cmd`` wrapped to run inside this namespace (after its bind mounts)."""
+        if not self.binds:
+            return ["ip", "netns", "exec", self.name, *cmd]
+        # `ip netns exec` unshares the mount namespace and makes / a slave, so these mounts
+        # stay private to the command and whatever it starts.
+        mounts = " && ".join(
+            f"mount --bind {shlex.quote(str(src))} {shlex.quote(str(dst))}"
+            for src, dst in self.binds
+        )
+        return ["ip", "netns", "exec", self.name, "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
 
     def run(
         self, cmd: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 60

@@ -2,9 +2,12 @@
 
 The head (host profile ``mainpc``) runs in namespace A and the worker (``pc2``) in namespace B;
 they reach each other only over a veth pair, as two machines on a LAN do. Each has its own data
-dir, the worker holding a copy of the head's Ray token. The checks: every replica runs on the
-node of its host tag, and a registration made through PC2's Serve proxy is read back through
-MainPC's. Teardown runs ``aisys down`` on both and fails if any process of theirs survives.
+dir, the worker holding a copy of the head's Ray token. The Serve config hands every service
+the head's data-dir path; on two machines that path is on each one's own disk, so PC2's
+namespace sees its own data dir mounted at the head's path. The checks: every replica runs on
+the node of its host tag, a registration made through PC2's Serve proxy is read back through
+MainPC's, and a backup taken on the head holds each host's own files. Teardown runs ``aisys
+down`` on both and fails if any process of theirs survives.
 
 Serve starts a proxy only on the head and on nodes running a replica; services pinned to PC2
 (the SecurityGateway among them) give PC2 its proxy, and the fixture checks that this holds.
@@ -17,8 +20,10 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -276,7 +281,8 @@ def two_hosts() -> Iterator[TwoHosts]:
     with veth_pair() as (a, b):
         dirs = [short_tmp_dir("aisys-e2a-"), short_tmp_dir("aisys-e2b-")]
         main = Host(a, dirs[0], _host_env(dirs[0], a.ip, b.ip, ports))
-        pc2 = Host(b, dirs[1], _host_env(dirs[1], a.ip, b.ip, ports))
+        # The services pinned to pc2 write under the head's data-dir path, on PC2's own disk.
+        pc2 = Host(b.with_bind(dirs[1], dirs[0]), dirs[1], _host_env(dirs[1], a.ip, b.ip, ports))
         head = None
         problems: list[str] = []
         try:
@@ -518,3 +524,29 @@ def test_metrics_show_both_hosts_each_measured_on_its_own_node(two_hosts: TwoHos
         assert f'aisys_host_cpu_used_ratio{{host="{host}"}}' in text
         assert f'aisys_host_memory_total_bytes{{host="{host}"}}' in text
         assert f'aisys_host_up{{host="{host}"}} 1.0' in text
+
+
+def test_backup_on_the_head_holds_each_hosts_own_files(two_hosts: TwoHosts, tmp_path: Path) -> None:
+    """`aisys backup` on MainPC reads PC2's databases on PC2's node, not the head's disk."""
+    archive = tmp_path / "aisys-backup.tar.gz"
+    result = two_hosts.main.aisys("backup", str(archive), timeout_s=300)
+    assert result.returncode == 0, _tail(result.stdout + result.stderr)
+
+    with tarfile.open(archive, "r:gz") as tar:
+        manifest: dict[str, Any] = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        tar.extractall(tmp_path, filter="data")
+    sections = {"+".join(s["tags"]): s for s in manifest["sections"]}
+    assert set(sections) == {"mainpc", "pc2"}, manifest["sections"]
+    pc2_files, main_files = set(sections["pc2"]["files"]), set(sections["mainpc"]["files"])
+    # The SecurityGateway and the ResourceScheduler run on pc2, the registry on mainpc.
+    assert {"security.sqlite3", "resources.sqlite3"} <= pc2_files
+    assert "registry.sqlite3" in main_files
+    assert not {"security.sqlite3", "resources.sqlite3"} & main_files
+    assert "registry.sqlite3" not in pc2_files
+    users = sqlite3.connect(tmp_path / sections["pc2"]["root"] / "security.sqlite3")
+    try:
+        tables = {row[0] for row in users.execute("SELECT name FROM sqlite_master")}
+    finally:
+        users.close()
+    assert tables, "PC2's security database in the archive is empty"
+    assert "ERRORS" in manifest["streams"]
