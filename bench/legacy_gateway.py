@@ -3,8 +3,10 @@
 Starts a private aisys system (random ports, temporary data dir), registers one agent through the
 gateway, and times two hot reads through the gateway's ROUTER ports:
 
-* ``{"action": "get_agent_endpoint"}`` on the ServiceRegistry port (7100 in production), and
-* ``{"command": "DISCOVER"}`` on the SystemDigitalTwin port (7120 in production),
+* ``{"action": "get_agent_endpoint"}`` on the ServiceRegistry port (7100 in production), with a
+  fresh ``request_id`` and ``timestamp`` on every request as BaseAgent sends it, and
+* ``{"command": "DISCOVER"}`` on the SystemDigitalTwin port (7120 in production), the same frame
+  every time as the discovery client sends it,
 
 each against a bare pyzmq REP server in its own process that returns the very same reply bytes
 without reading the request. Latency: one REQ client, alternating blocks so machine noise lands
@@ -21,6 +23,7 @@ Run with ``.venv/bin/python -m bench.legacy_gateway [--requests N]``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -28,7 +31,9 @@ import socket
 import statistics
 import sys
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psutil
@@ -61,6 +66,22 @@ def _echo_server(port: int, reply: bytes, niceness: int) -> None:
         sock.send(reply)
 
 
+#: Request frames a client sends in turn.
+Frames = list[bytes]
+
+
+def _base_agent_lookup(agent: str) -> bytes:
+    """BaseAgent's lookup frame (legacy-protocol.md 2.3): enrichment fields on every request."""
+    request = {
+        "action": "get_agent_endpoint",
+        "agent_name": agent,
+        "source_agent": "BenchClient",
+        "request_id": str(uuid.uuid4()),
+        "timestamp": datetime.now().isoformat(),
+    }
+    return json.dumps(request).encode()
+
+
 @dataclass
 class Sample:
     name: str
@@ -84,32 +105,35 @@ def _ask(sock: zmq.Socket[bytes], frame: bytes) -> bytes:
 
 
 def _latency(
-    ctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int], frame: bytes, n: int, block: int
+    ctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int], frames: Frames, n: int, block: int
 ) -> dict[str, Sample]:
     socks = {name: _req(ctx, port) for name, port in ports.items()}
     samples = {name: Sample(name, []) for name in ports}
+    frame = itertools.cycle(frames).__next__
     for sock in socks.values():  # warm-up
         for _ in range(200):
-            _ask(sock, frame)
+            _ask(sock, frame())
     while len(samples["gateway"].latencies_ms) < n:
         for name, sock in socks.items():
             for _ in range(block):
+                request = frame()
                 start = time.perf_counter()
-                _ask(sock, frame)
+                _ask(sock, request)
                 samples[name].latencies_ms.append((time.perf_counter() - start) * 1000)
     for sock in socks.values():
         sock.close(linger=0)
     return samples
 
 
-def _throughput(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes, n: int) -> float:
+def _throughput(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frames: Frames, n: int) -> float:
     """Requests per second with CLIENTS REQ sockets, each with one request outstanding."""
     socks = [_req(ctx, port) for _ in range(CLIENTS)]
     poller = zmq.Poller()
+    frame = itertools.cycle(frames).__next__
     for sock in socks:
         poller.register(sock, zmq.POLLIN)
     for sock in socks:
-        sock.send(frame)
+        sock.send(frame())
     sent, done = len(socks), 0
     start = time.perf_counter()
     while done < n:
@@ -120,7 +144,7 @@ def _throughput(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes, n:
             sock.recv()
             done += 1
             if sent < n:
-                sock.send(frame)
+                sock.send(frame())
                 sent += 1
     elapsed = time.perf_counter() - start
     for sock in socks:
@@ -129,7 +153,7 @@ def _throughput(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes, n:
 
 
 def _throughput_rounds(
-    ctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int], frame: bytes, n: int, rounds: int
+    ctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int], frames: Frames, n: int, rounds: int
 ) -> dict[str, float]:
     """Median throughput per server over ``rounds`` alternating rounds of ``n / rounds`` each.
 
@@ -141,7 +165,7 @@ def _throughput_rounds(
     names = list(ports)
     for i in range(rounds):
         for name in names if i % 2 == 0 else reversed(names):
-            rates[name].append(_throughput(ctx, ports[name], frame, per_round))
+            rates[name].append(_throughput(ctx, ports[name], frames, per_round))
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
@@ -168,9 +192,9 @@ def _wait_answers(ctx: zmq.Context[zmq.Socket[bytes]], port: int, frame: bytes) 
 
 
 def _one_case(
-    ctx: zmq.Context[zmq.Socket[bytes]], label: str, port: int, frame: bytes, args: Any
+    ctx: zmq.Context[zmq.Socket[bytes]], label: str, port: int, frames: Frames, args: Any
 ) -> tuple[list[str], bool]:
-    reply = _wait_answers(ctx, port, frame)
+    reply = _wait_answers(ctx, port, frames[0])
     status = json.loads(reply)["status"]
     if status not in ("success", "SUCCESS"):
         raise RuntimeError(f"{label}: the gateway answered {reply!r}")
@@ -182,10 +206,10 @@ def _one_case(
     )
     proc.start()
     try:
-        _wait_answers(ctx, echo_port, frame)
+        _wait_answers(ctx, echo_port, frames[0])
         ports = {"gateway": port, "echo": echo_port}
-        lat = _latency(ctx, ports, frame, args.requests, args.block)
-        rate = _throughput_rounds(ctx, ports, frame, args.requests, args.rounds)
+        lat = _latency(ctx, ports, frames, args.requests, args.block)
+        rate = _throughput_rounds(ctx, ports, frames, args.requests, args.rounds)
     finally:
         proc.terminate()
         proc.join(5)
@@ -214,22 +238,25 @@ def run(args: argparse.Namespace) -> bool:
         try:
             register = {"command": "REGISTER", "payload": {"name": AGENT, "port": 5709}}
             _wait_answers(ctx, sdt, json.dumps(register).encode())
-            cases = [
+            n = args.requests
+            cases: list[tuple[str, int, Frames]] = [
                 (
-                    f"get_agent_endpoint on the ServiceRegistry port ({sr})",
+                    f"get_agent_endpoint on the ServiceRegistry port ({sr}), as BaseAgent sends "
+                    "it: a fresh request_id and timestamp each time",
                     sr,
-                    {"action": "get_agent_endpoint", "agent_name": AGENT},
+                    [_base_agent_lookup(AGENT) for _ in range(n)],
                 ),
                 (
-                    f"DISCOVER on the SystemDigitalTwin port ({sdt})",
+                    f"DISCOVER on the SystemDigitalTwin port ({sdt}), as the discovery client "
+                    "sends it: the same frame each time",
                     sdt,
-                    {"command": "DISCOVER", "payload": {"name": AGENT}},
+                    [json.dumps({"command": "DISCOVER", "payload": {"name": AGENT}}).encode()],
                 ),
             ]
             ok = True
             out = ["", "aisys legacy gateway benchmark", ""]
-            for label, port, request in cases:
-                lines, met = _one_case(ctx, label, port, json.dumps(request).encode(), args)
+            for label, port, frames in cases:
+                lines, met = _one_case(ctx, label, port, frames, args)
                 out += [*lines, ""]
                 ok = ok and met
             out.append("verdict: " + ("goals met" if ok else "goals NOT met"))
