@@ -117,6 +117,8 @@ class LegacyService(StrEnum):
     PERFORMANCE_LOGGER_DECLARED = "performance_logger_declared"
     PERFORMANCE_LOGGER_HEALTH = "performance_logger_health"
     SYSTEM_HEALTH_MANAGER = "system_health_manager"
+    #: SystemHealthManager's own health port (its code passed 8121 explicitly).
+    SYSTEM_HEALTH_MANAGER_HEALTH = "system_health_manager_health"
     RESOURCE_MANAGER = "resource_manager"
     TASK_SCHEDULER = "task_scheduler"
     ASYNC_PROCESSOR = "async_processor"
@@ -160,6 +162,9 @@ def _default_legacy_ports() -> dict[str, dict[LegacyService, int]]:
             LegacyService.PERFORMANCE_LOGGER_DECLARED: 7128,
             LegacyService.PERFORMANCE_LOGGER_HEALTH: 5633,
             LegacyService.SYSTEM_HEALTH_MANAGER: 7117,
+            # SystemHealthManager's effective main port 7121 is SDT's health port on MainPC;
+            # its health port 8121 collides with nothing.
+            LegacyService.SYSTEM_HEALTH_MANAGER_HEALTH: 8121,
             LegacyService.RESOURCE_MANAGER: 7113,
             LegacyService.TASK_SCHEDULER: 7115,
             LegacyService.ASYNC_PROCESSOR: 7101,

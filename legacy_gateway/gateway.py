@@ -101,6 +101,7 @@ LEGACY_NAMES: dict[LegacyService, str] = {
     LegacyService.PERFORMANCE_LOGGER_DECLARED: "PerformanceLoggerAgent",
     LegacyService.PERFORMANCE_LOGGER_HEALTH: "PerformanceLoggerAgent",
     LegacyService.SYSTEM_HEALTH_MANAGER: "SystemHealthManager",
+    LegacyService.SYSTEM_HEALTH_MANAGER_HEALTH: "SystemHealthManager",
     LegacyService.RESOURCE_MANAGER: "ResourceManager",
     LegacyService.TASK_SCHEDULER: "TaskScheduler",
     LegacyService.ASYNC_PROCESSOR: "AsyncProcessor",
@@ -208,6 +209,9 @@ class _Handlers:
         def coordinator() -> CoordinatorPort:
             return self._shared("rc", lambda: CoordinatorPort(CoordinatorLink()))
 
+        def shm() -> SystemHealthManagerPort:
+            return self._shared("shm", lambda: SystemHealthManagerPort(link))
+
         def usa() -> UnifiedSystemPort:
             return self._shared(
                 "usa", lambda: UnifiedSystemPort(c.services, c.twin, link, self._host)
@@ -244,7 +248,8 @@ class _Handlers:
             s.PERFORMANCE_LOGGER: perf_logger,
             s.PERFORMANCE_LOGGER_DECLARED: perf_logger,
             s.PERFORMANCE_LOGGER_HEALTH: lambda: PerformanceLoggerHealthPort(perf_logger()),
-            s.SYSTEM_HEALTH_MANAGER: lambda: SystemHealthManagerPort(link),
+            s.SYSTEM_HEALTH_MANAGER: shm,
+            s.SYSTEM_HEALTH_MANAGER_HEALTH: lambda: HealthOnlyPort(shm()),
             s.RESOURCE_MANAGER: lambda: ResourceManagerPort(c.services, c.twin, self._host),
             s.TASK_SCHEDULER: lambda: TaskSchedulerPort(
                 c.services, self._s.task_functions, self._host

@@ -154,6 +154,12 @@ def test_health_monitor_and_system_health_manager(client: dict[str, LegacyClient
     shm = client[f"pc2/{S.SYSTEM_HEALTH_MANAGER}"].send_json({"action": "get_system_status"})
     assert shm["status"] == "success"
     assert set(shm["memory_system"]) == {"orchestrator", "scheduler"}
+    # Its own health port (8121) answers any payload with the main port's health dict.
+    shm_health = client[f"pc2/{S.SYSTEM_HEALTH_MANAGER_HEALTH}"]
+    for frame in (b"anything", b'{"action": "get_system_status"}', b"\xff\xfe"):
+        health = shm_health.raw(frame)
+        assert health["status"] == "ok" and health["service"] == "SystemHealthManager"
+        assert isinstance(health["uptime"], float) and "timestamp" in health
 
 
 def test_resource_manager_allocates_real_vram_leases(

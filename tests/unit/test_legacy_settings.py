@@ -46,6 +46,7 @@ def test_defaults_bind_the_legacy_ports_of_each_host(tmp_path: Path) -> None:
         7122,
         7128,
         8116,
+        8121,
     ]
     assert gateway.ports["pc2"][LegacyService.PERFORMANCE_LOGGER] == 5632
     assert gateway.ports["mainpc"][LegacyService.VRAM_OPTIMIZER_MMA] == 5588
