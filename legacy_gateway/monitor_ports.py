@@ -128,7 +128,9 @@ class PerformanceLoggerPort(ActionPort):
         if agent is None or cpu is None or memory is None:
             return error_reply(Dialect.ACTION, "usage needs agent, cpu_percent and memory_mb")
         at = epoch_seconds(usage.get("timestamp")) if "timestamp" in usage else None
-        entry = UsageEntry(agent=agent, cpu_percent=cpu, memory_mb=memory, at=at)
+        entry = UsageEntry(
+            agent=agent, cpu_percent=cpu, memory_mb=memory, metadata=_metadata(usage), at=at
+        )
         await self._hub().log_usage.remote(entry)
         return Reply(status="success")
 
@@ -177,7 +179,7 @@ class PerformanceLoggerPort(ActionPort):
                 "cpu_percent": r.cpu_percent,
                 "memory_mb": r.memory_mb,
                 "timestamp": iso_time(r.at),
-                "metadata": {},
+                "metadata": r.metadata,
             }
             for r in rows
         ]

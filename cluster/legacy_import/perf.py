@@ -3,8 +3,8 @@
 The logger (``legacy-protocol.md`` §4.8) kept ``metrics(metric_id, agent, action, duration,
 timestamp, metadata)`` and ``resource_usage(usage_id, agent, cpu_percent, memory_mb, timestamp,
 metadata)``; ``timestamp`` is whatever the client sent (an ISO string from ``datetime.now()``,
-the PC's local time, or epoch seconds) and ``metadata`` is ``json.dumps`` of a dict. The new
-usage log has no metadata column, so usage metadata is dropped (the report counts it).
+the PC's local time, or epoch seconds) and ``metadata`` is ``json.dumps`` of a dict, kept with
+the row in both tables.
 
 Example::
 
@@ -24,11 +24,9 @@ from cluster.legacy_import._store import SourceRead, Table, read_sqlite, row_key
 from cluster.legacy_import.timestamps import parse_time
 from deployments.observability.perflog import ImportedMetric, ImportedUsage
 
-__all__ = ["SOURCE", "USAGE_METADATA_DROPPED", "read_perf"]
+__all__ = ["SOURCE", "read_perf"]
 
 SOURCE: Final = "perf"
-#: Note on usage rows whose legacy metadata was not kept.
-USAGE_METADATA_DROPPED: Final = "resource_usage metadata not kept (the usage log has no metadata)"
 _METRICS: Final = "metrics"
 _USAGE: Final = "resource_usage"
 _METRIC_COLUMNS: Final = ("metric_id", "agent", "action", "duration", "timestamp", "metadata")
@@ -58,14 +56,10 @@ def _metric(row: tuple[object, ...], zone: tzinfo | None, now: float) -> Importe
 
 
 def _usage(row: tuple[object, ...], zone: tzinfo | None, now: float) -> ImportedUsage:
-    _, agent, cpu, memory, timestamp, _ = row
+    _, agent, cpu, memory, timestamp, metadata = row
     fields = {"agent": agent, "cpu_percent": cpu, "memory_mb": memory}
-    fields.update(at=parse_time(timestamp, zone, now=now))
+    fields.update(metadata=_metadata(metadata), at=parse_time(timestamp, zone, now=now))
     return validated(ImportedUsage, "usage sample", {"key": row_key(_USAGE, row), **fields})
-
-
-def _usage_note(row: tuple[object, ...]) -> str | None:
-    return None if row[5] in (None, "", "{}") else USAGE_METADATA_DROPPED
 
 
 def read_perf(path: Path, local_zone: tzinfo | None, now: float) -> SourceRead[Row]:
@@ -81,6 +75,6 @@ def read_perf(path: Path, local_zone: tzinfo | None, now: float) -> SourceRead[R
     """
     tables: list[Table[Row]] = [
         Table(_METRICS, _METRIC_COLUMNS, lambda row: _metric(row, local_zone, now)),
-        Table(_USAGE, _USAGE_COLUMNS, lambda row: _usage(row, local_zone, now), _usage_note),
+        Table(_USAGE, _USAGE_COLUMNS, lambda row: _usage(row, local_zone, now)),
     ]
     return read_sqlite(path, SOURCE, "PerformanceLoggerAgent", tables)

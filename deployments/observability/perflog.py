@@ -49,11 +49,18 @@ CREATE INDEX IF NOT EXISTS metrics_agent_at ON metrics (agent, at);
 CREATE INDEX IF NOT EXISTS metrics_at ON metrics (at);
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY, agent TEXT NOT NULL, cpu_percent REAL NOT NULL,
-    memory_mb REAL NOT NULL, at REAL NOT NULL, legacy_key TEXT
+    memory_mb REAL NOT NULL, at REAL NOT NULL, legacy_key TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS usage_agent_at ON usage (agent, at);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 """
+#: Columns added after the first release: a log created before them gets them on open.
+_ADDED_COLUMNS: Final = (
+    ("metrics", "legacy_key", "TEXT"),
+    ("usage", "legacy_key", "TEXT"),
+    ("usage", "metadata", "TEXT NOT NULL DEFAULT '{}'"),
+)
 # Rows imported by `aisys import-legacy` carry the key of their legacy row; the unique index
 # makes a second import of the same row a no-op. Live rows have none.
 _LEGACY_KEY_INDEXES = """
@@ -65,8 +72,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS usage_legacy_key ON usage (legacy_key)
 _IMPORT_SQL: Final = {
     "metrics": "INSERT OR IGNORE INTO metrics "
     "(agent, action, duration_s, metadata, at, legacy_key) VALUES (?, ?, ?, ?, ?, ?)",
-    "usage": "INSERT OR IGNORE INTO usage (agent, cpu_percent, memory_mb, at, legacy_key) "
-    "VALUES (?, ?, ?, ?, ?)",
+    "usage": "INSERT OR IGNORE INTO usage "
+    "(agent, cpu_percent, memory_mb, metadata, at, legacy_key) VALUES (?, ?, ?, ?, ?, ?)",
 }
 
 
@@ -93,7 +100,8 @@ class UsageEntry(_Model):
     agent: str = _Name
     cpu_percent: float = Field(ge=0)
     memory_mb: float = Field(ge=0)
-    at: float | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    at: float | None = Field(default=None, description="Epoch seconds; None means now.")
 
 
 class MetricRecord(MetricEntry):
@@ -114,7 +122,7 @@ class ImportedMetric(MetricEntry):
 
 
 class ImportedUsage(UsageEntry):
-    """A legacy ``resource_usage`` row (its metadata has no column here and is not kept)."""
+    """A legacy PerformanceLoggerAgent ``resource_usage`` row (``aisys import-legacy``)."""
 
     key: str = Field(min_length=1, max_length=128)
     at: float
@@ -146,17 +154,18 @@ class PerfLog:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._add_legacy_keys()
+        self._add_columns()
 
-    def _add_legacy_keys(self) -> None:
-        # Logs created before legacy imports existed lack the column; replicas sharing the
-        # file may open it at once, so check and add in one write transaction.
+    def _add_columns(self) -> None:
+        # Logs created before legacy imports (legacy_key) or usage metadata existed lack those
+        # columns; replicas sharing the file may open it at once, so check and add in one write
+        # transaction.
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("metrics", "usage"):
+            for table, column, kind in _ADDED_COLUMNS:
                 columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if "legacy_key" not in columns:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN legacy_key TEXT")
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -175,7 +184,12 @@ class PerfLog:
             for m in batch.metrics
         ]
         usage = [
-            (u.key, u.at, (u.agent, u.cpu_percent, u.memory_mb, u.at, u.key)) for u in batch.usage
+            (
+                u.key,
+                u.at,
+                (u.agent, u.cpu_percent, u.memory_mb, json.dumps(u.metadata), u.at, u.key),
+            )
+            for u in batch.usage
         ]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -222,8 +236,9 @@ class PerfLog:
         at = now if entry.at is None else entry.at
         with self._lock:
             cursor = self._db.execute(
-                "INSERT INTO usage (agent, cpu_percent, memory_mb, at) VALUES (?, ?, ?, ?)",
-                (entry.agent, entry.cpu_percent, entry.memory_mb, at),
+                "INSERT INTO usage (agent, cpu_percent, memory_mb, metadata, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (entry.agent, entry.cpu_percent, entry.memory_mb, json.dumps(entry.metadata), at),
             )
         assert cursor.lastrowid is not None
         return UsageRecord(**{**entry.model_dump(), "id": cursor.lastrowid, "at": at})
@@ -245,12 +260,13 @@ class PerfLog:
         where, params = self._where(query)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT id, agent, cpu_percent, memory_mb, at FROM usage{where} "
+                f"SELECT id, agent, cpu_percent, memory_mb, metadata, at FROM usage{where} "
                 "ORDER BY at DESC, id DESC LIMIT ?",
                 (*params, self._limit(query)),
             ).fetchall()
         return [
-            UsageRecord(id=i, agent=a, cpu_percent=c, memory_mb=m, at=at) for i, a, c, m, at in rows
+            UsageRecord(id=i, agent=a, cpu_percent=c, memory_mb=m, metadata=json.loads(d), at=at)
+            for i, a, c, m, d, at in rows
         ]
 
     def aggregates(self, since: float) -> list[PerfAggregate]:

@@ -82,7 +82,13 @@ def test_performance_logger_round_trip_on_5632_read_back_on_7128(
         "metadata": {"k": 1},
     }
     assert pla.send_json({"action": "log_metric", "metric": metric}) == {"status": "success"}
-    usage = {"agent": agent, "cpu_percent": 12.5, "memory_mb": 300.0, "timestamp": at.isoformat()}
+    usage = {
+        "agent": agent,
+        "cpu_percent": 12.5,
+        "memory_mb": 300.0,
+        "timestamp": at.isoformat(),
+        "metadata": {"pid": 4242, "threads": [1, 2]},
+    }
     assert pla.send_json({"action": "log_resource_usage", "usage": usage}) == {"status": "success"}
     window = {
         "agent": agent,
@@ -96,7 +102,11 @@ def test_performance_logger_round_trip_on_5632_read_back_on_7128(
     ]
     assert datetime.fromisoformat(metrics["metrics"][0]["timestamp"]) == at
     used = declared.send_json({"action": "get_agent_resource_usage", **window})
-    assert [(u["cpu_percent"], u["memory_mb"]) for u in used["usage"]] == [(12.5, 300.0)]
+    assert used["status"] == "success"
+    assert [(u["cpu_percent"], u["memory_mb"], u["metadata"]) for u in used["usage"]] == [
+        (12.5, 300.0, {"pid": 4242, "threads": [1, 2]})
+    ]
+    assert datetime.fromisoformat(used["usage"][0]["timestamp"]) == at
     empty = pla.send_json({"action": "get_agent_metrics", **window, "agent": _name("nobody")})
     assert empty == {"status": "success", "metrics": []}
     bad = pla.send_json({"action": "log_metric", "metric": {"agent": agent}})

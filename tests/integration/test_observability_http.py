@@ -139,15 +139,16 @@ def test_perf_log_round_trip(http: httpx.Client) -> None:
         entry = {"agent": agent, "action": "speak", "duration_s": 0.1 * (i + 1), "at": now + i}
         response = http.post("/observability/perf/metrics", json={**entry, "metadata": {"i": i}})
         assert response.status_code == 201, response.text
-    usage = {"agent": agent, "cpu_percent": 12.5, "memory_mb": 300}
-    assert http.post("/observability/perf/usage", json=usage).status_code == 201
+    usage = {"agent": agent, "cpu_percent": 12.5, "memory_mb": 300, "metadata": {"gpu": 0}}
+    logged = http.post("/observability/perf/usage", json=usage)
+    assert logged.status_code == 201 and logged.json()["metadata"] == {"gpu": 0}
 
     rows = http.get(
         "/observability/perf/metrics", params={"agent": agent, "since": now + 1, "until": now + 3}
     ).json()
     assert [row["metadata"] for row in rows] == [{"i": 2}, {"i": 1}]
     (used,) = http.get("/observability/perf/usage", params={"agent": agent}).json()
-    assert (used["cpu_percent"], used["memory_mb"]) == (12.5, 300)
+    assert (used["cpu_percent"], used["memory_mb"], used["metadata"]) == (12.5, 300, {"gpu": 0})
 
     def aggregated() -> bool:
         samples = scrape(http)

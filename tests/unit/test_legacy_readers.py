@@ -105,12 +105,12 @@ def test_perf_rows_in_every_timestamp_form(tmp_path: Path) -> None:
         {"legacy_metadata": "not json"},
         {"old": True},
     ]
-    assert [(u.cpu_percent, u.memory_mb) for u in usage] == [
-        (12.5, 512.0),
-        (14.0, 530.0),
-        (10.0, 500.0),
+    assert [(u.cpu_percent, u.memory_mb, u.metadata) for u in usage] == [
+        (12.5, 512.0, {"gpu": 0}),
+        (14.0, 530.0, {}),
+        (10.0, 500.0, {}),
     ]
-    assert read.notes == {perf.USAGE_METADATA_DROPPED: 1}
+    assert read.notes == {}
 
 
 def test_error_rows_are_normalised_like_the_bridge_and_keep_their_origin(tmp_path: Path) -> None:

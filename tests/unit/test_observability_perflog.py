@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from cluster.settings import PerfLogSettings
-from deployments.observability.perflog import MetricEntry, PerfLog, PerfQuery, UsageEntry
+from deployments.observability.perflog import (
+    ImportedUsage,
+    MetricEntry,
+    PerfImport,
+    PerfLog,
+    PerfQuery,
+    UsageEntry,
+)
 
 DAY = 86_400.0
 NOW = 1_700_000_000.0
@@ -40,8 +48,49 @@ def test_usage_round_trip(tmp_path: Path) -> None:
     log = PerfLog(tmp_path / "perf.db", PerfLogSettings())
     log.log_usage(UsageEntry(agent="tts", cpu_percent=12.5, memory_mb=300), now=NOW)
     log.log_usage(UsageEntry(agent="tts", cpu_percent=15.0, memory_mb=310, at=NOW - 60), now=NOW)
+    log.log_usage(
+        UsageEntry(agent="tts", cpu_percent=9, memory_mb=1, metadata={"gpu": 0, "tags": ["a"]}),
+        now=NOW + 1,
+    )
     rows = log.usage(PerfQuery(agent="tts"))
-    assert [(r.cpu_percent, r.at) for r in rows] == [(12.5, NOW), (15.0, NOW - 60)]
+    assert [(r.cpu_percent, r.at, r.metadata) for r in rows] == [
+        (9.0, NOW + 1, {"gpu": 0, "tags": ["a"]}),
+        (12.5, NOW, {}),
+        (15.0, NOW - 60, {}),
+    ]
+    imported = ImportedUsage(
+        key="resource_usage:1", agent="stt", cpu_percent=1, memory_mb=2, metadata={"n": 1}, at=NOW
+    )
+    log.import_rows(PerfImport(usage=[imported]), now=NOW)
+    assert [r.metadata for r in log.usage(PerfQuery(agent="stt"))] == [{"n": 1}]
+
+
+# The tables as the first release created them: no legacy_key, no usage metadata.
+_FIRST_SCHEMA = """
+CREATE TABLE metrics (
+    id INTEGER PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL,
+    duration_s REAL NOT NULL, metadata TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE usage (
+    id INTEGER PRIMARY KEY, agent TEXT NOT NULL, cpu_percent REAL NOT NULL,
+    memory_mb REAL NOT NULL, at REAL NOT NULL
+);
+INSERT INTO usage (agent, cpu_percent, memory_mb, at) VALUES ('old', 3.0, 4.0, 1700000000.0);
+"""
+
+
+def test_a_log_from_before_usage_metadata_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "perf.db"
+    db = sqlite3.connect(path)
+    db.executescript(_FIRST_SCHEMA)
+    db.close()
+    log = PerfLog(path, PerfLogSettings())
+    (old,) = log.usage(PerfQuery(agent="old"))
+    assert (old.cpu_percent, old.metadata) == (3.0, {})
+    log.log_usage(UsageEntry(agent="new", cpu_percent=1, memory_mb=1, metadata={"k": "v"}), NOW)
+    log.close()
+    again = PerfLog(path, PerfLogSettings())  # a second open finds the columns in place
+    assert [r.metadata for r in again.usage(PerfQuery(agent="new"))] == [{"k": "v"}]
 
 
 def test_retention_keeps_30_days_of_metrics_and_7_of_usage_by_default(tmp_path: Path) -> None:
