@@ -3,8 +3,8 @@
 * VRAMOptimizerAgent (5572, and 5588 where ModelManagerAgent falls back; ``legacy-protocol.md``
   4.13): the four ``action`` frames MMA really sends, answered by the ResourceScheduler's
   ledger, and the optimizer's own ``command`` dialect (``GET_VRAM_STATUS`` from NVML through the
-  scheduler with the models held under leases, ``SET_VRAM_THRESHOLD``/``SET_IDLE_TIMEOUT`` on
-  the live thresholds).
+  scheduler with the models held under leases and those ModelManagerAgent reported,
+  ``SET_VRAM_THRESHOLD``/``SET_IDLE_TIMEOUT`` on the live thresholds).
 * ResourceManager (7113, 4.10): host figures from the twin; ``allocate_resources`` of type
   ``gpu`` is a real VRAM lease (``amount`` MiB) owned by ``resource_id``.
 * TaskScheduler (7115, 4.11) and AsyncProcessor (7101, 4.12): a task ``type`` runs as a Ray task
@@ -24,7 +24,7 @@ from pydantic import JsonValue
 
 from cluster.constants import APP_CORE
 from deployments.resources.models import GpuList, LeaseList, LeaseRequest, TaskRequest
-from deployments.resources.optimizer import Thresholds
+from deployments.resources.optimizer import LoadedModel, Thresholds
 from legacy_gateway._codec import (
     ActionRequest,
     Dialect,
@@ -122,30 +122,46 @@ class VramOptimizerPort(ActionPort):
         gpus: GpuList = await resources.gpus.remote()
         limits: Thresholds = await resources.thresholds.remote()
         leases: LeaseList = await resources.list_leases.remote()
+        reported: list[LoadedModel] = await resources.mma_models.remote()
         return Reply(
             status="SUCCESS",
             mainpc_vram=_vram(gpus, self._mainpc),
             pc2_vram=_vram(gpus, self._pc2),
-            loaded_models=self._models(leases),
+            loaded_models=self._models(leases, reported),
             thresholds={"critical": limits.critical_ratio, "warning": limits.warning_ratio},
             idle_timeout_s=limits.idle_timeout_s,
         )
 
-    def _models(self, leases: LeaseList) -> dict[str, JsonValue]:
-        """The models held under leases, in the shape MMA reports them (section 4.13)."""
+    def _models(self, leases: LeaseList, reported: list[LoadedModel]) -> dict[str, JsonValue]:
+        """The models held under leases, then those ModelManagerAgent reported (a lease of the
+        same name is shown), keyed by name in the shape MMA reports them (section 4.13)."""
         models: dict[str, JsonValue] = {}
         for lease in leases.granted:
             if lease.model_name is None:
                 continue
-            models[lease.model_name] = {
-                "device": "PC2" if lease.host == self._pc2 else "MainPC",
-                "vram_usage_mb": lease.vram_mb,
-                "last_used": lease.last_used_at,
-                "owner": lease.owner,
-                "host": lease.host,
-                "gpu_index": lease.gpu_index,
-            }
+            models[lease.model_name] = self._model(
+                lease.host, lease.vram_mb, lease.last_used_at, lease.owner, lease.gpu_index
+            )
+        for model in reported:
+            models.setdefault(
+                model.model_name,
+                self._model(
+                    model.host, model.vram_mb, model.last_used_at, model.owner, model.gpu_index
+                ),
+            )
         return models
+
+    def _model(
+        self, host: str, vram_mb: int, last_used: float, owner: str, gpu_index: int | None
+    ) -> JsonValue:
+        return {
+            "device": "PC2" if host == self._pc2 else "MainPC",
+            "vram_usage_mb": vram_mb,
+            "last_used": last_used,
+            "owner": owner,
+            "host": host,
+            "gpu_index": gpu_index,
+        }
 
     async def _set_threshold(self, fields: Fields) -> Reply:
         kind, value = text(fields, "threshold_type"), number(fields, "value")

@@ -35,6 +35,7 @@ from deployments.resources.models import (
     TaskStatus,
 )
 from deployments.resources.optimizer import (
+    LoadedModel,
     MmaRequest,
     ModelManagerLink,
     Thresholds,
@@ -128,6 +129,11 @@ class ResourcesActor:
         except ValidationError as exc:
             raise ValidationFailed(f"not a ModelManagerAgent request: {exc}") from exc
         return self._mma.handle(request).wire()
+
+    async def mma_models(self) -> list[LoadedModel]:
+        """The models ModelManagerAgent last reported (``update_vram_status``,
+        ``make_room_for_model``, or ``REPORT_MODEL_VRAM`` through the twin's port)."""
+        return list(self._mma.models)
 
     # Tasks
 

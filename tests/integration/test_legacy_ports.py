@@ -265,6 +265,57 @@ def test_vram_optimizer_answers_model_manager_and_its_commands(
     assert vo.send_json({"command": "NOPE"})["message"] == "Unknown command: NOPE"
 
 
+def test_vram_status_lists_the_models_model_manager_reported(
+    client: dict[str, LegacyClient],
+) -> None:
+    vo = client[f"mainpc/{S.VRAM_OPTIMIZER}"]
+    model = _name("mistral-7b")
+    update = vo.send_json(
+        {
+            "action": "update_vram_status",
+            "current_vram_mb": 6000,
+            "total_vram_mb": 24000,
+            "loaded_models": {
+                model: {"priority": "high", "vram_mb": 6000, "last_used": time.time()}
+            },
+        }
+    )
+    assert update == {"status": "ok", "unload_models": []}
+    # ModelManagerAgent runs on the head host, mainpc in the test system.
+    listed = vo.send_json({"command": "GET_VRAM_STATUS"})["loaded_models"][model]
+    assert (listed["device"], listed["vram_usage_mb"], listed["owner"]) == (
+        "MainPC",
+        6000,
+        "ModelManagerAgent",
+    )
+    assert isinstance(listed["last_used"], float) and listed["gpu_index"] is None
+    # MMA's REPORT_MODEL_VRAM to the twin after a load replaces what it reported before.
+    loaded = _name("whisper-large-v3")
+    report = {
+        "command": "REPORT_MODEL_VRAM",
+        "payload": {
+            "agent_name": "ModelManagerAgent",
+            "total_vram_mb": 24000,
+            "total_vram_used_mb": 3000,
+            "loaded_models": {
+                loaded: {
+                    "vram_usage_mb": 3000,
+                    "device": "MainPC",
+                    "last_used": time.time(),
+                    "is_active": True,
+                    "quantization": "FP16",
+                }
+            },
+            "timestamp": time.time(),
+        },
+    }
+    sdt = client[f"mainpc/{S.SYSTEM_DIGITAL_TWIN}"]
+    assert sdt.send_json(report)["status"] == "SUCCESS"
+    models = vo.send_json({"command": "GET_VRAM_STATUS"})["loaded_models"]
+    assert model not in models
+    assert (models[loaded]["device"], models[loaded]["vram_usage_mb"]) == ("MainPC", 3000)
+
+
 def test_unified_system_agent_lists_and_describes_services(
     client: dict[str, LegacyClient],
 ) -> None:
