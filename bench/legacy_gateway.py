@@ -12,6 +12,8 @@ each against a bare pyzmq REP server in its own process that returns the very sa
 without reading the request. Latency: one REQ client, alternating blocks so machine noise lands
 on both. Throughput: 32 REQ clients with one request outstanding each, the median of alternating
 rounds. Goals (issue 8): p50 ratio (gateway / echo) at most 1.5 and throughput ratio at least 1.0.
+Last, how long a registration sent to PC2's gateway takes to be found by a lookup on MainPC's
+(goal: within 100 ms).
 
 Ray starts its worker processes, the gateway's replica among them, at niceness 15; the echo
 process is given the same niceness, so the two compete for CPU on the same terms and the ratio
@@ -44,6 +46,8 @@ from cluster.settings import LegacyService
 
 P50_GOAL = 1.5
 THROUGHPUT_GOAL = 1.0
+#: Issue 8: a registration is visible to lookups on every host within 100 ms.
+VISIBLE_GOAL_MS = 100.0
 CLIENTS = 32
 AGENT = "BenchAgent"
 
@@ -169,6 +173,32 @@ def _throughput_rounds(
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+def _visibility_ms(
+    ctx: zmq.Context[zmq.Socket[bytes]], register_port: int, lookup_port: int, n: int
+) -> list[float]:
+    """Time from sending a registration on one gateway replica to a lookup on the other
+    finding it, polling as fast as one REQ client can (registration round trip included)."""
+    writer, reader = _req(ctx, register_port), _req(ctx, lookup_port)
+    times: list[float] = []
+    try:
+        for i in range(n):
+            name = f"VisibilityAgent-{i}-{uuid.uuid4().hex[:8]}"
+            data = {"agent_id": name, "host": "10.0.0.9", "port": 7000 + i, "agent_type": "x"}
+            register = {"action": "register_agent", "registration_data": data}
+            lookup = _base_agent_lookup(name)
+            start = time.perf_counter()
+            if json.loads(_ask(writer, json.dumps(register).encode()))["status"] != "success":
+                raise RuntimeError(f"registration of {name} refused")
+            while json.loads(_ask(reader, lookup))["status"] != "success":
+                if time.perf_counter() - start > 10:
+                    raise RuntimeError(f"{name} not visible on port {lookup_port} within 10 s")
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        writer.close(linger=0)
+        reader.close(linger=0)
+    return times
+
+
 def _niceness_of_listener(port: int) -> int:
     """The niceness of the process listening on ``port`` (Ray starts its workers at 15)."""
     for conn in psutil.net_connections(kind="tcp"):
@@ -259,6 +289,17 @@ def run(args: argparse.Namespace) -> bool:
                 lines, met = _one_case(ctx, label, port, frames, args)
                 out += [*lines, ""]
                 ok = ok and met
+            seen = Sample("visibility", _visibility_ms(ctx, sdt, sr, args.registrations))
+            out += [
+                f"registration on PC2's SystemDigitalTwin port ({sdt}) -> found by "
+                f"get_agent_endpoint on MainPC's ServiceRegistry port ({sr}), "
+                f"{args.registrations} agents",
+                f"  p50 {seen.percentile(50):.1f} ms   p99 {seen.percentile(99):.1f} ms   "
+                f"ratio p99 / goal {seen.percentile(99) / VISIBLE_GOAL_MS:.2f} "
+                f"(goal: visible within {VISIBLE_GOAL_MS:.0f} ms)",
+                "",
+            ]
+            ok = ok and seen.percentile(99) <= VISIBLE_GOAL_MS
             out.append("verdict: " + ("goals met" if ok else "goals NOT met"))
             out.append("Absolute times on a shared machine are noise; the ratios are the result.")
             print("\n".join(out), flush=True)
@@ -271,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=5000, help="timed requests per case")
     parser.add_argument("--block", type=int, default=250, help="requests per alternating block")
+    parser.add_argument(
+        "--registrations", type=int, default=100, help="registrations timed for visibility"
+    )
     parser.add_argument(
         "--rounds", type=int, default=7, help="alternating throughput rounds (median reported)"
     )
