@@ -62,12 +62,19 @@ ADMIN_PASSWORD = "bench-admin-password"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Ports handed out in this process: a just-closed ephemeral port may be offered again.
+_HANDED_OUT: set[int] = set()
+
+
 def _free_ports(count: int) -> list[int]:
     ports: set[int] = set()
     while len(ports) < count:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            ports.add(port)
     return sorted(ports)
 
 

@@ -23,13 +23,21 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from cluster.nats_server import NatsServer, nats_binary  # noqa: E402
 
+#: Every port free_port() handed out in this process: the kernel may offer a just-closed
+#: ephemeral port again, and two services of one test system on one port would answer for
+#: each other.
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago (bind to 0 and read it back)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that was free a moment ago and was not handed out before in this process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_condition(

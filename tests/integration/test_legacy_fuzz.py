@@ -136,6 +136,17 @@ def _frame(rng: random.Random, max_frame: int) -> bytes:
     return ("\ud800" * rng.randrange(1, 50)).encode("utf-8", "surrogatepass")
 
 
+def _is_reply(reply: object) -> bool:
+    """A reply a legacy client accepts: a dict with a status word, or SDT's GET_ALL_STATUS map."""
+    if not isinstance(reply, dict):
+        return False
+    if isinstance(reply.get("status"), str):
+        return True
+    # Raw GET_ALL_STATUS (legacy-protocol.md 3.2): the bare agent map, without a status key.
+    entry = {"location", "status", "last_seen"}
+    return all(isinstance(v, dict) and set(v) == entry for v in reply.values())
+
+
 def _fuzz_req(
     ctx: zmq.Context[zmq.Socket[bytes]], port: int, rng: random.Random, max_frame: int
 ) -> int:
@@ -160,7 +171,7 @@ def _fuzz_req(
             assert ready, f"port {port}: {sent - answered} requests got no reply in 10 s"
             for sock in ready:
                 reply = json.loads(sock.recv())
-                assert isinstance(reply, dict) and isinstance(reply.get("status"), str), reply
+                assert _is_reply(reply), reply
                 answered += 1
                 idle.append(sock)
     finally:
