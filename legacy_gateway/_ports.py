@@ -128,6 +128,7 @@ class RecordSource(Protocol):
 _LOOKUP_MAX_BYTES: Final = 1024
 ENDPOINT: Final = "get_agent_endpoint"
 DISCOVER: Final = "DISCOVER"
+_ENDPOINT_BYTES: Final = ENDPOINT.encode()
 
 
 def lookup_key(frame: bytes) -> tuple[str, str] | None:
@@ -137,7 +138,7 @@ def lookup_key(frame: bytes) -> tuple[str, str] | None:
     to every request (a new ``request_id`` and ``timestamp`` each time) do not matter.
     """
     if len(frame) > _LOOKUP_MAX_BYTES or (
-        ENDPOINT.encode() not in frame and b"ISCOVER" not in frame.upper()
+        _ENDPOINT_BYTES not in frame and b"ISCOVER" not in frame.upper()
     ):
         return None
     try:
