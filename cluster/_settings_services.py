@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Final
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -225,6 +226,12 @@ class LegacyGatewaySettings(DeploymentSettings):
     )
     max_feed_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Larger pickled feed messages are dropped."
+    )
+    curve_certificates_dir: Path | None = Field(
+        default=None,
+        description="Switches CurveZMQ on for every legacy request port: the legacy "
+        "secure_zmq certificates directory, with server.key_secret (the ports' key pair) and "
+        "the public key files (*.key) of the clients let in. None: plaintext, as before.",
     )
     delegate_to: dict[LegacyService, str] = Field(
         default_factory=dict,

@@ -24,11 +24,13 @@ from typing import Final, TypeVar
 import zmq
 import zmq.asyncio
 from pydantic import BaseModel
+from zmq.auth.thread import ThreadAuthenticator
 
 from cluster.constants import APP_LEGACY
 from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
 from deployments._auth import Authenticator
+from legacy_gateway._curve import CurveServer
 from legacy_gateway._ports import HealthOnlyPort, Services
 from legacy_gateway.coordinator_port import (
     CoordinatorHealthPort,
@@ -292,10 +294,16 @@ class HostGateway:
         context = GatewayContext(self._forward_ctx, services, self.twin, *hosts)
         handlers = _Handlers(settings, host, link, security, context)
         self._uses_twin = bool(TWIN_READERS & set(settings.ports.get(host, {})))
+        curve = None
+        self._auth: ThreadAuthenticator | None = None
+        if settings.curve_certificates_dir is not None:
+            curve = CurveServer.load(settings.curve_certificates_dir)
+            self._auth = curve.start_authenticator(self._ctx)
         limits = ServerLimits(
             max_frame_bytes=settings.max_frame_bytes,
             reply_timeout_s=settings.reply_timeout_s,
             max_pending=settings.max_pending,
+            curve=curve,
         )
         self._servers = {
             service: LegacyServer(
@@ -331,8 +339,7 @@ class HostGateway:
         except PortInUse:
             for server in self._servers.values():
                 server.abort()
-            self._ctx.term()
-            self._forward_ctx.term()
+            self._term()
             raise
         if self._uses_twin:
             self.twin.start()
@@ -377,5 +384,10 @@ class HostGateway:
         await self.twin.stop()
         for server in self._servers.values():
             await server.close()
+        self._term()
+
+    def _term(self) -> None:
+        if self._auth is not None:  # its ZAP socket lives in the context
+            self._auth.stop()
         self._ctx.term()
         self._forward_ctx.term()

@@ -42,6 +42,7 @@ from legacy_gateway._codec import (
     encode,
     error_reply,
 )
+from legacy_gateway._curve import CurveServer
 
 __all__ = [
     "LegacyServer",
@@ -110,6 +111,8 @@ class ServerLimits:
     max_frame_bytes: int
     reply_timeout_s: float
     max_pending: int
+    #: CurveZMQ key pair of the port (its context runs the ZAP authenticator); None: plaintext.
+    curve: CurveServer | None = None
 
 
 def port_owner(port: int) -> str:
@@ -216,6 +219,8 @@ class LegacyServer:
         # buffered at all (libzmq drops that peer's connection), so no client can make the
         # replica hold gigabytes. The REQ client sees a timeout, as if the gateway were down.
         sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(self._limits.max_frame_bytes))
+        if self._limits.curve is not None:
+            self._limits.curve.apply(sock)
         return sock
 
     @property

@@ -10,13 +10,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 import pytest
 import zmq
 import zmq.asyncio
+import zmq.auth
 
 from actors.registry.follower import RegistryFollower
-from cluster.errors import PortInUse
+from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
 from legacy_gateway._codec import (
     ActionRequest,
@@ -293,6 +295,71 @@ async def test_a_restarted_replica_waits_for_its_predecessor_and_leaves_the_sibl
     finally:
         await gateway.close()
         sibling.release()
+
+
+async def test_curve_ports_serve_listed_client_keys_only(tmp_path: Path) -> None:
+    certs, stranger_dir = tmp_path / "certificates", tmp_path / "elsewhere"
+    certs.mkdir()
+    stranger_dir.mkdir()
+    server_public, _ = zmq.auth.load_certificate(
+        zmq.auth.create_certificates(str(certs), "server")[0]
+    )
+    client_keys = zmq.auth.load_certificate(zmq.auth.create_certificates(str(certs), "client")[1])
+    stranger_keys = zmq.auth.load_certificate(
+        zmq.auth.create_certificates(str(stranger_dir), "stranger")[1]
+    )
+    health, main = free_port(), free_port()
+    settings = LegacyGatewaySettings(
+        bind="127.0.0.1",
+        ports={
+            "mainpc": {
+                LegacyService.SERVICE_REGISTRY: main,
+                LegacyService.SERVICE_REGISTRY_HEALTH: health,
+            }
+        },
+        curve_certificates_dir=certs,
+    )
+    gateway = HostGateway(settings, "mainpc", RegistryLink(None, RegistryFollower(None), 1.0))
+    gateway.start()
+    ctx = zmq.asyncio.Context()
+
+    def client(port: int, keys: tuple[bytes, bytes | None] | None) -> zmq.asyncio.Socket:
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            sock.curve_publickey, sock.curve_secretkey = keys[0], keys[1] or b""
+            sock.curve_serverkey = server_public
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        return sock
+
+    try:
+        listed = client(health, client_keys)
+        # Answered (degraded: this test's registry follower never loads).
+        assert (await _ask(listed, {"action": "health_check"}))["status"] == "degraded"
+        # A write goes to the event loop and comes back through the port's inproc relay.
+        slow = await _ask(
+            client(main, client_keys),
+            {"action": "register_agent", "agent_id": "x", "host": "10.0.0.9", "port": 1},
+        )
+        assert slow["status"] == "error"
+        for outsider in (client(health, None), client(health, stranger_keys)):
+            with pytest.raises(TimeoutError):  # no handshake: the request is never taken
+                await asyncio.wait_for(_ask(outsider, {"action": "health_check"}), 0.5)
+        assert (await _ask(listed, {"action": "health_check"}))["status"] == "degraded"
+    finally:
+        ctx.destroy(linger=0)
+        await gateway.close()
+
+
+async def test_curve_without_the_server_key_fails_naming_the_file(tmp_path: Path) -> None:
+    settings = LegacyGatewaySettings(
+        bind="127.0.0.1",
+        ports={"mainpc": {LegacyService.SERVICE_REGISTRY: free_port()}},
+        curve_certificates_dir=tmp_path,
+    )
+    link = RegistryLink(None, RegistryFollower(None), 1.0)
+    with pytest.raises(ConfigError, match=r"server\.key_secret"):
+        HostGateway(settings, "mainpc", link)
 
 
 class LegacyAgent:

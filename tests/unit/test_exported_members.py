@@ -52,6 +52,7 @@ MODULES = [
     "deployments.security.trust",
     "legacy_gateway",
     "legacy_gateway._codec",
+    "legacy_gateway._curve",
     "legacy_gateway.server",
     "legacy_gateway.registry_port",
     "legacy_gateway.gateway",
