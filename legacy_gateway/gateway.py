@@ -53,7 +53,13 @@ from legacy_gateway.registry_port import (
     ServiceRegistryPort,
 )
 from legacy_gateway.security_port import AuthenticationPort, SecurityHealthPort, TrustScorerPort
-from legacy_gateway.server import LegacyServer, PortHandler, ServerLimits, listener_cmdline
+from legacy_gateway.server import (
+    LegacyServer,
+    PortHandler,
+    ServerLimits,
+    listener_cmdline,
+    port_listened,
+)
 from legacy_gateway.system_ports import (
     AsyncProcessorPort,
     ResourceManagerPort,
@@ -361,7 +367,9 @@ class HostGateway:
             except PortInUse:
                 holder = _gateway_holding(server.port)
                 if holder is None:
-                    raise
+                    if port_listened(server.port) or time.monotonic() > deadline:
+                        raise
+                    continue  # its holder exited between the bind and the look-up: bind again
                 if holder != self._deployment:
                     return False
                 if time.monotonic() > deadline:

@@ -52,6 +52,7 @@ __all__ = [
     "ServerLimits",
     "hard_frame_limit",
     "listener_cmdline",
+    "port_listened",
     "port_owner",
 ]
 
@@ -133,6 +134,18 @@ def port_owner(port: int) -> str:
         except psutil.Error:
             return f"pid {conn.pid}"
     return "an unknown process (no listening socket found for it)"
+
+
+def port_listened(port: int) -> bool:
+    """Whether some process listens on TCP ``port`` (True when the socket table is denied)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return True
+    return any(
+        conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        for conn in connections
+    )
 
 
 def listener_cmdline(port: int) -> str | None:
