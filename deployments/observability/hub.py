@@ -83,6 +83,16 @@ class HubCore:
         self._last_probe: float | None = None
         self._sweep: asyncio.Task[None] | None = None
         register_collectors(registry, self.state, self.anomalies, self.alerts, clock)
+        # Rules added over HTTP were checked then; the settings may have changed since.
+        for problem in self.unfed_rules().values():
+            logger.warning("observability: %s", problem)
+
+    def unfed_rules(self) -> dict[str, str]:
+        """Rules that can never fire under the current anomaly settings: name -> the fix."""
+        problems = {
+            rule.name: self._s.anomaly.rule_source_problem(rule) for rule in self.alerts.rules()
+        }
+        return {name: problem for name, problem in problems.items() if problem is not None}
 
     async def tick(self) -> list[Notification]:
         """Run one sampling round; return the notifications it sent.

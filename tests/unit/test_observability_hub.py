@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from actors.registry.models import AgentRecord, Heartbeat
@@ -216,3 +217,26 @@ def test_a_sweep_that_never_ends_does_not_hold_up_the_rounds(tmp_path: Path) -> 
     assert [(a.rule, a.state, a.labels["host"]) for a in hub.alerts.alerts()] == [
         ("Busy", "firing", "mainpc")
     ]
+
+
+def test_a_stored_rule_the_settings_no_longer_feed_is_reported_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def nothing() -> list[HostSample]:
+        return []
+
+    async def no_probe(_: Sequence[AgentRecord]) -> dict[str, AgentProbe]:
+        return {}
+
+    sources = HubSources(nothing, list, no_probe, _no_counts, _ignore)
+    watched = ObservabilitySettings.model_validate({"anomaly": {"metrics": ["aisys_x"]}})
+    hub, _ = _hub(tmp_path, watched, sources, Clock())
+    rule = AlertRuleSpec(name="Odd", metric="aisys_x", source="anomaly_score", threshold=5)
+    hub.alerts.put_rule(rule, 0.0)
+    assert hub.unfed_rules() == {}
+    # The same stores under settings that no longer watch aisys_x.
+    with caplog.at_level("WARNING", logger="deployments.observability.hub"):
+        again, _ = _hub(tmp_path, ObservabilitySettings(), sources, Clock())
+    assert list(again.unfed_rules()) == ["Odd"]
+    assert "observability.anomaly.metrics" in again.unfed_rules()["Odd"]
+    assert any("'Odd'" in r.getMessage() for r in caplog.records)
