@@ -7,6 +7,7 @@ pytest before any test module) puts a per-session token into the environment fir
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import socket
 import time
@@ -23,21 +24,28 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 from cluster.nats_server import NatsServer, nats_binary  # noqa: E402
 
-#: Every port free_port() handed out in this process: the kernel may offer a just-closed
-#: ephemeral port again, and two services of one test system on one port would answer for
-#: each other.
+#: Test ports come from below the kernel's ephemeral range (32768-60999 here) and above Ray's
+#: worker ports (10002-19999): a port bound to 0 by any process (Ray's gRPC servers, its
+#: monitor) then never lands on one a test system was promised. Each is handed out once: two
+#: services of one system on one port would answer for each other.
+_TEST_PORTS = range(20000, 32768)
 _HANDED_OUT: set[int] = set()
 
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago and was not handed out before in this process."""
-    while True:
+    """A TCP port that is free now, outside the ephemeral range, not handed out before."""
+    for _ in range(1000):
+        port = random.choice(_TEST_PORTS)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free test port in {_TEST_PORTS}")
 
 
 def wait_for_condition(

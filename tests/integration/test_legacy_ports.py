@@ -455,7 +455,10 @@ def _publish_until(
             seen.update(http.get("/legacy/feeds").json()[feed])
             return bool(done(seen))
 
-        wait_for_condition(arrived, timeout_s=30, interval_s=0.3)
+        try:
+            wait_for_condition(arrived, timeout_s=30, interval_s=0.3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the {feed} feed's counters: {seen}") from None
     finally:
         pub.close(linger=0)
     return seen
