@@ -7,6 +7,7 @@ what those clients read, and that the action reached the aisys service that owns
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import struct
@@ -445,7 +446,18 @@ def _publish_until(
 ) -> dict[str, Any]:
     pub = zctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(address)
+
+    def bound() -> bool:
+        # A PUB closed a moment ago on this address lets go of it in ZeroMQ's I/O thread.
+        try:
+            pub.bind(address)
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+        return True
+
+    wait_for_condition(bound, timeout_s=10)
     seen: dict[str, Any] = {}
     try:
 
