@@ -88,13 +88,21 @@ class UnifiedSystemPort(ActionPort):
     async def _list(self, fields: Fields) -> Reply:  # noqa: ARG002
         return Reply(status="success", services=await self._apps())
 
-    async def _status(self, fields: Fields) -> Reply:
+    async def _service(self, fields: Fields) -> tuple[str, dict[str, JsonValue]] | Reply:
+        """The named service and its description, or the error reply for a missing/unknown one."""
         name = text(fields, "service_name")
         if name is None:
             return error_reply(Dialect.ACTION, "Missing service_name")
         info = (await self._apps()).get(name)
         if info is None:
             return error_reply(Dialect.ACTION, f"Unknown service: {name}")
+        return name, info
+
+    async def _status(self, fields: Fields) -> Reply:
+        found = await self._service(fields)
+        if isinstance(found, Reply):
+            return found
+        name, info = found
         return Reply(status="success", service=name, info=info)
 
     async def _restart(self, fields: Fields) -> Reply:
@@ -109,12 +117,10 @@ class UnifiedSystemPort(ActionPort):
         )
 
     async def _start(self, fields: Fields) -> Reply:
-        name = text(fields, "service_name")
-        if name is None:
-            return error_reply(Dialect.ACTION, "Missing service_name")
-        info = (await self._apps()).get(name)
-        if info is None:
-            return error_reply(Dialect.ACTION, f"Unknown service: {name}")
+        found = await self._service(fields)
+        if isinstance(found, Reply):
+            return found
+        name, info = found
         state = info["status"]
         if state in ("RUNNING", "DEPLOYING"):
             return Reply(
