@@ -152,6 +152,8 @@ def start_ray_node(
             "--ray-client-server-port",
             str(settings.ports.ray_client),
         ]
+        if settings.ray.autoscaling_config is not None:
+            cmd += ["--autoscaling-config", str(settings.ray.autoscaling_config.expanduser())]
     else:
         if address is None:
             raise ConfigError("a worker node needs --address HEAD_IP:PORT of the head's GCS")

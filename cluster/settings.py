@@ -166,6 +166,12 @@ class RaySettings(Section):
         default=None, description="Ray's --temp-dir; None means <data_dir>/ray."
     )
     object_store_memory_mb: int | None = Field(default=None, ge=100)
+    autoscaling_config: Path | None = Field(
+        default=None,
+        description="The head's `ray start --autoscaling-config`: the cluster config `ray up` "
+        "leaves on the head (~/ray_bootstrap_config.yaml), so the head's autoscaler starts the "
+        "worker nodes of cluster.yaml over ssh. None: no autoscaler (nodes started by hand).",
+    )
 
 
 class NatsSettings(Section):
