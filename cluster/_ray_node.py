@@ -11,8 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
+from actors.probe.nvml import NVML_DOUBLE_ENV
+from actors.probe.nvml_double import device_count
 from cluster._procs import MARKER_ENV, marked_processes, stop_marked
 from cluster.errors import ClusterError, ConfigError
+from cluster.gcs_store import GcsStore
 from cluster.settings import Settings
 
 __all__ = [
@@ -20,8 +25,11 @@ __all__ = [
     "export_ray_auth",
     "node_marker",
     "ray_env",
+    "gcs_fault_tolerant",
+    "gcs_store",
     "ray_node_running",
     "read_ray_token",
+    "stale_node_processes",
     "start_ray_node",
     "stop_ray_node",
 ]
@@ -83,11 +91,50 @@ def ray_env(settings: Settings, token: str) -> dict[str, str]:
         RAY_USAGE_STATS_ENABLED="0",
     )
     env[MARKER_ENV] = node_marker(settings)
+    # The NVML double (Settings resources.nvml_double) reaches the node's probe actors this way.
+    if settings.resources.nvml_double is not None:
+        env[NVML_DOUBLE_ENV] = str(settings.resources.nvml_double.resolve())
+    else:
+        env.pop(NVML_DOUBLE_ENV, None)
     return env
 
 
-def ray_node_running(settings: Settings) -> bool:
-    return bool(marked_processes(node_marker(settings)))
+# The processes without which a node is not a node: a leftover ``log_monitor.py`` or
+# ``dashboard_agent`` of a node whose raylet died must not pass for a running node.
+_CORE_PROCESSES = ("raylet",)
+_HEAD_PROCESSES = ("raylet", "gcs_server")
+
+
+def _names(procs: list[psutil.Process]) -> set[str]:
+    names = set()
+    for proc in procs:
+        try:
+            names.add(proc.name())
+        except psutil.Error:
+            continue
+    return names
+
+
+def ray_node_running(settings: Settings, *, head: bool | None = None) -> bool:
+    """True when this data dir's node has its raylet (and, for a head, its GCS) alive.
+
+    Args:
+        head: also require the GCS server; None requires it when one was ever marked.
+    """
+    procs = marked_processes(node_marker(settings))
+    names = _names(procs)
+    wanted = _HEAD_PROCESSES if head else _CORE_PROCESSES
+    return all(name in names for name in wanted)
+
+
+def stale_node_processes(settings: Settings, *, head: bool) -> int:
+    """Stop what is left of a dead node of this data dir (no raylet, or a head without GCS).
+
+    Returns how many processes were stopped; 0 when the node is whole or nothing is left.
+    """
+    if ray_node_running(settings, head=head):
+        return 0
+    return stop_marked(node_marker(settings))
 
 
 def _ray_executable() -> str:
@@ -101,7 +148,12 @@ def _ray_executable() -> str:
 
 
 def start_ray_node(
-    settings: Settings, tags: list[str], *, head: bool, address: str | None = None
+    settings: Settings,
+    tags: list[str],
+    *,
+    head: bool,
+    address: str | None = None,
+    fault_tolerant: bool = False,
 ) -> None:
     """Run ``ray start`` for this host, carrying ``tags`` as custom resources.
 
@@ -110,6 +162,7 @@ def start_ray_node(
         tags: host tags this node carries (both, on the embedded single machine).
         head: start the head (GCS, dashboard) rather than a worker.
         address: ``HOST:PORT`` of the head's GCS, for a worker.
+        fault_tolerant: back a head's GCS with the GCS store (started first).
 
     Raises:
         ClusterError: ``ray start`` failed; the message carries the end of its output.
@@ -162,22 +215,56 @@ def start_ray_node(
         cmd += ["--node-ip-address", profile.node_ip]
     if profile.num_cpus:
         cmd += ["--num-cpus", str(profile.num_cpus)]
-    if profile.num_gpus is not None:
-        cmd += ["--num-gpus", str(profile.num_gpus)]
+    num_gpus = profile.num_gpus
+    if num_gpus is None and settings.resources.nvml_double is not None:
+        num_gpus = device_count(settings.resources.nvml_double, tags)  # the double's devices
+    if num_gpus is not None:
+        cmd += ["--num-gpus", str(num_gpus)]
     if settings.ray.object_store_memory_mb:
         cmd += ["--object-store-memory", str(settings.ray.object_store_memory_mb * 1024 * 1024)]
+    env = ray_env(settings, token)
+    if head and fault_tolerant:
+        # GCS fault tolerance: the GCS keeps its tables in the head's private redis-server.
+        store = gcs_store(settings, token)
+        store.start()
+        env["RAY_REDIS_ADDRESS"] = store.address
+        cmd += ["--redis-password", token]
+    # A worker's raylet waits this long for a restarted head before giving up.
+    env["RAY_gcs_rpc_server_reconnect_timeout_s"] = str(settings.ray.gcs_reconnect_timeout_s)
     settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        cmd, env=ray_env(settings, token), capture_output=True, text=True, timeout=180
-    )
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise ClusterError(f"`ray start` failed (exit {result.returncode}):\n{tail}")
 
 
+def gcs_store(settings: Settings, token: str = "") -> GcsStore:
+    """The head's GCS store of this data dir (``token`` is only needed to start it)."""
+    return GcsStore(
+        port=settings.ports.gcs_store, store_dir=settings.data_dir / "gcs", password=token
+    )
+
+
+def gcs_fault_tolerant(settings: Settings, role: str) -> bool:
+    """Whether a head of ``role`` backs its GCS with the GCS store.
+
+    ``ray.gcs_fault_tolerance`` decides when set; otherwise it is on for the head of two hosts
+    and off for the embedded single machine.
+    """
+    if settings.ray.gcs_fault_tolerance is not None:
+        return settings.ray.gcs_fault_tolerance
+    return role == "head"
+
+
 def stop_ray_node(settings: Settings) -> int:
-    """Stop this data dir's Ray node and everything it spawned; return the process count."""
-    return stop_marked(node_marker(settings))
+    """Stop this data dir's Ray node, everything it spawned and the head's GCS store.
+
+    Returns the process count. The GCS store stops last, after the GCS that writes to it.
+    """
+    count = stop_marked(node_marker(settings))
+    if gcs_store(settings).stop():
+        count += 1
+    return count
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:

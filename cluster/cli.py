@@ -37,11 +37,27 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", help="host profile of this worker (default: the only worker)")
     up.add_argument("--address", help="HEAD_IP:PORT of the head's GCS (workers)")
     up.add_argument(
-        "--wait", type=float, default=600.0, help="seconds the head waits for worker tags"
+        "--wait",
+        type=float,
+        default=600.0,
+        help="seconds the head waits for worker tags, and a worker for the head",
     )
     up.add_argument(
         "--no-check", action="store_true", help="skip the end-to-end check `up` ends with"
     )
+    up.add_argument(
+        "--detach",
+        action="store_true",
+        help="start this host's parts, then leave the rest (deploy and check on the head, "
+        "restarts everywhere) to `aisys supervise` in the background and return",
+    )
+    keep = sub.add_parser(
+        "supervise",
+        help="keep this host's part running in the foreground (what the systemd unit runs)",
+    )
+    keep.add_argument("--role", choices=["embedded", "head", "worker"], default="embedded")
+    keep.add_argument("--host", help="host profile of this worker (default: the only worker)")
+    keep.add_argument("--address", help="HEAD_IP:PORT of the head's GCS (workers)")
     check = sub.add_parser(
         "check", help="short end-to-end check of the running system; run it on the head"
     )
@@ -243,10 +259,10 @@ def _backup_command(args: argparse.Namespace, settings: Settings, progress: Prog
 
 def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     # Ray must see the token before it is first imported, so Ray-using modules load after this.
-    export_ray_auth(settings, generate=args.command == "up" and args.role != "worker")
+    head = args.command in ("up", "supervise") and args.role != "worker"
+    export_ray_auth(settings, generate=head)
     from cluster import system
     from cluster.check import run_check
-    from cluster.serve_config import build_serve_config, serve_config_yaml
 
     if args.command in ("user", "token"):
         return _identity_command(args, settings)
@@ -254,18 +270,14 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
         return _backup_command(args, settings, progress)
     out = sys.stdout
     if args.command == "serve-config":
-        text = serve_config_yaml(build_serve_config(settings))
-        if args.out:
-            args.out.write_text(text)
-            progress.line(f"wrote {args.out}")
-        else:
-            out.write(text)
-        return 0
+        return _serve_config(args, settings, progress)
     if args.command == "down":
         system.down(settings, progress)
         return 0
     if args.command == "check":
         return 0 if run_check(settings, out, args.timeout).passed else 1
+    if args.command == "supervise" or (args.command == "up" and args.detach):
+        return _keep(args, settings, progress)
     if args.command == "up":
         system.up(
             settings,
@@ -298,6 +310,51 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
     if args.command == "up":
         healthy = _end_of_up(args, settings, out) and healthy
     return 0 if healthy else 1
+
+
+def _serve_config(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    from cluster.serve_config import build_serve_config, serve_config_yaml
+
+    text = serve_config_yaml(build_serve_config(settings))
+    if args.out:
+        args.out.write_text(text)
+        progress.line(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _keep(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    """``aisys supervise``, and ``aisys up --detach``: this host's parts now, the rest to a
+    keeper in the background."""
+    from cluster import system
+    from cluster._keeper import keeper_process, spawn_keeper
+
+    if args.command == "supervise":
+        from cluster.supervise import supervise
+
+        supervise(
+            settings,
+            Progress(out=sys.stdout),
+            role=args.role,
+            host=args.host,
+            address=args.address,
+            config_file=args.config,
+        )
+        return 0
+    plan = system.host_plan(settings, args.role, args.host)
+    system.ensure_host_parts(settings, progress, plan, address=args.address, wait_head_s=args.wait)
+    log = settings.data_dir / "supervise.log"
+    running = keeper_process(settings)
+    if running is not None:
+        progress.line(f"==> aisys supervise already keeps this host (pid {running.pid}); log {log}")
+        return 0
+    pid = spawn_keeper(
+        settings, args.role, host=args.host, address=args.address, config_file=args.config
+    )
+    then = "deploys once the tags are there, runs the check and " if plan.head else ""
+    progress.line(f"==> aisys supervise (pid {pid}) {then}keeps this host running; log {log}")
+    return 0
 
 
 def _end_of_up(args: argparse.Namespace, settings: Settings, out: TextIO) -> bool:

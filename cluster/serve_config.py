@@ -241,9 +241,14 @@ def build_serve_config(settings: Settings) -> dict[str, Any]:
     """
     config: dict[str, Any] = {
         "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": settings.ports.http},
+        "http_options": {
+            "host": "0.0.0.0",
+            "port": settings.ports.http,
+            "request_timeout_s": settings.ray.request_timeout_s,
+        },
         "grpc_options": {
             "port": settings.ports.grpc,
+            "request_timeout_s": settings.ray.request_timeout_s,
             "grpc_servicer_functions": [CORE_GRPC_SERVICER],
         },
         "applications": [

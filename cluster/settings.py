@@ -148,6 +148,9 @@ class PortSettings(Section):
     nats: Port = 4222
     ray_client: Port = 10001
     dashboard_agent: Port = 52365
+    gcs_store: Port = Field(
+        default=6381, description="The head's GCS store (redis-server, loopback only)."
+    )
 
 
 class RaySettings(Section):
@@ -171,6 +174,29 @@ class RaySettings(Section):
         description="The head's `ray start --autoscaling-config`: the cluster config `ray up` "
         "leaves on the head (~/ray_bootstrap_config.yaml), so the head's autoscaler starts the "
         "worker nodes of cluster.yaml over ssh. None: no autoscaler (nodes started by hand).",
+    )
+    gcs_fault_tolerance: bool | None = Field(
+        default=None,
+        description="Back the head's GCS with a private redis-server (cluster/gcs_store.py), so "
+        "a head restart keeps the cluster, its worker nodes and its applications. None: on "
+        "for `--role head`, off for the embedded single machine (where a head outage is the "
+        "whole system's anyway).",
+    )
+    gcs_reconnect_timeout_s: int = Field(
+        default=600,
+        ge=10,
+        description="How long a worker's raylet waits for a restarted head's GCS before it "
+        "exits (RAY_gcs_rpc_server_reconnect_timeout_s); after that `aisys supervise` starts "
+        "it again once the head answers.",
+    )
+    request_timeout_s: float = Field(
+        default=40.0,
+        gt=0,
+        description="Serve's end-to-end timeout of HTTP and gRPC requests: a request to a "
+        "service whose host is gone gets 408 after this long instead of hanging. Longer than "
+        "the longest "
+        "long-poll (30 s). Streams (Server-Sent Events) outlive it when the client sends "
+        "`X-Request-Timeout-Seconds: 0`.",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,13 +20,17 @@ from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field
 
 from cluster._dashboard import DashboardClient
+from cluster._keeper import keeper_marker, stop_keeper
+from cluster._procs import stop_marked
 from cluster._progress import Progress
 from cluster._ray_node import (
     ensure_ray_token,
     export_ray_auth,
+    gcs_fault_tolerant,
     port_open,
     ray_node_running,
     read_ray_token,
+    stale_node_processes,
     start_ray_node,
     stop_ray_node,
 )
@@ -44,9 +49,13 @@ __all__ = [
     "connect",
     "deploy",
     "down",
+    "HostPlan",
     "embedded_nats",
+    "ensure_host_parts",
     "export_ray_auth",
+    "host_plan",
     "up",
+    "wait_for_head",
 ]
 
 
@@ -253,6 +262,120 @@ def deploy(
         client.close()
 
 
+class HostPlan(BaseModel):
+    """What ``aisys up``/``supervise`` run on this machine for a role."""
+
+    role: str
+    hosts: list[str]
+    tags: list[str]
+    head: bool
+    fault_tolerant: bool = Field(description="The head's GCS is backed by the GCS store.")
+    runs_nats: bool
+
+
+def host_plan(settings: Settings, role: str = "embedded", host: str | None = None) -> HostPlan:
+    """The host profiles and tags this machine carries in ``role``.
+
+    Raises:
+        ConfigError: a worker's host profile is ambiguous or not a worker profile.
+    """
+    if role == "embedded":
+        hosts = list(settings.hosts)
+    elif role == "head":
+        hosts = [settings.head_host]
+    else:
+        workers = [n for n, p in settings.hosts.items() if p.role == "worker"]
+        if host is None and len(workers) != 1:
+            raise ConfigError(f"name the worker's host profile with --host, one of {workers}")
+        hosts = [host or workers[0]]
+        if hosts[0] not in workers:
+            raise ConfigError(f"--host must be a worker host profile, one of {workers}")
+    head = role != "worker"
+    return HostPlan(
+        role=role,
+        hosts=hosts,
+        tags=[settings.tag_of(h) for h in hosts],
+        head=head,
+        fault_tolerant=head and gcs_fault_tolerant(settings, role),
+        runs_nats=settings.nats.url is None and settings.nats.host in hosts,
+    )
+
+
+def wait_for_head(
+    address: str, progress: Progress, timeout_s: float, stop: threading.Event | None = None
+) -> None:
+    """Wait until the head's GCS at ``address`` accepts connections (a worker boots first).
+
+    Raises:
+        ClusterError: it did not answer within ``timeout_s`` (or ``stop`` was set).
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address must be HEAD_IP:PORT, got {address!r}")
+    deadline = time.monotonic() + timeout_s
+    while not port_open(host, int(port), timeout_s=1):
+        if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+            raise ClusterError(
+                f"the head's GCS at {address} did not answer within {timeout_s:.0f}s; start "
+                "the head (`aisys up --role head`) or check the address and the LAN"
+            )
+        progress.waiting(f"waiting for the head's GCS at {address}", 10)
+        if stop is not None:
+            stop.wait(1)
+        else:
+            time.sleep(1)
+
+
+def ensure_host_parts(
+    settings: Settings,
+    progress: Progress,
+    plan: HostPlan,
+    *,
+    address: str | None = None,
+    wait_head_s: float = 0.0,
+    stop: threading.Event | None = None,
+) -> bool:
+    """Start what of this host's part is not running: NATS, then the Ray node.
+
+    A node whose raylet (or, on the head, GCS) is gone is not running: what is left of it is
+    stopped first. A worker waits up to ``wait_head_s`` for the head to answer.
+
+    Returns:
+        True when the Ray node was (re)started.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if plan.head:
+        ensure_ray_token(settings)
+    # NATS first: once this node's tag is in the cluster the head deploys at once, and the
+    # services pinned here (ErrorBus, the error-bus bridge) connect to NATS as they start.
+    if plan.runs_nats:
+        server = embedded_nats(settings)
+        with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
+            if not server.start():
+                progress.line("    nats-server already running")
+    if ray_node_running(settings, head=plan.head):
+        progress.line(f"==> Ray node ({', '.join(plan.tags)}) already running")
+        return False
+    left = stale_node_processes(settings, head=plan.head)
+    if left:
+        progress.line(f"==> Stopped {left} processes left by a dead Ray node of this data dir")
+    if not plan.head:
+        if address is None:
+            raise ConfigError("a worker node needs --address HEAD_IP:PORT of the head's GCS")
+        wait_for_head(address, progress, wait_head_s, stop)
+    kind = "head" if plan.head else "worker"
+    ft = " (GCS fault tolerant)" if plan.fault_tolerant else ""
+    with progress.step(f"Starting Ray {kind} node with host tags {', '.join(plan.tags)}{ft}"):
+        start_ray_node(
+            settings,
+            plan.tags,
+            head=plan.head,
+            address=address,
+            fault_tolerant=plan.fault_tolerant,
+        )
+    return True
+
+
 def up(
     settings: Settings,
     progress: Progress,
@@ -268,45 +391,28 @@ def up(
         role: ``embedded`` (one node with every tag), ``head`` or ``worker``.
         host: the host profile of a worker; defaults to the only worker profile.
         address: ``HOST:PORT`` of the head's GCS, for a worker.
-        wait_tags_s: how long the head waits for workers to bring the tags it needs.
+        wait_tags_s: how long the head waits for workers to bring the tags it needs, and a
+            worker for the head to answer.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if role == "embedded":
-        hosts = list(settings.hosts)
-    elif role == "head":
-        hosts = [settings.head_host]
-    else:
-        workers = [n for n, p in settings.hosts.items() if p.role == "worker"]
-        if host is None and len(workers) != 1:
-            raise ConfigError(f"name the worker's host profile with --host, one of {workers}")
-        hosts = [host or workers[0]]
-        if hosts[0] not in workers:
-            raise ConfigError(f"--host must be a worker host profile, one of {workers}")
-    tags = [settings.tag_of(h) for h in hosts]
-    head = role != "worker"
-    if head:
-        ensure_ray_token(settings)
-    # NATS first: once this node's tag is in the cluster the head deploys at once, and the
-    # services pinned here (ErrorBus, the error-bus bridge) connect to NATS as they start.
-    if settings.nats.url is None and settings.nats.host in hosts:
-        server = embedded_nats(settings)
-        with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
-            if not server.start():
-                progress.line("    nats-server already running")
-    if ray_node_running(settings):
-        progress.line(f"==> Ray node ({', '.join(tags)}) already running")
-    else:
-        kind = "head" if head else "worker"
-        with progress.step(f"Starting Ray {kind} node with host tags {', '.join(tags)}"):
-            start_ray_node(settings, tags, head=head, address=address)
-    if head:
+    plan = host_plan(settings, role, host)
+    ensure_host_parts(settings, progress, plan, address=address, wait_head_s=wait_tags_s)
+    if plan.head:
         deploy(settings, progress, wait_tags_s=wait_tags_s if role == "head" else 0.0)
 
 
 def down(settings: Settings, progress: Progress) -> None:
-    """Stop the NATS server and Ray node this data dir's ``aisys up`` started; nothing else."""
+    """Stop the keeper, NATS server and Ray node this data dir's ``aisys up`` started.
+
+    The keeper (``aisys supervise``) goes first, so nothing starts the node again; it stops the
+    rest itself, and what is left after it (or without one) is stopped here. Nothing else.
+    """
     if ray.is_initialized():
         ray.shutdown()
+    with progress.step("Stopping the keeper (aisys supervise)"):
+        stopped = stop_keeper(settings)
+        children = stop_marked(keeper_marker(settings))
+        if not stopped and not children:
+            progress.line("    not running")
     with progress.step("Stopping embedded nats-server"):
         if not embedded_nats(settings).stop():
             progress.line("    not running")
