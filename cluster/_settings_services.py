@@ -355,6 +355,13 @@ class ResourceSettings(DeploymentSettings):
         default_factory=dict,
         description="Host profile name -> GPUs to report when NVML sees none there.",
     )
+    nvml_double: Path | None = Field(
+        default=None,
+        description="Device table (JSON, keyed by host tag) of the NVML test double, read "
+        "instead of the NVIDIA driver on every host: for tests and demos, never production. "
+        "Its GPUs are labelled source=nvml-double; a node of a host with no num_gpus set "
+        "advertises the table's device count to Ray (actors/probe/nvml_double.py).",
+    )
     task_modules: list[str] = Field(
         default_factory=lambda: ["deployments.resources.jobs"],
         description="Modules (and their submodules) whose functions POST /resources/tasks runs.",

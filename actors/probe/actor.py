@@ -13,6 +13,7 @@ import ray
 from actors.probe.counters import HostCounters, read_counters
 from actors.probe.gpu import DeclaredProbe, HostProbe, NvmlProbe
 from actors.probe.models import HostReading
+from actors.probe.nvml import bind_host
 from actors.probe.system import SystemReading, read_system
 from cluster.constants import RAY_NAMESPACE, host_probe_actor_name
 from cluster.settings import DeclaredGpu
@@ -25,6 +26,7 @@ class HostProbeActor:
 
     def __init__(self, tag: str, declared: list[DeclaredGpu]) -> None:
         self._tag = tag
+        bind_host(tag)  # the NVML double, where Settings select it, answers for this host
         self._probe = HostProbe(
             tag, NvmlProbe(), declared=DeclaredProbe(tag, declared) if declared else None
         )

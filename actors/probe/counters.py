@@ -7,10 +7,10 @@ without NVML the mapping is empty, never an invented figure.
 from __future__ import annotations
 
 import psutil
-import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.probe.gpu import nvml_per_device
+from actors.probe.nvml import nvml
 
 __all__ = ["HostCounters", "read_counters"]
 
@@ -30,7 +30,8 @@ class HostCounters(BaseModel):
 
 def gpu_power_watts() -> dict[str, float]:
     """Power draw of every NVML device by uuid; empty when NVML is unavailable."""
-    return nvml_per_device(lambda h: pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0, "power")
+    lib = nvml()
+    return nvml_per_device(lambda h: lib.nvmlDeviceGetPowerUsage(h) / 1000.0, "power")
 
 
 def read_counters(tag: str) -> HostCounters:

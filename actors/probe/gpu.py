@@ -1,8 +1,10 @@
 """GPU probes behind one small interface: NVML on real hardware, recorded and declared tables.
 
-No NVML (no driver, no library, no device) means zero GPUs, reported with the NVML error; a
-probe never invents a device. A host NVML cannot see may have a table declared in Settings,
-whose devices are marked ``source="declared"``.
+NVML calls go through :func:`actors.probe.nvml.nvml`: the driver's ``pynvml``, or the NVML test
+double where Settings ``resources.nvml_double`` selects it (devices then read
+``source="nvml-double"``). No NVML (no driver, no library, no device) means zero GPUs, reported
+with the NVML error; a probe never invents a device. A host NVML cannot see may have a table
+declared in Settings, whose devices are marked ``source="declared"``.
 
 Example::
 
@@ -20,9 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
-import pynvml
 
 from actors.probe.models import GpuProcess, GpuReading, GpuSnapshot, HostReading
+from actors.probe.nvml import nvml, nvml_source
 from cluster.settings import DeclaredGpu
 
 __all__ = [
@@ -50,27 +52,29 @@ class GpuProbe(Protocol):
 def nvml_per_device(read: Callable[[Any], float], what: str) -> dict[str, float]:
     """``read(handle)`` of every NVML device by uuid; empty when NVML is unavailable.
 
-    A device that does not support the reading is left out; any other NVML error is logged and
+    ``read`` calls :func:`~actors.probe.nvml.nvml`'s functions. A device that does not support
+    the reading, or is lost (fallen off the bus), is left out; any other NVML error is logged and
     gives an empty result (never an invented figure).
     """
+    lib = nvml()
     try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
+        lib.nvmlInit()
+    except lib.NVMLError:
         return {}
     try:
         values: dict[str, float] = {}
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for index in range(lib.nvmlDeviceGetCount()):
             try:
-                values[_text(pynvml.nvmlDeviceGetUUID(handle))] = read(handle)
-            except pynvml.NVMLError_NotSupported:
+                handle = lib.nvmlDeviceGetHandleByIndex(index)
+                values[_text(lib.nvmlDeviceGetUUID(handle))] = read(handle)
+            except (lib.NVMLError_NotSupported, lib.NVMLError_GpuIsLost):
                 continue
         return values
-    except pynvml.NVMLError as exc:
+    except lib.NVMLError as exc:
         logger.warning("NVML %s read failed: %s", what, exc)
         return {}
     finally:
-        pynvml.nvmlShutdown()
+        lib.nvmlShutdown()
 
 
 def _text(value: str | bytes) -> str:
@@ -78,63 +82,75 @@ def _text(value: str | bytes) -> str:
 
 
 class NvmlProbe:
-    """Reads every device through ``nvidia-ml-py``.
+    """Reads every device through ``nvidia-ml-py`` (or the NVML double Settings select).
 
     NVML is initialised on the first read and again after a failure, so a driver that appears
     later is picked up; an ``NVMLError`` from init means zero devices, as in Ray's
-    ``NvidiaGPUAcceleratorManager``.
+    ``NvidiaGPUAcceleratorManager``. A device that is lost (``GpuIsLost``: fallen off the bus)
+    is left out of the reading and logged; the others are still reported.
     """
 
     def __init__(self) -> None:
-        self._initialised = False
+        self._nvml: Any = None
 
     def read(self) -> GpuSnapshot:
+        lost: list[str] = []
+        lib = self._nvml if self._nvml is not None else nvml()
         try:
-            if not self._initialised:
-                pynvml.nvmlInit()
-                self._initialised = True
-            count = pynvml.nvmlDeviceGetCount()
-            gpus = [self._device(index) for index in range(count)]
-        except pynvml.NVMLError as exc:
+            if self._nvml is None:
+                lib.nvmlInit()
+                self._nvml = lib
+            gpus: list[GpuReading] = []
+            for index in range(lib.nvmlDeviceGetCount()):
+                try:
+                    gpus.append(self._device(lib, index))
+                except lib.NVMLError_GpuIsLost as exc:
+                    logger.warning("NVML device %d left out: %s", index, exc)
+                    lost.append(f"device {index}: {exc}")
+        except lib.NVMLError as exc:
             self.close()
             return GpuSnapshot(error=f"NVML: {exc}")
         if not gpus:
-            return GpuSnapshot(error="NVML sees no devices")
+            return GpuSnapshot(error=f"NVML: {'; '.join(lost)}" if lost else "NVML sees no devices")
         return GpuSnapshot(gpus=gpus)
 
     def close(self) -> None:
-        if self._initialised:
-            self._initialised = False
+        lib, self._nvml = self._nvml, None
+        if lib is not None:
             try:
-                pynvml.nvmlShutdown()
-            except pynvml.NVMLError as exc:
+                lib.nvmlShutdown()
+            except lib.NVMLError as exc:
                 logger.warning("nvmlShutdown failed: %s", exc)
 
     @staticmethod
-    def _device(index: int) -> GpuReading:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    def _device(lib: Any, index: int) -> GpuReading:
+        handle = lib.nvmlDeviceGetHandleByIndex(index)
+        memory = lib.nvmlDeviceGetMemoryInfo(handle)
         try:
-            utilization: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-        except pynvml.NVMLError_NotSupported:
+            utilization: int | None = int(lib.nvmlDeviceGetUtilizationRates(handle).gpu)
+        except lib.NVMLError_NotSupported:
             utilization = None
+        try:
+            running = lib.nvmlDeviceGetComputeRunningProcesses(handle)
+        except lib.NVMLError_NotSupported:
+            running = []
         processes = [
             GpuProcess(
                 pid=int(proc.pid),
                 used_mb=None if proc.usedGpuMemory is None else int(proc.usedGpuMemory) // _MIB,
             )
-            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            for proc in running
         ]
         return GpuReading(
             index=index,
-            uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
-            name=_text(pynvml.nvmlDeviceGetName(handle)),
+            uuid=_text(lib.nvmlDeviceGetUUID(handle)),
+            name=_text(lib.nvmlDeviceGetName(handle)),
             total_mb=int(memory.total) // _MIB,
             used_mb=int(memory.used) // _MIB,
             free_mb=int(memory.free) // _MIB,
             utilization_percent=utilization,
             processes=processes,
-            source="nvml",
+            source=nvml_source(),
         )
 
 

@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["GpuProcess", "GpuReading", "GpuSnapshot", "GpuSource", "HostReading"]
 
-#: Where a GPU figure comes from. ``declared`` devices come from Settings, not from hardware.
-GpuSource = Literal["nvml", "recorded", "declared"]
+#: Where a GPU figure comes from. ``declared`` devices come from Settings, not from hardware;
+#: ``nvml-double`` ones from the NVML test double's device table (``resources.nvml_double``).
+GpuSource = Literal["nvml", "nvml-double", "recorded", "declared"]
 
 
 class _Model(BaseModel):

@@ -11,10 +11,10 @@ import socket
 from pathlib import Path
 
 import psutil
-import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.probe.gpu import nvml_per_device
+from actors.probe.nvml import nvml
 
 __all__ = ["SystemReading", "read_system"]
 
@@ -50,7 +50,8 @@ def _existing(path: Path) -> Path:
 
 def gpu_temperatures() -> dict[str, int]:
     """Core temperature of every NVML device by uuid; empty when NVML is unavailable."""
-    read = lambda h: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)  # noqa: E731
+    lib = nvml()
+    read = lambda h: lib.nvmlDeviceGetTemperature(h, lib.NVML_TEMPERATURE_GPU)  # noqa: E731
     return {uuid: int(t) for uuid, t in nvml_per_device(read, "temperature").items()}
 
 
