@@ -172,11 +172,17 @@ def render_status(status: system.SystemStatus, out: TextIO) -> None:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n")
     out.write("\nHOSTS\n")
     for node in status.nodes:
-        state = "alive" if node.alive else "DEAD"
+        if node.state == "replaced":
+            continue  # a dead node's entry that a live node of the same host took over
+        state = "alive" if node.alive else "LOST (its services are unavailable)"
         out.write(
-            f"  {node.ip:<15} tags={','.join(node.tags) or '-':<12} cpus={node.cpus:g} "
-            f"gpus={node.gpus:g} {state}\n"
+            f"  {','.join(node.hosts) or '?':<12} {node.ip:<15} "
+            f"tags={','.join(node.tags) or '-':<12} cpus={node.cpus:g} gpus={node.gpus:g} "
+            f"{state}\n"
         )
+    replaced = sum(1 for n in status.nodes if n.state == "replaced")
+    if replaced:
+        out.write(f"  ({replaced} earlier node(s) of these hosts ended and were replaced)\n")
     nats_state = "ok" if status.nats.reachable and status.nats.jetstream else "UNHEALTHY"
     out.write(f"\nNATS       {status.nats.url} {nats_state} ({status.nats.detail})\n")
     agents = "unavailable" if status.registered_agents is None else status.registered_agents

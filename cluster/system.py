@@ -64,6 +64,11 @@ class NodeStatus(BaseModel):
     ip: str
     alive: bool
     tags: list[str]
+    hosts: list[str] = Field(description="The host profiles whose tags this node carries.")
+    state: str = Field(
+        description="alive; replaced (dead, and a live node carries its tags now: history, "
+        "not a problem); or lost (dead, and nothing carries its tags: its services are down)"
+    )
     cpus: float
     gpus: float
 
@@ -100,9 +105,15 @@ class SystemStatus(BaseModel):
     registered_agents: int | None
 
     @property
+    def lost_hosts(self) -> list[str]:
+        """Host profiles whose node is gone with no live node carrying their tag."""
+        return sorted({h for n in self.nodes if n.state == "lost" for h in n.hosts})
+
+    @property
     def healthy(self) -> bool:
         return (
-            all(n.alive for n in self.nodes)
+            not self.lost_hosts
+            and any(n.alive for n in self.nodes)
             and bool(self.applications)
             and all(a.status == "RUNNING" for a in self.applications)
             and self.nats.reachable
@@ -421,22 +432,48 @@ def down(settings: Settings, progress: Progress) -> None:
         progress.line(f"    stopped {count} processes" if count else "    not running")
 
 
-def _nodes(settings: Settings) -> list[NodeStatus]:
-    tags = [p.tag for p in settings.hosts.values()]
-    nodes = []
-    for node in ray.nodes():  # type: ignore[no-untyped-call]
-        resources: dict[str, float] = node.get("Resources", {})
-        nodes.append(
+def node_statuses(settings: Settings, nodes: list[dict[str, Any]]) -> list[NodeStatus]:
+    """Ray's node table (``ray.nodes()``) as aisys sees it: hosts by profile, dead nodes judged.
+
+    Ray keeps a dead node's entry (its resources emptied) for as long as the GCS lives, so a
+    dead node is judged by what its entry carried: ``replaced`` when a live node carries the
+    same host tags now, ``lost`` when none does. A dead node whose tags are unknown (Ray has
+    emptied its resources) is judged by its address against the host profiles.
+    """
+    by_tag = {p.tag: name for name, p in settings.hosts.items()}
+    by_ip = {p.node_ip: name for name, p in settings.hosts.items() if p.node_ip}
+    rows = []
+    for node in nodes:
+        resources: dict[str, float] = node.get("Resources") or {}
+        labels: dict[str, str] = node.get("Labels") or {}
+        tags = [t for t in by_tag if resources.get(t, 0) > 0]
+        if not tags and labels.get("host"):
+            tags = [t for t in labels["host"].split(".") if t in by_tag]
+        ip = node.get("NodeManagerAddress", "")
+        hosts = [by_tag[t] for t in tags] or ([by_ip[ip]] if ip in by_ip else [])
+        rows.append((node, tags, hosts, ip, resources))
+    live_hosts = {h for node, _, hosts, _, _ in rows if node.get("Alive") for h in hosts}
+    result = []
+    for node, tags, hosts, ip, resources in rows:
+        alive = bool(node.get("Alive"))
+        state = "alive" if alive else ("replaced" if set(hosts) <= live_hosts else "lost")
+        result.append(
             NodeStatus(
                 node_id=node["NodeID"],
-                ip=node.get("NodeManagerAddress", ""),
-                alive=bool(node.get("Alive")),
-                tags=[t for t in tags if resources.get(t, 0) > 0],
+                ip=ip,
+                alive=alive,
+                tags=[settings.tag_of(h) for h in hosts] or tags,
+                hosts=hosts,
+                state=state,
                 cpus=resources.get("CPU", 0.0),
                 gpus=resources.get("GPU", 0.0),
             )
         )
-    return nodes
+    return result
+
+
+def _nodes(settings: Settings) -> list[NodeStatus]:
+    return node_statuses(settings, ray.nodes())  # type: ignore[no-untyped-call]
 
 
 def _applications(
@@ -471,7 +508,11 @@ def _applications(
                     hosts=hosts,
                 )
             )
-        host_ip = next((n.ip for n in nodes if tag in n.tags and n.alive), _head_ip(settings))
+        profile = settings.hosts[spec.section(settings).host]
+        host_ip = next(
+            (n.ip for n in nodes if tag in n.tags and n.alive),
+            profile.node_ip or _head_ip(settings),
+        )
         result.append(
             AppStatus(
                 name=spec.name,
