@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import pydantic
 
+from cluster import service
 from cluster._progress import Progress
 from cluster._ray_node import export_ray_auth
 from cluster.errors import AisysError, ValidationFailed
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the state already in the data dir (all but Ray's temp dir) first",
     )
     _import_legacy_parser(sub)
+    service.add_parser(sub)
 
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
     config.add_argument("--out", type=Path, help="file to write (default: stdout)")
@@ -410,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate-config":
             return _migrate_config(args)
+        if args.command == "service":
+            return service.run_command(args, sys.stdout)
         settings = load_settings(args.config)
         if args.command == "import-legacy":
             return _import_legacy(args, settings, progress)
