@@ -1,9 +1,19 @@
 # aisys: `make run` starts the whole system on this machine; `make test` runs every check.
-PYTHON ?= python3.11
+# Python: every version all the dependencies ship wheels for (README, "Python versions").
+# Unless PYTHON is given, the first of these that runs and is in the range is used.
+PYTHON_VERSIONS   := 3.11 3.12 3.13 3.14
+PYTHON_CANDIDATES := $(addprefix python,$(PYTHON_VERSIONS)) python3
+PYTHON_IN_RANGE   := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 15))
+space             := $() $()
+PYTHON_NAMES      := $(subst $(space),/,$(PYTHON_VERSIONS))
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in $(PYTHON_CANDIDATES); do \
+	$$p -c '$(PYTHON_IN_RANGE)' >/dev/null 2>&1 && command -v $$p && break; done)
+endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv dev-venv system-deps lint typecheck pytest bench down
+.PHONY: run test venv dev-venv system-deps lint typecheck pytest bench down gpu-check
 
 run: venv
 	$(BIN)/aisys up
@@ -13,8 +23,15 @@ down:
 
 test: dev-venv system-deps lint typecheck pytest
 
+# Stops before creating the venv when no suitable interpreter was found or PYTHON is outside it.
+CHECK_PYTHON = $(if $(PYTHON),$(PYTHON) -c '$(PYTHON_IN_RANGE)' 2>/dev/null || { echo "make: \
+	PYTHON=$(PYTHON) is not Python $(PYTHON_NAMES); aisys supports exactly \
+	those" >&2; exit 1; },echo "make: no Python $(PYTHON_NAMES) found (tried \
+	$(PYTHON_CANDIDATES)); install one, or run make PYTHON=/path/to/python3.X" >&2; exit 1)
+
 venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
+	@$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
@@ -22,6 +39,7 @@ $(BIN)/.installed: pyproject.toml
 
 dev-venv: $(BIN)/.installed-dev
 $(BIN)/.installed-dev: pyproject.toml
+	@$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -29,11 +47,13 @@ $(BIN)/.installed-dev: pyproject.toml
 
 # The two-host e2e tests need iproute2 (`ip netns`); the `aisys import-legacy` tests start a
 # real redis-server (the legacy ServiceRegistry's backend); the Alertmanager tests start a real
-# prometheus-alertmanager. Install each when missing (root, Debian).
+# prometheus-alertmanager; the `aisys service` tests check the systemd units with
+# systemd-analyze (package systemd). Install each when missing (root, Debian).
 system-deps:
 	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
 	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@command -v prometheus-alertmanager >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq prometheus-alertmanager)
+	@command -v systemd-analyze >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq systemd)
 
 lint:
 	$(BIN)/ruff check .
@@ -49,3 +69,9 @@ BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_through
 
 bench: dev-venv
 	@for b in $(BENCHES); do echo "######## bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
+
+# On a machine with an NVIDIA driver: what NVML reports, a VRAM lease granted by the scheduler's
+# ledger, a Ray task under it with num_gpus, its CUDA_VISIBLE_DEVICES and the VRAM NVML measured
+# for it. Without a driver it says so and exits 0.
+gpu-check: venv
+	$(BIN)/python -m cluster.gpu_check
