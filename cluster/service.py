@@ -43,6 +43,7 @@ __all__ = [
     "remove",
     "render_unit",
     "run_command",
+    "spec_from_args",
     "systemd_booted",
     "unit_name",
 ]
