@@ -71,7 +71,13 @@ def normalize_frames(
     except _Malformed as exc:
         return malformed_error_report(frames, str(exc), received_at=received_at, peer=peer)
     except ValidationError as exc:
-        reason = "fields out of range: " + "; ".join(e["msg"] for e in exc.errors()[:3])
+        errors = exc.errors()
+        if any(e["type"] == "recursion_depth_exceeded" for e in errors):
+            # Python 3.13+ parses deeper JSON than 3.11 (a C recursion limit of its own);
+            # pydantic's depth limit then refuses it: the same report on every version.
+            reason = "JSON nested too deeply"
+        else:
+            reason = "fields out of range: " + "; ".join(e["msg"] for e in errors[:3])
         return malformed_error_report(frames, reason, received_at=received_at, peer=peer)
 
 
