@@ -82,6 +82,8 @@ def _vram(gpus: GpuList, host: str) -> dict[str, JsonValue] | None:
         "used_mb": used,
         "free_mb": sum(g.free_mb for g in mine),
         "usage_ratio": round(used / total, 4) if total else 0.0,
+        # "nvml", "nvml-double" (the test double) or "declared", comma-joined
+        "source": ",".join(sorted({g.source for g in mine})),
     }
 
 

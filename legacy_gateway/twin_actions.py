@@ -142,10 +142,15 @@ class TwinActions:
         by_tag = {h.host: h for h in snapshot.hosts}
         figures: dict[str, JsonValue] = {}
         for prefix, tag in (("mainpc", self._mainpc), ("pc2", self._pc2)):
-            total, used, free = _vram_figures(by_tag.get(tag))
+            host = by_tag.get(tag)
+            total, used, free = _vram_figures(host)
             figures[f"{prefix}_vram_total_mb"] = total
             figures[f"{prefix}_vram_used_mb"] = used
             figures[f"{prefix}_vram_free_mb"] = free
+            # "nvml", "nvml-double" (the test double), "declared", comma-joined; "" without GPUs
+            figures[f"{prefix}_gpu_source"] = ",".join(
+                sorted({g.source for g in host.gpus} if host else ())
+            )
         figures["last_update"] = iso_time(snapshot.taken_at)
         if not wanted or (isinstance(wanted, list) and "cpu_usage" in wanted):
             here = by_tag.get(self._host)

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import psutil
 
 from actors.probe.models import GpuProcess, GpuReading, GpuSnapshot, HostReading
-from actors.probe.nvml import nvml, nvml_source
+from actors.probe.nvml import nvml
+from actors.probe.nvml_double import NvmlDouble
 from cluster.settings import DeclaredGpu
 
 __all__ = [
@@ -88,14 +89,23 @@ class NvmlProbe:
     later is picked up; an ``NVMLError`` from init means zero devices, as in Ray's
     ``NvidiaGPUAcceleratorManager``. A device that is lost (``GpuIsLost``: fallen off the bus)
     is left out of the reading and logged; the others are still reported.
+
+    Args:
+        library: the ``pynvml``-like object to read through; None (the default) means
+            :func:`~actors.probe.nvml.nvml`, the one the Settings select. ``make gpu-check``
+            passes ``pynvml`` itself: it reads the driver, never the double.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, library: Any = None) -> None:
+        self._library = library
         self._nvml: Any = None
 
     def read(self) -> GpuSnapshot:
         lost: list[str] = []
-        lib = self._nvml if self._nvml is not None else nvml()
+        if self._nvml is not None:
+            lib = self._nvml
+        else:
+            lib = self._library if self._library is not None else nvml()
         try:
             if self._nvml is None:
                 lib.nvmlInit()
@@ -150,7 +160,7 @@ class NvmlProbe:
             free_mb=int(memory.free) // _MIB,
             utilization_percent=utilization,
             processes=processes,
-            source=nvml_source(),
+            source="nvml-double" if isinstance(lib, NvmlDouble) else "nvml",
         )
 
 

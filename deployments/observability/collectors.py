@@ -8,7 +8,9 @@ against the injected clock at scrape time).
 Naming: ``aisys_`` prefix, base units in the name (``_bytes``, ``_seconds``, ``_ratio``,
 ``_celsius``, ``_watts``), counters end in ``_total``; labels ``host``, ``gpu``, ``agent``.
 
-GPUs: a measured device (NVML) has every ``aisys_gpu_*`` series. A *declared* device (a Settings
+GPUs: a measured device (NVML) has every ``aisys_gpu_*`` series, each labelled with its
+``source``: ``nvml``, or ``nvml-double`` for the NVML test double's devices (Settings
+``resources.nvml_double``), which never pass for real ones. A *declared* device (a Settings
 table for a host NVML cannot see) has only ``aisys_gpu_memory_total_bytes`` and
 ``aisys_gpu_devices``, both with ``source="declared"``: nothing measures its use, so no used,
 free, utilisation, temperature or power series is invented for it. No GPU means no GPU series.
@@ -104,11 +106,9 @@ class GpuCollector(Collector):
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["host", "gpu", "name"]
+        labels = ["host", "gpu", "name", "source"]
         devices = _gauge("aisys_gpu_devices", "GPUs of the host by source.", ["host", "source"])
-        total = _gauge(
-            "aisys_gpu_memory_total_bytes", "GPU memory.", ["host", "gpu", "name", "source"]
-        )
+        total = _gauge("aisys_gpu_memory_total_bytes", "GPU memory.", labels)
         used = _gauge("aisys_gpu_memory_used_bytes", "GPU memory in use.", labels)
         free = _gauge("aisys_gpu_memory_free_bytes", "GPU memory free.", labels)
         ratio = _gauge("aisys_gpu_memory_used_ratio", "GPU memory use, 0-1.", labels)
@@ -138,7 +138,7 @@ class GpuCollector(Collector):
             total.add_metric([host, str(gpu.index), gpu.name, gpu.source], gpu.total_mb * _MIB)
             if gpu.source == "declared":
                 continue
-            key = [host, str(gpu.index), gpu.name]
+            key = [host, str(gpu.index), gpu.name, gpu.source]
             used.add_metric(key, gpu.used_mb * _MIB)
             free.add_metric(key, gpu.free_mb * _MIB)
             ratio.add_metric(key, gpu.used_mb / gpu.total_mb)

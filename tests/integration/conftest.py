@@ -1,7 +1,8 @@
 """One real aisys system for the whole integration session, started like ``aisys up`` does.
 
 A Ray head carrying both host tags, the embedded nats-server and every Serve application, all on
-random ports with a data dir of their own; stopped (only those processes) at the end.
+random ports with a data dir of their own; stopped (only those processes) at the end. Its GPUs
+are the NVML double's (``tests/fixtures/nvml/double_hosts.json``): the same on every machine.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from cluster.settings import (
 from tests.conftest import SESSION_RAY_TOKEN, free_port, short_tmp_dir
 
 pytestmark = pytest.mark.integration
+
+#: The NVML double's device table of the session system: mainpc's 4090, pc2's 3060.
+NVML_DOUBLE_TABLE = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "double_hosts.json"
 
 #: Password of the session system's first admin (``security.admin_password``).
 ADMIN_PASSWORD = "integration-admin-password"
@@ -101,11 +105,12 @@ def make_settings(**overrides: object) -> Settings:
             language_feed=f"tcp://127.0.0.1:{free_port()}",
             suggestion_idle_s=3.0,
         ),
-        # The test node has no GPU: Ray advertises two fake ones (bookkeeping only) and the
-        # ResourceScheduler leases a declared 12 GiB device on pc2 when NVML sees none.
+        # Two simulated GPU hosts: the NVML double (resources.nvml_double) answers every NVML
+        # call instead of the driver, with or without a GPU here, so the tests see the same
+        # devices everywhere. The node advertises the double's two devices to Ray (--num-gpus).
         "hosts": {
-            "mainpc": HostProfile(tag="mainpc", role="head", num_gpus=2),
-            "pc2": HostProfile(tag="pc2", role="worker", num_gpus=2),
+            "mainpc": HostProfile(tag="mainpc", role="head"),
+            "pc2": HostProfile(tag="pc2", role="worker"),
         },
         # One ObservabilityHub round a second and no group_wait, so alert states and their
         # notifications move within seconds; legacy logs under the data dir
@@ -120,9 +125,8 @@ def make_settings(**overrides: object) -> Settings:
         ),
         "resources": ResourceSettings.model_validate(
             {
-                "declared_gpus": {
-                    "pc2": [{"index": 0, "name": "declared test GPU", "total_mb": 12288}]
-                },
+                # An RTX 4090 on mainpc and an RTX 3060 (12288 MiB) on pc2, source=nvml-double.
+                "nvml_double": str(NVML_DOUBLE_TABLE),
                 # A shared 2-core test machine is often at 100 % CPU: no backpressure here
                 # (tested in tests/unit/test_resource_tasks.py).
                 "cpu_threshold_percent": 100,

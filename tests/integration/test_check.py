@@ -79,7 +79,8 @@ def test_check_passes_and_removes_what_it_created(
     assert list(steps) == STEPS
     assert {step: verdict for step, (verdict, _) in steps.items()} == dict.fromkeys(STEPS, "PASS")
     assert re.fullmatch(r"aisys-check-[0-9a-f]{8}", name)
-    # The session system declares a 12 GiB GPU on pc2, so the lease is really granted.
+    # The session's GPUs are the NVML double's: the lease is really granted, on the best fit
+    # (pc2's 3060 leaves less over than mainpc's 4090).
     assert steps["resources.lease"][1] == "granted on pc2 GPU 0, released"
     assert_nothing_left(http, name)
     # The identity is gone: its name can be taken again (the check's secret is lost with it).

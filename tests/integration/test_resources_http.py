@@ -1,8 +1,10 @@
 """ResourceScheduler through the deployed app: leases over HTTP, Ray task placement on pc2,
 and leases surviving a kill of the scheduler actor.
 
-The session node has no GPU: Settings declare a 12 GiB device on pc2, and Ray advertises two
-fake GPUs, so placement is Ray's real bookkeeping on a CPU machine.
+The session's GPUs are the NVML double's (an RTX 4090 on mainpc, an RTX 3060 of 12288 MiB with
+310 MiB in use on pc2), read by the real NVML probe; the node advertises their two devices to Ray
+(``--num-gpus 2``), so a task under a lease runs with Ray's real ``num_gpus`` bookkeeping,
+whatever GPU this machine has.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from tests.conftest import wait_for_condition
 pytestmark = pytest.mark.integration
 
 TOTAL = 12288
+USED = 310  # in use on pc2's 3060 before any lease (tests/fixtures/nvml/double_hosts.json)
 MARGIN = 512
 
 
 @pytest.fixture
 def pc2_gpu(http: httpx.Client) -> Iterator[dict[str, Any]]:
-    """The declared pc2 GPU, once the scheduler has read it; every lease released after."""
+    """pc2's GPU (the NVML double's 3060), once the scheduler has read it; leases released after."""
     found: dict[str, Any] = {}
 
     def visible() -> bool:
@@ -49,19 +52,32 @@ def post_lease(http: httpx.Client, vram: int, **fields: object) -> httpx.Respons
     return http.post("/resources/leases", json=body)
 
 
-def test_gpu_table_shows_the_declared_device_and_no_invented_one(
-    http: httpx.Client, pc2_gpu: dict[str, Any]
+def test_gpu_table_shows_the_nvml_doubles_devices_as_such(
+    aisys_system: Settings, http: httpx.Client, pc2_gpu: dict[str, Any]
 ) -> None:
-    assert (pc2_gpu["source"], pc2_gpu["total_mb"], pc2_gpu["uuid"]) == (
-        "declared",
+    system.connect(aisys_system)
+    gpus = ray.cluster_resources()["GPU"]  # type: ignore[no-untyped-call]
+    assert gpus == 2.0  # --num-gpus from the double's device table
+    assert (pc2_gpu["source"], pc2_gpu["total_mb"], pc2_gpu["uuid"], pc2_gpu["name"]) == (
+        "nvml-double",
         TOTAL,
-        "declared-pc2-0",
+        "GPU-nvml-double-pc2-3060-0",
+        "NVIDIA GeForce RTX 3060 (nvml-double)",
     )
-    table = http.get("/resources/gpus").json()
-    assert table["gpu_devices"] == 1
+    assert (pc2_gpu["used_mb"], pc2_gpu["processes"]) == (USED, [{"pid": 2210, "used_mb": None}])
+    table: dict[str, Any] = {}
+
+    def both_hosts_read() -> bool:
+        table.update(http.get("/resources/gpus", params={"refresh": True}).json())
+        return len(table["hosts"]) == 2
+
+    wait_for_condition(both_hosts_read, timeout_s=30, interval_s=0.5)
+    assert table["gpu_devices"] == 2
     hosts = {h["host"]: h for h in table["hosts"]}
-    assert hosts["mainpc"]["gpu_devices"] == 0
-    assert hosts["mainpc"]["gpu_error"].startswith("NVML")
+    assert hosts["mainpc"]["gpu_devices"] == 1 and hosts["mainpc"]["gpu_error"] is None
+    mainpc = next(g for g in table["gpus"] if g["host"] == "mainpc")
+    assert (mainpc["source"], mainpc["total_mb"], mainpc["used_mb"]) == ("nvml-double", 24564, 1830)
+    assert [p["used_mb"] for p in mainpc["processes"]] == [412, 1396]
 
 
 @pytest.mark.usefixtures("pc2_gpu")
@@ -87,7 +103,7 @@ def test_lease_grant_queue_heartbeat_release_over_http(http: httpx.Client) -> No
     promoted = http.get(f"/resources/leases/{second.json()['lease_id']}").json()
     assert promoted["state"] == "granted"
     gpu = next(g for g in http.get("/resources/gpus").json()["gpus"] if g["host"] == "pc2")
-    assert gpu["available_mb"] == TOTAL - 5000 - MARGIN
+    assert gpu["available_mb"] == TOTAL - USED - 5000 - MARGIN
     assert http.delete("/resources/leases/unknown").status_code == 404
 
 

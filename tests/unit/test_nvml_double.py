@@ -17,7 +17,8 @@ from actors.probe.models import GpuProcess
 from actors.probe.nvml import NVML_DOUBLE_ENV, bind_host, nvml, nvml_source
 from actors.probe.nvml_double import NvmlDouble, device_count
 from actors.probe.system import gpu_temperatures, read_system
-from cluster.settings import DeclaredGpu
+from cluster._ray_node import ray_env
+from cluster.settings import DeclaredGpu, ResourceSettings, load_settings
 
 TABLE = Path(__file__).resolve().parent.parent / "fixtures" / "nvml" / "double_hosts.json"
 
@@ -165,3 +166,14 @@ def test_device_count_sums_the_hosts_of_a_node() -> None:
     assert device_count(TABLE, ["mainpc", "pc2"]) == 2
     assert device_count(TABLE, ["pc2"]) == 1
     assert device_count(TABLE, ["laptop"]) == 0
+
+
+def test_the_setting_reaches_the_nodes_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(NVML_DOUBLE_ENV, raising=False)
+    settings = load_settings(data_dir=tmp_path, resources={"nvml_double": str(TABLE)})
+    assert ray_env(settings, "token")[NVML_DOUBLE_ENV] == str(TABLE)
+    monkeypatch.setenv(NVML_DOUBLE_ENV, str(TABLE))  # Settings decide, not a stray variable
+    plain = load_settings(data_dir=tmp_path, resources=ResourceSettings())
+    assert NVML_DOUBLE_ENV not in ray_env(plain, "token")

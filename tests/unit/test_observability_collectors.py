@@ -65,7 +65,7 @@ def test_measured_gpus_have_every_series(tmp_path: Path) -> None:
             power={"GPU-0": 120.5},
         )
     )
-    labels = {"host": "mainpc", "gpu": "0", "name": "RTX test"}
+    labels = {"host": "mainpc", "gpu": "0", "name": "RTX test", "source": "nvml"}
     value = registry.get_sample_value
     assert value("aisys_gpu_memory_used_bytes", labels) == 3000 * MIB
     assert value("aisys_gpu_memory_free_bytes", labels) == 9000 * MIB
@@ -73,7 +73,7 @@ def test_measured_gpus_have_every_series(tmp_path: Path) -> None:
     assert value("aisys_gpu_utilization_ratio", labels) == 0.4
     assert value("aisys_gpu_temperature_celsius", labels) == 61.0
     assert value("aisys_gpu_power_watts", labels) == 120.5
-    assert value("aisys_gpu_memory_total_bytes", {**labels, "source": "nvml"}) == 12000 * MIB
+    assert value("aisys_gpu_memory_total_bytes", labels) == 12000 * MIB
     assert value("aisys_gpu_devices", {"host": "mainpc", "source": "nvml"}) == 1
 
 
