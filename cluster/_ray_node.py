@@ -179,7 +179,6 @@ def start_ray_node(
             f"no Ray token: copy {settings.ray_token_path} from the head host to this host's "
             "data dir, or set AISYS_RAY__AUTH_TOKEN to its contents"
         )
-    profile = next(p for p in settings.hosts.values() if p.tag == tags[0])
     cmd = [
         _ray_executable(),
         "start",
@@ -193,36 +192,14 @@ def start_ray_node(
         str(settings.ports.dashboard_agent),
         "--disable-usage-stats",
     ]
-    if head:
-        cmd += [
-            "--head",
-            "--port",
-            str(settings.ports.gcs),
-            "--dashboard-host",
-            "0.0.0.0",
-            "--dashboard-port",
-            str(settings.ports.dashboard),
-            "--ray-client-server-port",
-            str(settings.ports.ray_client),
-        ]
-        if settings.ray.autoscaling_config is not None:
-            cmd += ["--autoscaling-config", str(settings.ray.autoscaling_config.expanduser())]
-    else:
-        if address is None:
-            raise ConfigError("a worker node needs --address HEAD_IP:PORT of the head's GCS")
-        cmd += ["--address", address]
-    if profile.node_ip:
-        cmd += ["--node-ip-address", profile.node_ip]
-    if profile.num_cpus:
-        cmd += ["--num-cpus", str(profile.num_cpus)]
-    num_gpus = profile.num_gpus
-    if num_gpus is None and settings.resources.nvml_double is not None:
-        num_gpus = device_count(settings.resources.nvml_double, tags)  # the double's devices
-    if num_gpus is not None:
-        cmd += ["--num-gpus", str(num_gpus)]
-    if settings.ray.object_store_memory_mb:
-        cmd += ["--object-store-memory", str(settings.ray.object_store_memory_mb * 1024 * 1024)]
+    cmd += _role_args(settings, head=head, address=address)
+    cmd += _resource_args(settings, tags)
     env = ray_env(settings, token)
+    if head:
+        # A head that died leaves its address in this file; `ray start --head` would take any
+        # local raylet of that GCS (a worker's, where hosts share a process table) for a live
+        # head and refuse to start. We start a head only when ours is not running.
+        (settings.ray_temp_dir / "ray_current_cluster").unlink(missing_ok=True)
     if head and fault_tolerant:
         # GCS fault tolerance: the GCS keeps its tables in the head's private redis-server.
         store = gcs_store(settings, token)
@@ -236,6 +213,46 @@ def start_ray_node(
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise ClusterError(f"`ray start` failed (exit {result.returncode}):\n{tail}")
+
+
+def _role_args(settings: Settings, *, head: bool, address: str | None) -> list[str]:
+    """``ray start`` arguments of a head (ports, dashboard) or a worker (the head's GCS)."""
+    if not head:
+        if address is None:
+            raise ConfigError("a worker node needs --address HEAD_IP:PORT of the head's GCS")
+        return ["--address", address]
+    args = [
+        "--head",
+        "--port",
+        str(settings.ports.gcs),
+        "--dashboard-host",
+        "0.0.0.0",
+        "--dashboard-port",
+        str(settings.ports.dashboard),
+        "--ray-client-server-port",
+        str(settings.ports.ray_client),
+    ]
+    if settings.ray.autoscaling_config is not None:
+        args += ["--autoscaling-config", str(settings.ray.autoscaling_config.expanduser())]
+    return args
+
+
+def _resource_args(settings: Settings, tags: list[str]) -> list[str]:
+    """``ray start`` arguments from the host profile: address, CPUs, GPUs, object store."""
+    profile = next(p for p in settings.hosts.values() if p.tag == tags[0])
+    args = []
+    if profile.node_ip:
+        args += ["--node-ip-address", profile.node_ip]
+    if profile.num_cpus:
+        args += ["--num-cpus", str(profile.num_cpus)]
+    num_gpus = profile.num_gpus
+    if num_gpus is None and settings.resources.nvml_double is not None:
+        num_gpus = device_count(settings.resources.nvml_double, tags)  # the double's devices
+    if num_gpus is not None:
+        args += ["--num-gpus", str(num_gpus)]
+    if settings.ray.object_store_memory_mb:
+        args += ["--object-store-memory", str(settings.ray.object_store_memory_mb * 1024 * 1024)]
+    return args
 
 
 def gcs_store(settings: Settings, token: str = "") -> GcsStore:

@@ -112,6 +112,7 @@ class Keeper:
             address=self.address,
             wait_head_s=self.period_s * 12,
             stop=self.stop,
+            quiet=True,
         )
         if restarted and self.plan.head:
             self.deployed = False

@@ -345,11 +345,13 @@ def ensure_host_parts(
     address: str | None = None,
     wait_head_s: float = 0.0,
     stop: threading.Event | None = None,
+    quiet: bool = False,
 ) -> bool:
     """Start what of this host's part is not running: NATS, then the Ray node.
 
     A node whose raylet (or, on the head, GCS) is gone is not running: what is left of it is
-    stopped first. A worker waits up to ``wait_head_s`` for the head to answer.
+    stopped first. A worker waits up to ``wait_head_s`` for the head to answer. ``quiet``: say
+    nothing about what already runs (the keeper looks every few seconds).
 
     Returns:
         True when the Ray node was (re)started.
@@ -361,11 +363,14 @@ def ensure_host_parts(
     # services pinned here (ErrorBus, the error-bus bridge) connect to NATS as they start.
     if plan.runs_nats:
         server = embedded_nats(settings)
-        with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
-            if not server.start():
-                progress.line("    nats-server already running")
+        if server.process() is None:
+            with progress.step(f"Starting embedded nats-server (JetStream) on port {server.port}"):
+                server.start()
+        elif not quiet:
+            progress.line(f"==> nats-server already running on port {server.port}")
     if ray_node_running(settings, head=plan.head):
-        progress.line(f"==> Ray node ({', '.join(plan.tags)}) already running")
+        if not quiet:
+            progress.line(f"==> Ray node ({', '.join(plan.tags)}) already running")
         return False
     left = stale_node_processes(settings, head=plan.head)
     if left:
