@@ -13,7 +13,7 @@ endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv dev-venv system-deps lint typecheck pytest bench down gpu-check
+.PHONY: run test venv dev-venv system-deps lint typecheck pytest bench down gpu-check which-python
 
 run: venv
 	$(BIN)/aisys up
@@ -28,6 +28,11 @@ CHECK_PYTHON = $(if $(PYTHON),$(PYTHON) -c '$(PYTHON_IN_RANGE)' 2>/dev/null || {
 	PYTHON=$(PYTHON) is not Python $(PYTHON_NAMES); aisys supports exactly \
 	those" >&2; exit 1; },echo "make: no Python $(PYTHON_NAMES) found (tried \
 	$(PYTHON_CANDIDATES)); install one, or run make PYTHON=/path/to/python3.X" >&2; exit 1)
+
+# The interpreter `make venv` uses (cluster.yaml's setup_commands create the hosts' venvs with it).
+which-python:
+	@$(CHECK_PYTHON)
+	@command -v $(PYTHON)
 
 venv: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
