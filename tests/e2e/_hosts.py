@@ -158,6 +158,11 @@ def host_env(data_dir: Path, main_ip: str, pc2_ip: str, ports: dict[str, int]) -
         AISYS_HOSTS__PC2__ROLE="worker",
         AISYS_HOSTS__PC2__NODE_IP=pc2_ip,
         AISYS_RAY__OBJECT_STORE_MEMORY_MB="200",
+        # GPUs from the NVML double on both hosts (mainpc a 4090, pc2 a 3060), with or without
+        # a GPU on this machine; each node advertises its host's devices (--num-gpus 1).
+        AISYS_RESOURCES__NVML_DOUBLE=str(
+            REPO / "tests" / "fixtures" / "nvml" / "double_hosts.json"
+        ),
         RAY_USAGE_STATS_ENABLED="0",
     )
     for name, port in ports.items():

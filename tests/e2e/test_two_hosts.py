@@ -86,7 +86,9 @@ def test_twin_shows_both_hosts_measured_on_each_and_simulates_load(two_hosts: Tw
     assert hosts["pc2"]["ip"] == two_hosts.pc2.ns.ip
     for host in hosts.values():
         assert 0 <= host["cpu_percent"] <= 100 and host["memory_total_mb"] > 0
-        assert host["gpus"] == []  # no NVIDIA device here: zero GPUs, never an invented one
+        # The NVML double's devices (tests/e2e/_hosts.py), read on each host, shown as such.
+        assert [g["source"] for g in host["gpus"]] == ["nvml-double"]
+    assert [g["total_mb"] for g in hosts["mainpc"]["gpus"] + hosts["pc2"]["gpus"]] == [24564, 12288]
     answer = http(
         two_hosts.main,
         "POST",
@@ -207,8 +209,8 @@ def test_aisys_check_passes_on_the_head(two_hosts: TwoHosts) -> None:
         f"tcp://{pc2_ip}:{two_hosts.ports['legacy_sdt_pc2']}"
         in lines["legacy.system_digital_twin@pc2"]
     )
-    # No GPU in either namespace: the lease is refused, never granted on an invented device.
-    assert "refused with LeaseUnavailable" in lines["resources.lease"]
+    # The NVML double's GPUs: the lease is granted on the best fit, pc2's 3060.
+    assert "granted on pc2 GPU 0, released" in lines["resources.lease"]
     # The head's `aisys up` ended with the same check.
     assert "check passed: 10 steps" in (two_hosts.main.data_dir / "up-head.log").read_text()
 
