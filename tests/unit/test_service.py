@@ -19,6 +19,7 @@ from cluster import service
 from cluster.cli import main
 from cluster.errors import ConfigError
 from cluster.service import UnitSpec, install, remove, render_unit, unit_name
+from tests._systemd_unit import directives, exec_start, systemd_words
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
@@ -34,26 +35,6 @@ def spec(role: str = "head", **kwargs: object) -> UnitSpec:
         values["address"] = "192.168.1.10:6380"
     values.update(kwargs)
     return UnitSpec(**values)  # type: ignore[arg-type]
-
-
-def directives(text: str) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit, every value of a key in order."""
-    found: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, _, value = line.partition("=")
-            found.setdefault(key, []).append(value)
-    return found
-
-
-def systemd_words(value: str) -> list[str]:
-    """Split a command line or Environment= value the way systemd does (systemd.syntax(7))."""
-    words = []
-    for match in re.finditer(r'"((?:[^"\\]|\\.)*)"|(\S+)', value):
-        quoted, bare = match.groups()
-        word = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
-        words.append(word.replace("%%", "%").replace("$$", "$"))
-    return words
 
 
 def verify(path: Path) -> subprocess.CompletedProcess[str]:
@@ -96,8 +77,7 @@ def test_config_host_and_env_reach_the_command_line_and_environment() -> None:
             env={"AISYS_DATA_DIR": "/srv/aisys data", "ODD": 'a"b\\c%d$e'},
         )
     )
-    unit = directives(text)
-    argv = systemd_words(unit["ExecStart"][0])
+    argv, env = exec_start(text)
     assert argv[1:] == [
         "--config",
         "/etc/aisys/my settings.yaml",
@@ -109,7 +89,6 @@ def test_config_host_and_env_reach_the_command_line_and_environment() -> None:
         "--address",
         "192.168.1.10:6380",
     ]
-    env = dict(systemd_words(v)[0].split("=", 1) for v in unit["Environment"])
     assert env == {
         "AISYS_DATA_DIR": "/srv/aisys data",
         "ODD": 'a"b\\c%d$e',
