@@ -13,6 +13,7 @@ MODULES = [
     "cluster.serve_config",
     "cluster.constants",
     "cluster.check",
+    "cluster.service",
     "cluster.legacy_import",
     "cluster.legacy_import.errorbus",
     "cluster.legacy_import.perf",
