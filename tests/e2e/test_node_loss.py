@@ -35,6 +35,7 @@ from tests.e2e._hosts import (
     kill_host,
     legacy,
     login,
+    owned_processes,
     status,
     two_host_cluster,
     wait_healthy,
@@ -86,6 +87,11 @@ def _errors_of(cluster: TwoHosts, via: Host, token: str, marker: str) -> list[An
         return []
     events: list[Any] = json.loads(answer["body"])["items"]
     return events
+
+
+def _raylet(host: Host) -> int:
+    (pid,) = [p.pid for p in owned_processes([host.data_dir]) if p.name() == "raylet"]
+    return pid
 
 
 def _timed(call: Any) -> tuple[Any, float]:
@@ -166,6 +172,7 @@ def test_mainpc_goes_away_pc2_keeps_serving_and_rejoins(cluster: TwoHosts) -> No
     wait_healthy(main, RECOVERY_TIMEOUT_S)
     token = login(cluster)
     before = _register(cluster, main, token)
+    raylet = _raylet(pc2)
 
     assert kill_host(main) > 0
     # PC2's services keep serving through PC2's proxy while the head is gone.
@@ -185,6 +192,9 @@ def test_mainpc_goes_away_pc2_keeps_serving_and_rejoins(cluster: TwoHosts) -> No
     assert report is not None, text
     alive = {tuple(n["hosts"]) for n in report["nodes"] if n["alive"]}
     assert alive == {("mainpc",), ("pc2",)}, report["nodes"]
+    # PC2 rejoined by itself: the same raylet reconnected to the restarted GCS (its keeper
+    # did not have to start a new node).
+    assert _raylet(pc2) == raylet
     assert _agent(cluster, main, token, before)["status"] == 200
     assert _errors_of(cluster, main, token, during), "an event acknowledged during the outage"
     found = legacy(
