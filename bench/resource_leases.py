@@ -2,11 +2,11 @@
 
 Part 1 times :class:`LeaseScheduler` (request + release of a lease on recorded RTX 4090 and RTX
 3060 readings, each committed to SQLite) against the floor of the same two SQLite commits
-without any scheduling, in one run. Part 2 starts a private aisys system (a declared 12 GiB GPU on
-pc2), deploys a no-op Serve application beside it with ResourceScheduler's replica options, and
-times ``POST /resources/leases`` and ``DELETE /resources/leases/<id>`` against ``GET`` on the
-no-op route, in alternating blocks. Ratios are the result; absolute times on a shared machine
-are noise.
+without any scheduling, in one run. Part 2 starts a private aisys system (GPUs from the NVML
+double: a 12 GiB 3060 on pc2), deploys a no-op Serve application beside it with
+ResourceScheduler's replica options, and times ``POST /resources/leases`` and
+``DELETE /resources/leases/<id>`` against ``GET`` on the no-op route, in alternating blocks.
+Ratios are the result; absolute times on a shared machine are noise.
 
 Run with ``.venv/bin/python -m bench.resource_leases [--decisions N] [--requests N]``.
 """
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"  ratio core/floor      {core / floor:>10.2f}")
     if args.requests == 0:
         return
-    declared = {"pc2": [{"index": 0, "name": "bench declared GPU", "total_mb": 12288}]}
-    settings = bench_settings(resources={"declared_gpus": declared})
+    # GPUs from the NVML double (a 3060 on pc2), the same with or without a GPU on this machine.
+    settings = bench_settings(resources={"nvml_double": str(FIXTURES / "double_hosts.json")})
     with running_system(settings):
         deploy_with_extra_apps(settings, [baseline_app(settings, APP_RESOURCES, NOOP_APP, NOOP)])
         url = f"http://127.0.0.1:{settings.ports.http}"
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> None:
             deadline = time.monotonic() + 60
             while not client.get("/resources/gpus", params={"refresh": True}).json()["gpus"]:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the declared pc2 GPU never appeared in /resources/gpus")
+                    raise RuntimeError("the NVML double's GPUs never appeared in /resources/gpus")
             http_latencies(client, args.block * 2, args.block)  # warm-up
             samples = http_latencies(client, args.requests, args.block)
     noop50, noop99 = _pct(samples["GET noop"], 50), _pct(samples["GET noop"], 99)
