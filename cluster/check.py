@@ -528,7 +528,12 @@ class _Check:
             or ended.state != "released"
         ):
             raise CheckFailed(f"lease {grant.lease_id} was {held.state}, then {ended.state}")
-        return f"granted on {grant.host} GPU {grant.gpu_index}, released"
+        source = next(
+            (g.source for g in gpus.gpus if (g.host, g.index) == (grant.host, grant.gpu_index)),
+            "nvml",
+        )
+        mark = "" if source == "nvml" else f" (source {source}: not a measured device)"
+        return f"granted on {grant.host} GPU {grant.gpu_index}, released{mark}"
 
     def _observability_metrics(self, deadline: _Deadline) -> str:
         tags = sorted({profile.tag for profile in self._settings.hosts.values()})

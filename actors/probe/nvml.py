@@ -5,7 +5,7 @@ the environment variable ``AISYS_RESOURCES__NVML_DOUBLE`` (``cluster._ray_node.r
 from Settings); where it is set, :func:`nvml` returns an
 :class:`~actors.probe.nvml_double.NvmlDouble` for the host this process probes, otherwise the
 real ``pynvml`` module. The probe code calls ``nvml().nvmlInit()`` and so on either way, and
-labels what it reads with :func:`nvml_source`: ``nvml-double`` devices never pass for real ones.
+labels what the double reports ``nvml-double``: its devices never pass for real ones.
 
 Example::
 
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import pynvml
 
 from actors.probe.nvml_double import NvmlDouble
 
-__all__ = ["NVML_DOUBLE_ENV", "bind_host", "double_table", "nvml", "nvml_source"]
+__all__ = ["NVML_DOUBLE_ENV", "bind_host", "double_table", "nvml"]
 
 #: The Settings field ``resources.nvml_double`` as an environment variable.
 NVML_DOUBLE_ENV: Final = "AISYS_RESOURCES__NVML_DOUBLE"
@@ -54,8 +54,3 @@ def nvml() -> Any:
     if double is None:
         double = _doubles[key] = NvmlDouble(table, _host)
     return double
-
-
-def nvml_source() -> Literal["nvml", "nvml-double"]:
-    """The ``source`` label of devices :func:`nvml` reports."""
-    return "nvml" if double_table() is None else "nvml-double"

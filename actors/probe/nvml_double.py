@@ -3,7 +3,7 @@
 Selected by Settings ``resources.nvml_double`` (env ``AISYS_RESOURCES__NVML_DOUBLE``: the path
 of a JSON table) through :func:`actors.probe.nvml.nvml`, so :class:`~actors.probe.gpu.NvmlProbe`
 and the temperature and power readers run their real code against it. Every device it reports
-is labelled ``source="nvml-double"`` (:func:`actors.probe.nvml.nvml_source`), never ``nvml``,
+is labelled ``source="nvml-double"`` by :class:`~actors.probe.gpu.NvmlProbe`, never ``nvml``,
 and its name ends in ``(nvml-double)``.
 
 The table, keyed by host tag (a host not in it has no driver: ``nvmlInit`` fails)::

@@ -81,7 +81,9 @@ def test_check_passes_and_removes_what_it_created(
     assert re.fullmatch(r"aisys-check-[0-9a-f]{8}", name)
     # The session's GPUs are the NVML double's: the lease is really granted, on the best fit
     # (pc2's 3060 leaves less over than mainpc's 4090).
-    assert steps["resources.lease"][1] == "granted on pc2 GPU 0, released"
+    assert steps["resources.lease"][1] == (
+        "granted on pc2 GPU 0, released (source nvml-double: not a measured device)"
+    )
     assert_nothing_left(http, name)
     # The identity is gone: its name can be taken again (the check's secret is lost with it).
     created = http.post("/security/agents", json={"agent_id": name})

@@ -14,7 +14,7 @@ from actors.probe import nvml as nvml_module
 from actors.probe.counters import gpu_power_watts, read_counters
 from actors.probe.gpu import DeclaredProbe, HostProbe, NvmlProbe
 from actors.probe.models import GpuProcess
-from actors.probe.nvml import NVML_DOUBLE_ENV, bind_host, nvml, nvml_source
+from actors.probe.nvml import NVML_DOUBLE_ENV, bind_host, nvml
 from actors.probe.nvml_double import NvmlDouble, device_count
 from actors.probe.system import gpu_temperatures, read_system
 from cluster._ray_node import ray_env
@@ -48,7 +48,7 @@ def use_double(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def test_without_the_setting_the_real_pynvml_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(NVML_DOUBLE_ENV, raising=False)
-    assert nvml() is pynvml and nvml_source() == "nvml"
+    assert nvml() is pynvml
 
 
 def test_the_4090_host_reads_through_the_real_probe(use_double: Any) -> None:
