@@ -99,7 +99,7 @@ def _nvml_used_mb(index: int, pid: int) -> tuple[int | None, str]:
         used = procs[pid]
         if used is None:
             return None, "NVML lists the process but cannot tell its memory (NotAvailable)"
-        return int(used) // _MIB, "measured by NVML"
+        return int(used) // _MIB, "NVML's figure for the process, its CUDA context included"
     finally:
         pynvml.nvmlShutdown()
 
