@@ -1,10 +1,14 @@
-"""``cluster.yaml`` (the ``ray up`` config): Ray's own schema accepts it, and each host's
-``ray start`` carries that host's tag, aisys's ports and the shared token file."""
+"""``cluster.yaml`` (the ``ray up`` config): Ray's own schema accepts it, each host's start
+commands are aisys's own ``aisys up --role head|worker --detach`` with that host's settings, the
+token file is aisys's, and ``ray stop`` (what ``ray down`` runs on the head) is aisys's clean
+stop of both hosts (tests/e2e/test_ray_up.py runs all of it for real)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +17,14 @@ import pytest
 import ray.autoscaler
 import yaml
 
+from cluster import cluster_stop
+from cluster.cli import _parser
 from cluster.settings import PortSettings, Settings, load_settings
 
-CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_YAML = REPO / "cluster.yaml"
 RAY_SCHEMA = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
+SHIM = REPO / "scripts" / "ray-up-bin" / "ray"
 
 
 @pytest.fixture(scope="module")
@@ -31,31 +39,24 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def _aisys_up(commands: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The variables set for, and the argv of, the one ``aisys up`` among ``commands``."""
+    ups = [c for c in commands if "aisys up" in c]
+    assert len(ups) == 1, f"expected one `aisys up` command, got {ups}"
+    words = shlex.split(ups[0])
+    env = {}
+    while "=" in words[0] and not words[0].startswith(("~", "/")):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    return env, words
+
+
+def _settings(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in [k for k in os.environ if k.startswith("AISYS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     return load_settings(data_dir=tmp_path)
-
-
-def _ray_start(commands: list[str]) -> dict[str, str]:
-    """The ``--flag=value`` options of the one ``ray start`` among ``commands``."""
-    starts = [c for c in commands if "ray start" in c]
-    assert len(starts) == 1, f"expected one `ray start` command, got {starts}"
-    # The token is exported in the same shell line; the `ray start` call follows the last ';'.
-    words = shlex.split(starts[0].rsplit(";", 1)[-1])
-    assert words[0].endswith("ray") and words[1] == "start", words
-    options: dict[str, str] = {}
-    for word in words[2:]:
-        name, _, value = word.partition("=")
-        options[name] = value
-    return options
-
-
-def _token_file_read_by(commands: list[str]) -> str:
-    start = next(c for c in commands if "ray start" in c)
-    assert "export RAY_AUTH_MODE=token " in start
-    prefix = 'RAY_AUTH_TOKEN="$(cat '
-    assert prefix in start, "the token must be read from a file, never written inline"
-    return start.split(prefix, 1)[1].split(")", 1)[0]
 
 
 def test_rays_shipped_schema_accepts_the_file(
@@ -78,51 +79,162 @@ def test_ray_up_preparation_keeps_exactly_one_worker(
     assert prepared["max_workers"] == 1
 
 
-def test_head_start_carries_the_mainpc_tag_and_aisys_ports(
-    config: dict[str, Any], settings: Settings
+def test_head_start_is_aisys_up_head_detached_with_the_autoscaler(
+    config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = _ray_start(config["head_start_ray_commands"])
-    head = settings.hosts[settings.head_host]
-    ports = PortSettings()
-    assert "--head" in options
-    assert json.loads(options["--resources"]) == {head.tag: 1} == {"mainpc": 1}
-    assert options["--labels"] == f"host={head.tag}"
-    assert options["--port"] == str(ports.gcs) == "6380"
-    assert options["--dashboard-port"] == str(ports.dashboard) == "8265"
-    assert options["--dashboard-host"] == "0.0.0.0"
-    assert options["--autoscaling-config"] == "~/ray_bootstrap_config.yaml"
-    assert options["--node-ip-address"] == config["provider"]["head_ip"]
+    env, argv = _aisys_up(config["head_start_ray_commands"])
+    assert argv[0] == cluster_stop.REMOTE_AISYS
+    args = _parser().parse_args(argv[1:])
+    assert (args.command, args.role, args.detach, args.address) == ("up", "head", True, None)
 
-
-def test_worker_start_joins_the_head_gcs_with_the_pc2_tag(
-    config: dict[str, Any], settings: Settings
-) -> None:
-    options = _ray_start(config["worker_start_ray_commands"])
+    settings = _settings(env, tmp_path, monkeypatch)
+    provider = config["provider"]
+    assert settings.hosts[settings.head_host].node_ip == provider["head_ip"]
     (worker,) = (p for p in settings.hosts.values() if p.role == "worker")
-    assert "--head" not in options
-    assert json.loads(options["--resources"]) == {worker.tag: 1} == {"pc2": 1}
-    assert options["--labels"] == f"host={worker.tag}"
-    assert options["--address"] == f"$RAY_HEAD_IP:{PortSettings().gcs}"
-    assert options["--node-ip-address"] == config["provider"]["worker_ips"][0]
+    assert worker.node_ip == provider["worker_ips"][0]
+    assert settings.tag_of(settings.head_host) == "mainpc" and worker.tag == "pc2"
+    # `ray up` leaves the cluster config there; the head's autoscaler then starts PC2.
+    assert settings.ray.autoscaling_config == Path("~/ray_bootstrap_config.yaml")
+    # Ray's v1 autoscaler: the v2 one `ray up` asks for starts no local-provider worker.
+    assert env["RAY_enable_autoscaler_v2"] == "0"
 
 
-def test_both_hosts_read_the_token_file_that_file_mounts_copies(
-    config: dict[str, Any], settings: Settings
+def test_worker_start_is_aisys_up_worker_joining_the_heads_gcs(
+    config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    head_file = _token_file_read_by(config["head_start_ray_commands"])
-    worker_file = _token_file_read_by(config["worker_start_ray_commands"])
-    assert head_file == worker_file
-    assert head_file in config["file_mounts"]
-    # aisys's own token file (<data_dir>/ray_token under the default data dir), so the `aisys`
-    # commands on the hosts use the token Ray was started with.
-    default_data_dir = Path("~/.local/share/aisys")
-    assert Path(head_file) == default_data_dir / settings.ray_token_path.name
-    assert config["file_mounts"][head_file] == head_file
+    env, argv = _aisys_up(config["worker_start_ray_commands"])
+    assert argv[0] == cluster_stop.REMOTE_AISYS
+    args = _parser().parse_args(argv[1:])
+    assert (args.command, args.role, args.detach) == ("up", "worker", True)
+    settings = _settings(env, tmp_path, monkeypatch)
+    (worker,) = (p for p in settings.hosts.values() if p.role == "worker")
+    assert worker.node_ip == config["provider"]["worker_ips"][0]
+    assert "AISYS_RAY__AUTOSCALING_CONFIG" not in env
+
+    # The address as the worker's shell expands it: $RAY_HEAD_IP (set by the autoscaler) and
+    # aisys's GCS port, 6380 unless AISYS_PORTS__GCS says otherwise.
+    address = next(a for a in argv if a.startswith("--address="))
+    for gcs, expected in ((None, PortSettings().gcs), ("23456", 23456)):
+        shell_env = {"PATH": os.environ["PATH"], "RAY_HEAD_IP": "10.1.2.3"}
+        if gcs is not None:
+            shell_env["AISYS_PORTS__GCS"] = gcs
+        expanded = subprocess.run(
+            ["bash", "-c", f'echo "{address.split("=", 1)[1]}"'],
+            env=shell_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert expanded == f"10.1.2.3:{expected}"
 
 
-def test_every_host_installs_the_project_it_starts_ray_from(config: dict[str, Any]) -> None:
-    assert config["file_mounts"]["~/aisys"] == "."
-    assert any("pip install" in c and "-e ~/aisys" in c for c in config["setup_commands"])
+def test_start_commands_stop_with_aisys_down_never_ray_stop(config: dict[str, Any]) -> None:
+    for key in (
+        "setup_commands",
+        "head_setup_commands",
+        "worker_setup_commands",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+    ):
+        assert not any("ray stop" in c for c in config[key]), (key, config[key])
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
-        start = next(c for c in config[key] if "ray start" in c)
-        assert "~/aisys/.venv/bin/ray start" in start
+        assert config[key][0] == f"{cluster_stop.REMOTE_AISYS} down"
+
+
+def test_the_token_file_mount_is_aisys_default_token_file(config: dict[str, Any]) -> None:
+    default = load_settings(data_dir=Path("~/.local/share/aisys"))
+    token = str(default.ray_token_path)
+    assert config["file_mounts"][token] == token
+
+
+def test_every_host_installs_the_project_it_starts_from(config: dict[str, Any]) -> None:
+    assert config["file_mounts"]["~/aisys"] == "."
+    assert config["setup_commands"] == ["make -C ~/aisys venv"]
+    assert cluster_stop.REMOTE_AISYS == "~/aisys/.venv/bin/aisys"
+
+
+@pytest.mark.parametrize("key", ["head_setup_commands", "worker_setup_commands"])
+def test_setup_puts_the_ray_shim_first_on_the_login_shells_path(
+    config: dict[str, Any], key: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "aisys").symlink_to(REPO)
+    env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    for _ in range(2):  # `ray up` runs them again on every run: one line only
+        for command in config[key]:
+            subprocess.run(["bash", "-c", command], env=env, check=True, timeout=30)
+    bashrc = (home / ".bashrc").read_text()
+    assert bashrc.count("ray-up-bin") == 1, bashrc
+    found = subprocess.run(
+        ["bash", "-c", "source ~/.bashrc; command -v ray"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert found == f"{home}/aisys/scripts/ray-up-bin/ray"
+    assert SHIM.stat().st_mode & 0o111
+
+
+def test_worker_stop_commands_reach_each_worker_with_the_bootstrap_key() -> None:
+    bootstrap = {
+        "provider": {"type": "local", "head_ip": "10.0.0.1", "worker_ips": ["10.0.0.2"]},
+        "auth": {"ssh_user": "aisys", "ssh_private_key": "~/ray_bootstrap_key.pem"},
+    }
+
+    (cmd,) = cluster_stop.worker_stop_commands(bootstrap)
+
+    assert cmd[0] == "ssh"
+    assert cmd[cmd.index("-i") + 1] == str(Path("~/ray_bootstrap_key.pem").expanduser())
+    assert "StrictHostKeyChecking=no" in cmd and "BatchMode=yes" in cmd
+    assert cmd[-2] == "aisys@10.0.0.2"
+    # A login shell, as Ray runs the start commands: the same AISYS_* environment.
+    assert cmd[-1].startswith("bash --login -c -i ")
+    assert cmd[-1].endswith(f"{cluster_stop.REMOTE_AISYS} down'")
+    assert cluster_stop.worker_stop_commands({"provider": {"worker_ips": []}}) == []
+
+
+def test_ray_stop_is_aisys_down_here_then_on_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(
+        yaml.safe_dump(
+            {
+                "provider": {"worker_ips": ["10.0.0.2", "10.0.0.3"]},
+                "auth": {"ssh_user": "aisys", "ssh_private_key": str(tmp_path / "key.pem")},
+            }
+        )
+    )
+    monkeypatch.setattr(cluster_stop, "BOOTSTRAP_CONFIG", bootstrap)
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        failed = cmd[0] == "ssh" and "aisys@10.0.0.3" in cmd
+        return subprocess.CompletedProcess(cmd, 255 if failed else 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+    assert cluster_stop.main(["--force"]) == 1  # one worker did not answer
+
+    # The head first: its autoscaler must not restart a worker that was just stopped.
+    assert calls[0][0].endswith("aisys") and calls[0][1:] == ["down"]
+    assert [c[-2] for c in calls[1:]] == ["aisys@10.0.0.2", "aisys@10.0.0.3"]
+
+
+def test_ray_stop_on_a_host_without_bootstrap_config_stops_only_this_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster_stop, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+    assert cluster_stop.main([]) == 0
+    assert len(calls) == 1 and calls[0][1:] == ["down"]
