@@ -74,6 +74,9 @@ def make_settings(**overrides: object) -> Settings:
         dashboard_agent=free_port(),
     )
     data_dir = short_tmp_dir("aisys-it-")
+    # A copy of the NVML double's table, so a test may rewrite it (a device's use, or its loss).
+    nvml_table = data_dir / "nvml-double.json"
+    shutil.copyfile(NVML_DOUBLE_TABLE, nvml_table)
     values: dict[str, object] = {
         "data_dir": data_dir,
         "ports": ports,
@@ -126,7 +129,9 @@ def make_settings(**overrides: object) -> Settings:
         "resources": ResourceSettings.model_validate(
             {
                 # An RTX 4090 on mainpc and an RTX 3060 (12288 MiB) on pc2, source=nvml-double.
-                "nvml_double": str(NVML_DOUBLE_TABLE),
+                "nvml_double": str(nvml_table),
+                # The optimizer checks GPU usage every second (test_resources_http.py).
+                "optimizer": {"interval_s": 1.0},
                 # A shared 2-core test machine is often at 100 % CPU: no backpressure here
                 # (tested in tests/unit/test_resource_tasks.py).
                 "cpu_threshold_percent": 100,

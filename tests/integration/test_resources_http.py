@@ -9,13 +9,16 @@ whatever GPU this machine has.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 import ray
+import zmq
 
 from cluster import system
 from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
@@ -183,3 +186,55 @@ def test_active_leases_survive_a_kill_of_the_scheduler_actor(
     assert http.get(f"/resources/leases/{queued['lease_id']}").json()["state"] == "queued"
     http.delete(f"/resources/leases/{leases[1]['lease_id']}")
     assert http.get(f"/resources/leases/{queued['lease_id']}").json()["state"] == "granted"
+
+
+def _rewrite_pc2_gpu(table: Path, text: str, **device: Any) -> None:
+    """Write the NVML double's table ``text`` with pc2's device changed (atomically)."""
+    data = json.loads(text)
+    data["hosts"]["pc2"]["devices"][0].update(device)
+    staged = table.with_suffix(".staged")
+    staged.write_text(json.dumps(data))
+    staged.replace(table)
+
+
+@pytest.mark.usefixtures("pc2_gpu")
+def test_the_optimizer_and_the_gpu_table_follow_what_nvml_reads(
+    aisys_system: Settings, http: httpx.Client
+) -> None:
+    table = aisys_system.resources.nvml_double
+    assert table is not None
+    original = table.read_text()
+    context = zmq.Context()
+    owner = context.socket(zmq.REP)  # the model's owner, answering like ModelManagerAgent
+    owner.setsockopt(zmq.LINGER, 0)
+    port = owner.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = {"protocol": "zmq", "address": f"tcp://127.0.0.1:{port}"}
+
+    def pc2() -> dict[str, Any]:
+        listing = http.get("/resources/gpus", params={"refresh": True}).json()
+        hosts = {h["host"]: h for h in listing["hosts"]}
+        gpus = [g for g in listing["gpus"] if g["host"] == "pc2"]
+        return {"host": hosts["pc2"], "gpu": gpus[0] if gpus else None}
+
+    try:
+        lease = post_lease(http, 2000, model_name="it-llm", unload_endpoint=endpoint).json()
+        assert lease["state"] == "granted"
+        # Another process takes 11.5 GiB of the 3060: NVML shows it, usage is critical (0.94),
+        # and the optimizer asks the owner of the largest leased model to unload it.
+        used = [{"pid": 2210, "used_mb": None}, {"pid": 4242, "used_mb": 11190}]
+        _rewrite_pc2_gpu(table, original, used_mb=11500, processes=used)
+        assert owner.poll(30_000), "the optimizer never asked the model's owner to unload"
+        assert owner.recv_json() == {"command": "UNLOAD_MODEL", "model_name": "it-llm"}
+        owner.send_json({"status": "SUCCESS", "message": "Model it-llm unloaded"})
+        gpu = pc2()["gpu"]
+        assert (gpu["used_mb"], gpu["available_mb"]) == (11500, TOTAL - 11500 - MARGIN)
+        assert [p["pid"] for p in gpu["processes"]] == [2210, 4242]
+        # The device falls off the bus: pc2 has no GPU now, and says why.
+        _rewrite_pc2_gpu(table, original, lost=True)
+        wait_for_condition(lambda: pc2()["gpu"] is None, timeout_s=30, interval_s=0.5)
+        assert pc2()["host"]["gpu_error"] == "NVML: device 0: GPU is lost"
+    finally:
+        _rewrite_pc2_gpu(table, original)
+        owner.close()
+        context.term()
+    wait_for_condition(lambda: (pc2()["gpu"] or {}).get("used_mb") == USED, timeout_s=30)
