@@ -44,6 +44,8 @@ from typing import Final, Literal
 import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster.errors import ConfigError
+
 __all__ = [
     "NAME_MARK",
     "DoubleDevice",
@@ -105,8 +107,17 @@ class DoubleTable(_Model):
 
 
 def device_count(path: Path, tags: Sequence[str]) -> int:
-    """Devices the table gives the hosts ``tags`` together (one Ray node may carry several)."""
-    table = DoubleTable.read(path)
+    """Devices the table gives the hosts ``tags`` together (one Ray node may carry several).
+
+    Raises:
+        ConfigError: the table cannot be read; the message names the setting.
+    """
+    try:
+        table = DoubleTable.read(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"resources.nvml_double: cannot read the NVML double's table {path}: {exc}"
+        ) from exc
     return sum(len(table.hosts[tag].devices) for tag in tags if tag in table.hosts)
 
 

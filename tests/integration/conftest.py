@@ -62,8 +62,13 @@ def legacy_test_ports() -> dict[str, dict[LegacyService, int]]:
     }
 
 
-def make_settings(**overrides: object) -> Settings:
-    """Settings for a private test system: random ports, a fresh short data dir."""
+def make_settings(nvml_table: Path = NVML_DOUBLE_TABLE, **overrides: object) -> Settings:
+    """Settings for a private test system: random ports, a fresh short data dir.
+
+    Args:
+        nvml_table: the NVML double's device table (the session system's is a copy that a
+            test may rewrite; it lies outside the data dir, which a restore test wipes).
+    """
     ports = PortSettings(
         gcs=free_port(),
         dashboard=free_port(),
@@ -74,9 +79,6 @@ def make_settings(**overrides: object) -> Settings:
         dashboard_agent=free_port(),
     )
     data_dir = short_tmp_dir("aisys-it-")
-    # A copy of the NVML double's table, so a test may rewrite it (a device's use, or its loss).
-    nvml_table = data_dir / "nvml-double.json"
-    shutil.copyfile(NVML_DOUBLE_TABLE, nvml_table)
     values: dict[str, object] = {
         "data_dir": data_dir,
         "ports": ports,
@@ -146,7 +148,10 @@ def make_settings(**overrides: object) -> Settings:
 @pytest.fixture(scope="session")
 def aisys_system() -> Iterator[Settings]:
     """The running system's settings; the system is up for the whole session."""
-    settings = make_settings()
+    # A copy of the NVML double's table, so a test may rewrite it (a device's use, or its loss).
+    nvml_dir = short_tmp_dir("aisys-nvml-")
+    shutil.copyfile(NVML_DOUBLE_TABLE, nvml_dir / NVML_DOUBLE_TABLE.name)
+    settings = make_settings(nvml_table=nvml_dir / NVML_DOUBLE_TABLE.name)
     progress = Progress(quiet=True)
     try:
         system.up(settings, progress)
@@ -155,6 +160,7 @@ def aisys_system() -> Iterator[Settings]:
     finally:
         system.down(settings, progress)
         shutil.rmtree(settings.data_dir, ignore_errors=True)
+        shutil.rmtree(nvml_dir, ignore_errors=True)
 
 
 def settings_file(settings: Settings, directory: Path) -> Path:

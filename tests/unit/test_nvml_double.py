@@ -18,6 +18,7 @@ from actors.probe.nvml import NVML_DOUBLE_ENV, bind_host, nvml
 from actors.probe.nvml_double import NvmlDouble, device_count
 from actors.probe.system import gpu_temperatures, read_system
 from cluster._ray_node import ray_env
+from cluster.errors import ConfigError
 from cluster.settings import DeclaredGpu, ResourceSettings, load_settings
 
 TABLE = Path(__file__).resolve().parent.parent / "fixtures" / "nvml" / "double_hosts.json"
@@ -166,6 +167,8 @@ def test_device_count_sums_the_hosts_of_a_node() -> None:
     assert device_count(TABLE, ["mainpc", "pc2"]) == 2
     assert device_count(TABLE, ["pc2"]) == 1
     assert device_count(TABLE, ["laptop"]) == 0
+    with pytest.raises(ConfigError, match="resources.nvml_double: cannot read"):
+        device_count(TABLE.with_name("missing.json"), ["pc2"])
 
 
 def test_the_setting_reaches_the_nodes_processes(
