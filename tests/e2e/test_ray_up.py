@@ -459,6 +459,8 @@ def test_ray_down_stops_both_hosts_and_nothing_else(ray_up_cluster: Cluster) -> 
 
     output = tail(down.stdout + down.stderr, 40)
     assert down.returncode == 0, output
+    # The head's `ray stop` was the shim: aisys down there, then on PC2 over ssh.
+    assert f"aisys down on root@{cluster.pc2.ns.ip}" in down.stdout + down.stderr, output
     deadline = time.monotonic() + 30
     while (left := owned_processes(dirs)) and time.monotonic() < deadline:
         time.sleep(0.2)
