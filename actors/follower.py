@@ -12,6 +12,7 @@ import abc
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 __all__ = ["FeedFollower"]
@@ -29,12 +30,22 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
     Args:
         actor: handle of the state actor.
         poll_timeout_s: how long one long-poll waits on the actor.
+        clock: monotonic seconds (a fake one in tests).
     """
 
-    def __init__(self, actor: Any, poll_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        actor: Any,
+        poll_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._actor = actor
         self._poll_timeout_s = poll_timeout_s
+        self._clock = clock
         self.last_sync = 0.0  # monotonic time of the last successful poll
+        # When the last successful poll was sent: the actor's answer reflects its state at
+        # that moment or later, so the local copy was known to be current then.
+        self.confirmed_at: float | None = None
         self._advanced = asyncio.Event()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +73,18 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
 
     def synced_within(self, seconds: float) -> bool:
         """True when a poll succeeded in the last ``seconds``."""
-        return time.monotonic() - self.last_sync <= seconds
+        return self._clock() - self.last_sync <= seconds
+
+    def age(self) -> float | None:
+        """Seconds since the local copy was last known to be current; None before the first."""
+        if self.confirmed_at is None:
+            return None
+        return self._clock() - self.confirmed_at
+
+    def poll(self, since: int, timeout_s: float) -> Awaitable[FeedT]:
+        """One long-poll of the actor (overridden to tell the actor who is asking)."""
+        result: Awaitable[FeedT] = self._actor.wait_changes.remote(since, timeout_s)
+        return result
 
     async def wait_synced(self, timeout_s: float = 10.0) -> bool:
         """Wait for the first successful poll; False on timeout."""
@@ -92,8 +114,9 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
         while True:
             # The first poll must not block: an unchanged state would hold it a full timeout.
             timeout = self._poll_timeout_s if self._synced.is_set() else 0.0
+            sent = self._clock()
             try:
-                feed: FeedT = await self._actor.wait_changes.remote(self.version, timeout)
+                feed: FeedT = await self.poll(self.version, timeout)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -102,7 +125,8 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
                 await asyncio.sleep(_RETRY_DELAY_S)
                 continue
             self.apply(feed)
-            self.last_sync = time.monotonic()
+            self.confirmed_at = sent
+            self.last_sync = self._clock()
             self._synced.set()
             self._advanced.set()
             self._advanced = asyncio.Event()

@@ -14,12 +14,13 @@ from ray import serve
 from ray.serve import Application
 
 from bench._noop import NOOP_BODY
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.security.models import Scope
 
 __all__ = ["Guarded", "GuardedArgs", "build_app"]
 
 api = FastAPI(title="aisys bench guarded no-op")
+auth_first(api)
 
 
 class GuardedArgs(BaseModel):

@@ -418,3 +418,38 @@ class SecuritySettings(DeploymentSettings):
         "and stores only its hash.",
     )
     trust: TrustSettings = TrustSettings()
+    legacy_identities_max: int = Field(
+        default=1000,
+        ge=0,
+        description="Most identities the legacy AuthenticationAgent `register` may create; "
+        "further registrations get an error reply.",
+    )
+    login_window_s: float = Field(
+        default=300.0, gt=0, description="Window in which failed logins are counted."
+    )
+    login_failures_per_subject: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins (HTTP token grants and legacy login) per user/agent id in "
+        "login_window_s; beyond it every attempt for that id gets 429 until the window slides.",
+    )
+    login_failures_per_source: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins per source address in login_window_s; beyond it every "
+        "attempt from that address gets 429.",
+    )
+    trust_reports_per_reporter: int = Field(
+        default=120,
+        ge=1,
+        description="Legacy log_performance outcomes one reporter (source address) may add in "
+        "trust_report_window_s; the excess gets an error reply and is not recorded.",
+    )
+    trust_report_window_s: float = Field(default=60.0, gt=0)
+    revocation_max_age_s: float = Field(
+        default=5.0,
+        ge=1.0,
+        le=300.0,
+        description="A replica whose view of revocations was last confirmed longer ago than "
+        "this rejects every token (503) until its security feed catches up.",
+    )

@@ -35,7 +35,10 @@ the single exception handler in :mod:`deployments._http` maps it to::
         ├── CredentialsRejected     401  wrong user/password or agent secret
         ├── PermissionDenied        403  the token lacks the scope a route needs
         ├── IdentityExists          409  a user or agent with that name already exists
-        └── IdentityNotFound        404  no user or agent with that name
+        ├── IdentityNotFound        404  no user or agent with that name
+        ├── IdentityLimitReached    409  the legacy identity cap is reached; nothing was created
+        ├── RateLimited             429  too many failed logins or trust reports; Retry-After
+        └── RevocationStale         503  this replica's revocation list is too old to trust
     ├── ObservabilityError      500  base for the ObservabilityHub
     │   ├── AlertRuleNotFound   404  no alert rule with that name
     │   └── SilenceNotFound     404  no silence with that id
@@ -48,6 +51,8 @@ instances pickle: Ray re-creates exceptions on the caller's side by calling ``cl
 """
 
 from __future__ import annotations
+
+import math
 
 __all__ = [
     "CheckFailed",
@@ -63,7 +68,10 @@ __all__ = [
     "AgentNotFound",
     "CredentialsRejected",
     "IdentityExists",
+    "IdentityLimitReached",
     "IdentityNotFound",
+    "RateLimited",
+    "RevocationStale",
     "PermissionDenied",
     "SecurityError",
     "TokenRejected",
@@ -445,6 +453,53 @@ class IdentityNotFound(SecurityError):
         self.args = (kind, name)
         self.kind = kind
         self.name = name
+
+
+class IdentityLimitReached(SecurityError):
+    """``limit`` identities of ``kind`` exist already; no new one is created."""
+
+    http_status = 409
+
+    def __init__(self, kind: str, limit: int, setting: str) -> None:
+        super().__init__(
+            f"the {kind} limit is reached ({limit}); an admin can delete unused ones "
+            f"(or raise {setting})"
+        )
+        self.args = (kind, limit, setting)
+        self.kind = kind
+        self.limit = limit
+        self.setting = setting
+
+
+class RateLimited(SecurityError):
+    """Too many attempts by ``key`` in the window; retry after ``retry_after_s`` seconds."""
+
+    http_status = 429
+
+    def __init__(self, what: str, key: str, retry_after_s: float) -> None:
+        super().__init__(
+            f"too many {what} for {key}; retry in {max(1, math.ceil(retry_after_s))} s"
+        )
+        self.args = (what, key, retry_after_s)
+        self.what = what
+        self.key = key
+        self.retry_after_s = retry_after_s
+
+
+class RevocationStale(SecurityError):
+    """The replica has not heard from the security actor for ``age_s``: fail closed."""
+
+    http_status = 503
+
+    def __init__(self, age_s: float, limit_s: float) -> None:
+        super().__init__(
+            f"this replica's revocation list is {age_s:.1f} s old (limit {limit_s:g} s): the "
+            "security feed is not reaching it, so no token is accepted until it catches up; "
+            "retry shortly"
+        )
+        self.args = (age_s, limit_s)
+        self.age_s = age_s
+        self.limit_s = limit_s
 
 
 class LegacyGatewayError(AisysError):

@@ -6,25 +6,60 @@ every service within a second. Routes declare what they need::
 
     @api.post("/agents", dependencies=[require(Scope.REGISTRY_WRITE)])
 
+Every app calls :func:`auth_first` right after creating its FastAPI object, so each route that
+declares a scope checks the token *before* FastAPI reads its body, query or path parameters: a
+request without a valid token gets 401 (a valid one without the scope 403), never a 422 about
+a body it had no right to send. Routes that declare no scope (the token grants, refresh,
+revoke, the JWKS) stay open. :func:`install_auth` refuses to start a replica whose app forgot.
+
+A replica whose revocation view was last confirmed longer ago than
+``security.revocation_max_age_s`` rejects every token (503) until its feed catches up.
+
 No ``from __future__ import annotations``: FastAPI reads the dependency's annotations at runtime.
 """
 
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
+from ray import serve
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from actors.follower import FeedFollower
 from actors.security.actor import get_or_create_security
-from cluster.errors import ClusterError, PermissionDenied, TokenRejected
+from cluster.errors import (
+    ClusterError,
+    ConfigError,
+    PermissionDenied,
+    RevocationStale,
+    TokenRejected,
+)
 from cluster.settings import SecuritySettings
 from deployments.security.models import Claims, Scope, SecurityFeed
 from deployments.security.tokens import TokenVerifier
 
-__all__ = ["AuthArgs", "Authenticator", "install_auth", "require"]
+__all__ = [
+    "AuthArgs",
+    "AuthFirstRoute",
+    "Authenticator",
+    "TokenAuthority",
+    "auth_first",
+    "install_auth",
+    "require",
+]
 
 _STATE_KEY = "aisys_authenticator"
+_SCOPE_ATTR = "aisys_scope"
+_CLAIMS_KEY = "aisys.claims"  # the ASGI scope's entry for claims checked before the route
 
 
 class AuthArgs(BaseModel):
@@ -37,11 +72,33 @@ class AuthArgs(BaseModel):
     host_tag: str
 
 
+def _follower_name() -> str:
+    """``app/deployment/replica`` inside a Serve replica, else host and pid; plus a nonce."""
+    try:
+        context = serve.get_replica_context()
+        where = f"{context.app_name}/{context.deployment}/{context.replica_id.unique_id}"
+    except Exception:  # noqa: BLE001 (any failure: not in a replica)
+        where = f"{socket.gethostname()}:{os.getpid()}"
+    return f"{where}#{secrets.token_hex(3)}"
+
+
 class _SecurityFollower(FeedFollower[SecurityFeed]):
-    def __init__(self, actor: Any, verifier: TokenVerifier) -> None:
-        super().__init__(actor)
+    """Follows the security feed and tells the actor, with each poll, what it has applied."""
+
+    def __init__(
+        self,
+        actor: Any,
+        verifier: TokenVerifier,
+        max_age_s: float,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Polls return at least every max_age_s / 4, so an idle feed stays well within age.
+        super().__init__(actor, poll_timeout_s=max_age_s / 4, clock=clock)
         self._verifier = verifier
         self._version = 0
+        self.max_age_s = max_age_s
+        self.name = name
         self.feed: SecurityFeed | None = None
 
     @property
@@ -53,6 +110,31 @@ class _SecurityFollower(FeedFollower[SecurityFeed]):
         self._version = feed.version
         self.feed = feed
 
+    def poll(self, since: int, timeout_s: float) -> Awaitable[SecurityFeed]:
+        result: Awaitable[SecurityFeed] = self._actor.wait_changes.remote(
+            since, timeout_s, self.name
+        )
+        return result
+
+    def require_fresh(self) -> None:
+        """Fail closed: raise unless the revocation view was confirmed within the age limit.
+
+        Raises:
+            RevocationStale: the view is older than ``max_age_s``.
+        """
+        age = self.age()
+        if age is not None and age > self.max_age_s:
+            raise RevocationStale(age, self.max_age_s)
+
+
+class TokenAuthority(Protocol):
+    """What :func:`require` and :func:`install_auth` need of an :class:`Authenticator`."""
+
+    open_reads: bool
+
+    async def authenticate(self, authorization: str | None) -> Claims:
+        """The claims of the ``Authorization`` header's bearer token."""
+
 
 class Authenticator:
     """Verifies bearer tokens for one replica."""
@@ -63,7 +145,9 @@ class Authenticator:
         self._verifier = TokenVerifier(
             args.settings.issuer, args.settings.audience, args.settings.leeway_s
         )
-        self.follower = _SecurityFollower(self.actor, self._verifier)
+        self.follower = _SecurityFollower(
+            self.actor, self._verifier, args.settings.revocation_max_age_s, _follower_name()
+        )
         self.follower.start()
 
     async def authenticate(self, authorization: str | None) -> Claims:
@@ -72,6 +156,7 @@ class Authenticator:
         Raises:
             TokenRejected: no bearer token, or it does not verify.
             ClusterError: the security state has not been loaded yet.
+            RevocationStale: this replica's revocation view is too old to trust.
         """
         if not authorization:
             raise TokenRejected("no bearer token (send 'Authorization: Bearer <token>')")
@@ -80,27 +165,112 @@ class Authenticator:
             raise TokenRejected("the Authorization header must be 'Bearer <token>'")
         if not await self.follower.wait_synced():
             raise ClusterError("security: signing keys not loaded yet; retry shortly")
+        self.follower.require_fresh()
         return self._verifier.verify(token.strip())
 
     async def wait_version(self, version: int) -> bool:
         return await self.follower.wait_for(version)
 
 
-def install_auth(api: FastAPI, authenticator: Authenticator) -> None:
-    """Make ``authenticator`` the one :func:`require` uses for ``api``'s routes."""
+async def _claims_for(
+    authority: TokenAuthority, authorization: str | None, scopes: list[Scope]
+) -> Claims | None:
+    """401/403 unless the token allows every scope; None when only open reads are asked."""
+    needed = [s for s in scopes if not (s is Scope.READ and authority.open_reads)]
+    if not needed:
+        return None
+    claims = await authority.authenticate(authorization)
+    for scope in needed:
+        if not claims.allows(scope):
+            raise PermissionDenied(claims.sub, scope.value)
+    return claims
+
+
+def _declared_scopes(dependant: Dependant) -> list[Scope]:
+    """The scopes a route's :func:`require` dependencies ask for (at any depth)."""
+    found: list[Scope] = []
+    pending = list(dependant.dependencies)
+    while pending:
+        current = pending.pop()
+        scope = getattr(current.call, _SCOPE_ATTR, None)
+        if isinstance(scope, Scope):
+            found.append(scope)
+        pending.extend(current.dependencies)
+    return sorted(set(found))
+
+
+class AuthFirstRoute(APIRoute):
+    """A route that checks the token (401/403) before FastAPI reads the request.
+
+    FastAPI reads and parses the body before it runs any dependency, so a route whose scope is
+    checked by a dependency alone answers 422 to an anonymous malformed request. This route's
+    handler runs the :func:`require` checks first; the dependency then reuses the claims.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        scopes = _declared_scopes(self.dependant)
+        if not scopes:  # an open route (token grants, refresh, revoke, JWKS, docs)
+            return handler
+
+        async def authenticated_first(request: Request) -> Response:
+            authority: TokenAuthority = getattr(request.app.state, _STATE_KEY)
+            request.scope[_CLAIMS_KEY] = await _claims_for(
+                authority, request.headers.get("authorization"), scopes
+            )
+            return await handler(request)
+
+        return authenticated_first
+
+
+def auth_first(api: FastAPI) -> None:
+    """Make the routes ``api`` declares from now on :class:`AuthFirstRoute` s.
+
+    Call it right after creating the app, before any route is declared.
+    """
+    api.router.route_class = AuthFirstRoute
+
+
+def _api_routes(routes: list[BaseRoute]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None) or getattr(route, "router", None)
+        if inner is not None and inner is not route:
+            yield from _api_routes(list(getattr(inner, "routes", [])))
+
+
+def install_auth(api: FastAPI, authenticator: TokenAuthority) -> None:
+    """Make ``authenticator`` the one :func:`require` uses for ``api``'s routes.
+
+    Raises:
+        ConfigError: a route declares a scope but is not an :class:`AuthFirstRoute` (its app
+            did not call :func:`auth_first` before declaring it).
+    """
     setattr(api.state, _STATE_KEY, authenticator)
+    late = sorted(
+        route.path
+        for route in _api_routes(api.routes)
+        if not isinstance(route, AuthFirstRoute) and _declared_scopes(route.dependant)
+    )
+    if late:
+        raise ConfigError(
+            f"routes {late} check their token after parsing the request; call "
+            "deployments._auth.auth_first(api) right after creating the app"
+        )
 
 
 def require(scope: Scope) -> Any:
     """A FastAPI dependency: 401 without a valid token, 403 without ``scope``."""
 
     async def check(request: Request) -> Claims | None:
-        authenticator: Authenticator = getattr(request.app.state, _STATE_KEY)
-        if scope is Scope.READ and authenticator.open_reads:
-            return None
-        claims = await authenticator.authenticate(request.headers.get("authorization"))
-        if not claims.allows(scope):
-            raise PermissionDenied(claims.sub, scope.value)
-        return claims
+        if _CLAIMS_KEY in request.scope:  # checked by install_auth's wrapper already
+            claims: Claims | None = request.scope[_CLAIMS_KEY]
+            if claims is not None and not claims.allows(scope):
+                raise PermissionDenied(claims.sub, scope.value)
+            return claims
+        authority: TokenAuthority = getattr(request.app.state, _STATE_KEY)
+        return await _claims_for(authority, request.headers.get("authorization"), [scope])
 
+    setattr(check, _SCOPE_ATTR, scope)
     return Depends(check)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from cluster.errors import AisysError, TokenRejected
+from cluster.errors import AisysError, RateLimited, RevocationStale, TokenRejected
 
 __all__ = ["install_error_handlers"]
 
@@ -17,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 def _aisys_error_response(exc: AisysError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, TokenRejected):
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif isinstance(exc, RevocationStale):
+        headers["Retry-After"] = "1"
+    elif isinstance(exc, TokenRejected):
         # RFC 6750: tell the client which scheme and what went wrong.
         headers["WWW-Authenticate"] = (
             f'Bearer error="invalid_token", error_description="{exc.reason}"'

@@ -21,7 +21,7 @@ from actors.registry.actor import get_or_create_registry
 from actors.registry.follower import RegistryFollower
 from cluster.errors import ClusterError
 from cluster.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.errors.core import SPOOL_FILE
 from deployments.errors.publisher import ErrorPublisher
@@ -99,6 +99,7 @@ api = FastAPI(
     version="1",
 )
 install_error_handlers(api)
+auth_first(api)  # every scoped route checks its token before the request is parsed
 
 
 @serve.deployment

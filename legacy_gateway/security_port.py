@@ -2,10 +2,14 @@
 
 The legacy agents kept opaque tokens and unsalted SHA-256 passwords in memory and scored trust
 without history (``legacy-protocol.md`` 4.15-4.16). Here every action goes to the
-SecurityGateway: ``login`` returns an aisys access JWT that ``validate_token`` accepts (checked
-locally, revocations included), ``logout`` revokes it, ``register`` creates a viewer user with a
-scrypt hash, and trust outcomes feed the decayed Beta score. ``get_agent_scores``, which a
-legacy client sends but the old scorer never implemented, answers every agent's score.
+SecurityGateway: ``register`` creates a *legacy identity* (scrypt hash, 8+ characters, at most
+``security.legacy_identities_max`` of them), not an HTTP user; ``login`` returns an aisys access
+JWT of kind ``legacy`` that ``validate_token`` accepts (checked locally, revocations included)
+and that carries no HTTP/gRPC scope until an admin promotes the identity; ``logout`` revokes it.
+Failed logins are rate-limited per name and per sender address. Trust outcomes feed the
+decayed Beta score, at most ``security.trust_reports_per_reporter`` per sender per window.
+``get_agent_scores``, which a legacy client sends but the old scorer never implemented, answers
+every agent's score.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from ray.exceptions import RayError
 
 from cluster.errors import AisysError, IdentityExists, TokenRejected
 from deployments._auth import Authenticator
-from deployments.security.models import Grant, NewUser, TrustOutcome
+from deployments.security.models import LegacySession, NewLegacyIdentity, TrustOutcome
 from legacy_gateway._codec import (
     ActionRequest,
     Dialect,
@@ -37,6 +41,10 @@ from legacy_gateway.server import Outcome, Received
 __all__ = ["AuthenticationPort", "SecurityHealthPort", "TrustScorerPort"]
 
 _HEALTH: Final = frozenset({"ping", "health", "health_check"})
+#: NIST SP 800-63B's minimum for memorised secrets (the legacy agent took any password).
+LEGACY_PASSWORD_MIN: Final = 8
+
+Handler = Callable[[dict[str, Any], Received], Awaitable[Reply]]
 
 
 def _text(fields: dict[str, Any], key: str) -> str | None:
@@ -86,7 +94,7 @@ class _ActionPort(abc.ABC):
         self._security = security
 
     @abc.abstractmethod
-    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]:
+    def actions(self) -> dict[str, Handler]:
         """The port's legacy actions and their handlers."""
 
     def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
@@ -102,7 +110,7 @@ class _ActionPort(abc.ABC):
         if handler is None:
             return unknown(request)
         fields = request.fields
-        return _guarded(self.service, lambda: handler(fields))
+        return _guarded(self.service, lambda: handler(fields, received))
 
 
 class AuthenticationPort(_ActionPort):
@@ -110,7 +118,7 @@ class AuthenticationPort(_ActionPort):
 
     service = "AuthenticationAgent"
 
-    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]:
+    def actions(self) -> dict[str, Handler]:
         return {
             "register": self._register,
             "login": self._login,
@@ -118,41 +126,43 @@ class AuthenticationPort(_ActionPort):
             "validate_token": self._validate,
         }
 
-    async def _register(self, fields: dict[str, Any]) -> Reply:
+    async def _register(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         user, password = _text(fields, "user_id"), _text(fields, "password")
         if user is None or password is None:
             return error_reply(Dialect.ACTION, "Missing user_id or password")
-        new = NewUser.model_validate({"name": user, "password": password, "roles": ["viewer"]})
+        if len(password) < LEGACY_PASSWORD_MIN:
+            return error_reply(
+                Dialect.ACTION, f"Password must be at least {LEGACY_PASSWORD_MIN} characters"
+            )
+        new = NewLegacyIdentity.model_validate({"name": user, "password": password})
         try:
-            await self._security.actor.create_user.remote(new)
+            await self._security.actor.register_legacy.remote(new)
         except IdentityExists:
             return error_reply(Dialect.ACTION, "User already exists")
         return Reply(status="success", message="User registered successfully")
 
-    async def _login(self, fields: dict[str, Any]) -> Reply:
+    async def _login(self, fields: dict[str, Any], received: Received) -> Reply:
         user, password = _text(fields, "user_id"), _text(fields, "password")
         if user is None or password is None:
             return error_reply(Dialect.ACTION, "Missing user_id or password")
-        grant = Grant(grant_type="password", username=user, password=password)
-        pair = await self._security.actor.grant.remote(grant)
-        session = {
-            "token": pair.access_token,
-            "expires_at": iso_time(time.time() + pair.expires_in),
-        }
-        return Reply(status="success", message="Login successful", session=session)
+        session: LegacySession = await self._security.actor.legacy_login.remote(
+            user, password, received.peer()
+        )
+        reply = {"token": session.token, "expires_at": iso_time(session.expires_at)}
+        return Reply(status="success", message="Login successful", session=reply)
 
-    async def _logout(self, fields: dict[str, Any]) -> Reply:
+    async def _logout(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         token = _text(fields, "token")
         if token is None:
             return error_reply(Dialect.ACTION, "Missing token")
         try:
-            _, version = await self._security.actor.revoke.remote(token)
+            _, version, _ = await self._security.actor.revoke.remote(token)
         except TokenRejected:
             return error_reply(Dialect.ACTION, "Invalid token")
         await self._security.wait_version(version)
         return Reply(status="success", message="Logout successful")
 
-    async def _validate(self, fields: dict[str, Any]) -> Reply:
+    async def _validate(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         token = _text(fields, "token")
         if token is None:
             return error_reply(Dialect.ACTION, "Missing token")
@@ -168,7 +178,7 @@ class TrustScorerPort(_ActionPort):
 
     service = "AgentTrustScorer"
 
-    def actions(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]]:
+    def actions(self) -> dict[str, Handler]:
         return {
             "log_performance": self._log,
             "get_trust_score": self._score,
@@ -176,7 +186,7 @@ class TrustScorerPort(_ActionPort):
             "get_agent_scores": self._scores,
         }
 
-    async def _log(self, fields: dict[str, Any]) -> Reply:
+    async def _log(self, fields: dict[str, Any], received: Received) -> Reply:
         agent = _text(fields, "model_id")
         if agent is None:
             return error_reply(Dialect.ACTION, "Missing model_id")
@@ -186,17 +196,18 @@ class TrustScorerPort(_ActionPort):
                 "latency_s": fields.get("response_time", 0.0),
             }
         )
-        report = await self._security.actor.record_outcome.remote(agent, outcome)
+        # Bounded per sender: one reporter cannot talk an agent's score up (or down) at will.
+        report = await self._security.actor.record_outcome.remote(agent, outcome, received.peer())
         return Reply(status="success", new_trust_score=report.score)
 
-    async def _score(self, fields: dict[str, Any]) -> Reply:
+    async def _score(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         agent = _text(fields, "model_id")
         if agent is None:
             return error_reply(Dialect.ACTION, "Missing model_id")
         report = await self._security.actor.trust_report.remote(agent, 0)
         return Reply(status="success", trust_score=report.score)
 
-    async def _history(self, fields: dict[str, Any]) -> Reply:
+    async def _history(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         agent = _text(fields, "model_id")
         if agent is None:
             return error_reply(Dialect.ACTION, "Missing model_id")
@@ -214,7 +225,7 @@ class TrustScorerPort(_ActionPort):
         ]
         return Reply(status="success", history=history)
 
-    async def _scores(self, fields: dict[str, Any]) -> Reply:
+    async def _scores(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         scores: dict[str, float] = await self._security.actor.scores.remote()
         agent = _text(fields, "agent")
         if agent is not None:

@@ -16,6 +16,7 @@ import ray
 
 from actors._singleton import singleton_options
 from actors.security.core import SecurityCore
+from actors.security.followers import FollowerLedger, Propagation
 from cluster.constants import SECURITY_ACTOR_NAME
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
@@ -25,8 +26,12 @@ from deployments.security.models import (
     IdentityCreated,
     ImportedAggregate,
     ImportedOutcome,
+    LegacyIdentity,
+    LegacySession,
     NewAgent,
+    NewLegacyIdentity,
     NewUser,
+    Role,
     SecurityFeed,
     TokenPair,
     TrustOutcome,
@@ -45,10 +50,19 @@ class SecurityActor:
     def __init__(self, settings: SecuritySettings, data_dir: str) -> None:
         self._core = SecurityCore(settings, Path(data_dir), time.time)
         self._changed = asyncio.Event()
+        self._reported = asyncio.Event()
+        # A replica polls at least every revocation_max_age_s / 4; one silent for twice the
+        # age limit is gone or rejects every token by itself (RevocationStale).
+        self._max_age_s = settings.revocation_max_age_s
+        self._followers = FollowerLedger(alive_s=2 * settings.revocation_max_age_s)
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def _changed_since(self, version: int) -> None:
+        if self._core.version != version:
+            self._notify()
 
     async def ensure_admin(self, password: str | None) -> str | None:
         return self._core.ensure_admin(password)
@@ -65,22 +79,64 @@ class SecurityActor:
     async def agent_identity(self, agent_id: str) -> AgentIdentity:
         return self._core.agent_identity(agent_id)
 
-    async def grant(self, grant: Grant) -> TokenPair:
+    async def grant(self, grant: Grant, source: str = "") -> TokenPair:
         # Password hashing is CPU-bound (scrypt); keep the actor's event loop responsive.
-        return await asyncio.to_thread(self._core.grant, grant)
+        version = self._core.version
+        try:
+            return await asyncio.to_thread(self._core.grant, grant, source)
+        finally:
+            await self._changed_since(version)  # a reused refresh token revoked its family
 
-    async def revoke(self, token: str) -> tuple[str, int]:
+    async def register_legacy(self, identity: NewLegacyIdentity) -> LegacyIdentity:
+        return await asyncio.to_thread(self._core.register_legacy, identity)
+
+    async def legacy_login(self, name: str, password: str, source: str = "") -> LegacySession:
+        return await asyncio.to_thread(self._core.legacy_login, name, password, source)
+
+    async def legacy_identities(self) -> list[LegacyIdentity]:
+        return self._core.legacy_identities()
+
+    async def promote_legacy(self, name: str, roles: list[Role]) -> LegacyIdentity:
+        return self._core.promote_legacy(name, roles)
+
+    async def delete_legacy(self, name: str) -> None:
+        self._core.delete_legacy(name)
+
+    async def revoke(self, token: str) -> tuple[str, int, Propagation]:
+        """Revoke; return once every live replica applied it (or after the age limit).
+
+        The third item names the replicas that have applied the revocation and those that
+        had not when the wait ended (they reject every token once their view is too old).
+        """
         outcome = self._core.revoke(token)
         self._notify()
-        return outcome, self._core.version
+        version = self._core.version
+        return outcome, version, await self.propagation(version, self._max_age_s)
+
+    async def propagation(self, version: int, timeout_s: float) -> Propagation:
+        """Wait up to ``timeout_s`` for every live replica to report ``version``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            state = self._followers.propagation(version, time.monotonic())
+            remaining = deadline - loop.time()
+            if not state.pending or remaining <= 0:
+                return state
+            reported = self._reported
+            try:
+                await asyncio.wait_for(reported.wait(), remaining)
+            except TimeoutError:
+                pass
 
     async def rotate_key(self) -> tuple[str, int]:
         kid = self._core.rotate_key()
         self._notify()
         return kid, self._core.version
 
-    async def record_outcome(self, agent: str, outcome: TrustOutcome) -> TrustReport:
-        return self._core.record_outcome(agent, outcome)
+    async def record_outcome(
+        self, agent: str, outcome: TrustOutcome, reporter: str | None = None
+    ) -> TrustReport:
+        return self._core.record_outcome(agent, outcome, reporter)
 
     async def import_trust(self, items: list[ImportedOutcome | ImportedAggregate]) -> ImportTally:
         """Fold legacy trust evidence in (``aisys import-legacy``); keyed, so repeatable."""
@@ -92,8 +148,18 @@ class SecurityActor:
     async def scores(self) -> dict[str, float]:
         return self._core.scores()
 
-    async def wait_changes(self, since: int, timeout_s: float = MAX_WAIT_S) -> SecurityFeed:
-        """Return the feed once its version passed ``since`` or after ``timeout_s``."""
+    async def wait_changes(
+        self, since: int, timeout_s: float = MAX_WAIT_S, follower: str | None = None
+    ) -> SecurityFeed:
+        """Return the feed once its version passed ``since`` or after ``timeout_s``.
+
+        ``follower`` names the calling replica: ``since`` is the version it has applied, which
+        :meth:`revoke` waits for.
+        """
+        if follower is not None:
+            self._followers.report(follower, since, time.monotonic())
+            self._reported.set()
+            self._reported = asyncio.Event()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(timeout_s, MAX_WAIT_S)
         while self._core.version == since:

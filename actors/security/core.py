@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -11,10 +12,18 @@ from typing import Literal
 import jwt
 
 from actors.security.store import SecurityStore, TrustEvent
-from cluster.errors import CredentialsRejected, IdentityExists, IdentityNotFound, TokenRejected
+from cluster.errors import (
+    CredentialsRejected,
+    IdentityExists,
+    IdentityLimitReached,
+    IdentityNotFound,
+    RateLimited,
+    TokenRejected,
+)
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.keys import KeyRing
+from deployments.security.limits import WindowCounter
 from deployments.security.models import (
     WRITE_SCOPES,
     AgentIdentity,
@@ -23,7 +32,10 @@ from deployments.security.models import (
     ImportedAggregate,
     ImportedOutcome,
     Jwks,
+    LegacyIdentity,
+    LegacySession,
     NewAgent,
+    NewLegacyIdentity,
     NewUser,
     Role,
     Scope,
@@ -73,6 +85,16 @@ class SecurityCore:
             self._keys, settings.issuer, settings.audience, settings.access_ttl_s, clock
         )
         self.version = max(self._store.version(), 1)
+        self._version_lock = threading.Lock()
+        # Unknown names are checked against this hash, so they cost the same scrypt work as
+        # known ones and a login's timing does not tell whether the name exists.
+        self._absent_hash = hash_secret(secrets.token_urlsafe(16))
+        window = settings.login_window_s
+        self._failures_by_subject = WindowCounter(settings.login_failures_per_subject, window)
+        self._failures_by_source = WindowCounter(settings.login_failures_per_source, window)
+        self._reports = WindowCounter(
+            settings.trust_reports_per_reporter, settings.trust_report_window_s
+        )
 
     # identities
 
@@ -92,6 +114,8 @@ class SecurityCore:
     def create_user(self, user: NewUser) -> UserIdentity:
         if self._store.user(user.name) is not None:
             raise IdentityExists("user", user.name)
+        if self._store.legacy_identity(user.name) is not None:
+            raise IdentityExists("legacy identity", user.name)
         now = self._clock()
         digest = hash_secret(user.password.get_secret_value())
         self._store.add_user(user.name, digest, [r.value for r in user.roles], now)
@@ -126,40 +150,134 @@ class SecurityCore:
         if not self._store.delete_agent(agent_id):
             raise IdentityNotFound("agent", agent_id)
 
-    # tokens
+    # legacy identities (the AuthenticationAgent's `register`/`login`, legacy ports only)
 
-    def grant(self, grant: Grant) -> TokenPair:
-        """Issue an access/refresh pair for a password, client-credentials or refresh grant.
+    def register_legacy(self, identity: NewLegacyIdentity) -> LegacyIdentity:
+        """Create a legacy identity without roles (its tokens carry no HTTP/gRPC scope).
 
         Raises:
+            IdentityExists: a legacy identity or an HTTP user has that name.
+            IdentityLimitReached: ``legacy_identities_max`` exist already.
+        """
+        name = identity.name
+        if self._store.legacy_identity(name) is not None:
+            raise IdentityExists("legacy identity", name)
+        if self._store.user(name) is not None:
+            raise IdentityExists("user", name)
+        now = self._clock()
+        limit = self._settings.legacy_identities_max
+        if len(self._store.legacy_identities()) >= limit:  # before paying for the hash
+            raise IdentityLimitReached(
+                "legacy identity", limit, "AISYS_SECURITY__LEGACY_IDENTITIES_MAX"
+            )
+        digest = hash_secret(identity.password.get_secret_value())
+        if not self._store.add_legacy_identity(name, digest, now, limit):
+            raise IdentityLimitReached(
+                "legacy identity", limit, "AISYS_SECURITY__LEGACY_IDENTITIES_MAX"
+            )
+        return LegacyIdentity(name=name, roles=[], created_at=now)
+
+    def legacy_login(self, name: str, password: str, source: str = "") -> LegacySession:
+        """An access token of a legacy identity: its promoted roles' scopes, else none.
+
+        Raises:
+            RateLimited: too many failed logins for this name or from this source.
+            CredentialsRejected: unknown name or wrong password (the same work for both).
+        """
+        stored = self._check_secret(name, password, self._store.legacy_identity(name), source)
+        scopes = [s.value for s in scopes_of_roles([Role(r) for r in stored[1]])]
+        token, claims = self._issuer.mint(name, "legacy", scopes)
+        return LegacySession(token=token, expires_at=claims.exp, scope=claims.scope)
+
+    def legacy_identities(self) -> list[LegacyIdentity]:
+        return [
+            LegacyIdentity(name=name, roles=[Role(r) for r in roles], created_at=at)
+            for name, (_, roles, at) in self._store.legacy_identities().items()
+        ]
+
+    def promote_legacy(self, name: str, roles: list[Role]) -> LegacyIdentity:
+        """Give a legacy identity ``roles`` (``[]`` takes them away) from its next login on.
+
+        Raises:
+            IdentityNotFound: no legacy identity has that name.
+        """
+        wanted = sorted(set(roles))
+        if not self._store.set_legacy_roles(name, [r.value for r in wanted]):
+            raise IdentityNotFound("legacy identity", name)
+        stored = self._store.legacy_identity(name)
+        return LegacyIdentity(name=name, roles=wanted, created_at=stored[2] if stored else 0.0)
+
+    def delete_legacy(self, name: str) -> None:
+        if not self._store.delete_legacy_identity(name):
+            raise IdentityNotFound("legacy identity", name)
+
+    # tokens
+
+    def grant(self, grant: Grant, source: str = "") -> TokenPair:
+        """Issue an access/refresh pair for a password, client-credentials or refresh grant.
+
+        ``source`` is the caller's address: failed logins are counted per name and per source,
+        and either over its limit refuses every attempt until the window slides.
+
+        Raises:
+            RateLimited: too many failed logins for this name or from this source.
             CredentialsRejected: unknown subject or wrong secret (one message for both).
-            TokenRejected: an unknown, used or expired refresh token.
+            TokenRejected: an unknown, reused or expired refresh token (a reused one revokes
+                every token of its login).
         """
         if grant.grant_type == "password":
             name = grant.username or ""
-            user = self._store.user(name)
             password = grant.password.get_secret_value() if grant.password else ""
-            if user is None or not verify_secret(password, user[0]):
-                raise CredentialsRejected(name)
+            user = self._check_secret(name, password, self._store.user(name), source)
             allowed = [s.value for s in scopes_of_roles([Role(r) for r in user[1]])]
             return self._pair(name, "user", self._narrow(allowed, grant.scope))
         if grant.grant_type == "client_credentials":
             client = grant.client_id or ""
-            agent = self._store.agent(client)
             secret = grant.client_secret.get_secret_value() if grant.client_secret else ""
-            if agent is None or not verify_secret(secret, agent[0]):
-                if agent is not None:
-                    self.record_outcome(client, TrustOutcome(kind="failed_auth", success=False))
-                raise CredentialsRejected(client)
+            # A failed attempt is not the agent's doing (anyone can send its id): it is
+            # rate-limited, never counted against the agent's trust.
+            agent = self._check_secret(client, secret, self._store.agent(client), source)
             return self._agent_pair(client, self._narrow(agent[1], grant.scope))
-        token = grant.refresh_token.get_secret_value() if grant.refresh_token else ""
-        stored = self._store.take_refresh(_digest(token))
-        if stored is None or stored[3] < self._clock():
-            raise TokenRejected("refresh token is unknown, already used or expired")
-        subject, kind, scopes, _ = stored
+        return self._refresh(grant.refresh_token.get_secret_value() if grant.refresh_token else "")
+
+    def _check_secret(
+        self, name: str, secret: str, stored: tuple[str, list[str], float] | None, source: str
+    ) -> tuple[str, list[str], float]:
+        """``stored`` if ``secret`` matches its hash; the same scrypt work when it is None."""
+        now = self._clock()
+        subject_key, source_key = f"id:{name}", f"source:{source}"
+        wait = self._failures_by_subject.retry_after(subject_key, now)
+        if wait is not None:
+            raise RateLimited("failed logins", f"'{name}'", wait)
+        wait = self._failures_by_source.retry_after(source_key, now)
+        if wait is not None:
+            raise RateLimited("failed logins", f"address {source or 'unknown'}", wait)
+        matches = verify_secret(secret, stored[0] if stored is not None else self._absent_hash)
+        if stored is None or not matches:
+            self._failures_by_subject.add(subject_key, now)
+            self._failures_by_source.add(source_key, now)
+            raise CredentialsRejected(name)
+        self._failures_by_subject.reset(subject_key)
+        return stored
+
+    def _refresh(self, token: str) -> TokenPair:
+        spent = self._store.spend_refresh(_digest(token))
+        if spent is None:
+            raise TokenRejected("refresh token is unknown, revoked or expired")
+        (subject, kind, scopes, expires_at), family, used_before = spent
+        if used_before:
+            with self._version_lock:
+                self.version += 1
+                count = self._store.revoke_family(family, self.version)
+            raise TokenRejected(
+                "refresh token already used: it may have been stolen, so every token of its "
+                f"login is revoked ({count} access token(s)); log in again"
+            )
+        if expires_at < self._clock():
+            raise TokenRejected("refresh token expired")
         if kind == "agent":
-            return self._agent_pair(subject, scopes)
-        return self._pair(subject, "user", scopes)
+            return self._agent_pair(subject, scopes, family)
+        return self._pair(subject, "user", scopes, family=family)
 
     def _narrow(self, allowed: list[str], requested: str | None) -> list[str]:
         if requested is None:
@@ -170,7 +288,7 @@ class SecurityCore:
             raise TokenRejected(f"scopes {sorted(extra)} are not granted to this identity")
         return sorted(wanted)
 
-    def _agent_pair(self, agent_id: str, scopes: list[str]) -> TokenPair:
+    def _agent_pair(self, agent_id: str, scopes: list[str], family: str = "") -> TokenPair:
         score = self.trust_report(agent_id, 0).score
         if score < self._settings.trust.write_floor:
             kept = [s for s in scopes if Scope(s) not in WRITE_SCOPES]
@@ -178,16 +296,28 @@ class SecurityCore:
                 f"trust score {score:.2f} is below {self._settings.trust.write_floor}: write "
                 "scopes withheld until it recovers"
             )
-            return self._pair(agent_id, "agent", kept or [Scope.READ.value], note)
-        return self._pair(agent_id, "agent", scopes)
+            return self._pair(agent_id, "agent", kept or [Scope.READ.value], note, family)
+        return self._pair(agent_id, "agent", scopes, family=family)
 
     def _pair(
-        self, subject: str, kind: Literal["user", "agent"], scopes: list[str], note: str = ""
+        self,
+        subject: str,
+        kind: Literal["user", "agent"],
+        scopes: list[str],
+        note: str = "",
+        family: str = "",
     ) -> TokenPair:
+        """A new pair; ``family`` is the login it descends from (a new one when empty)."""
         access, claims = self._issuer.mint(subject, kind, scopes)
         refresh = secrets.token_urlsafe(32)
-        expires = self._clock() + self._settings.refresh_ttl_s
-        self._store.add_refresh(_digest(refresh), (subject, kind, scopes, expires))
+        now = self._clock()
+        self._store.prune_refresh(now)
+        self._store.add_refresh(
+            _digest(refresh),
+            (subject, kind, scopes, now + self._settings.refresh_ttl_s),
+            family or secrets.token_hex(16),
+            (claims.jti, claims.exp),
+        )
         return TokenPair(
             access_token=access,
             expires_in=claims.exp - claims.iat,
@@ -202,7 +332,7 @@ class SecurityCore:
         Raises:
             TokenRejected: the token is neither a known refresh token nor one we signed.
         """
-        if self._store.take_refresh(_digest(token)) is not None:
+        if self._store.delete_refresh(_digest(token)):
             return "refresh token revoked"
         try:
             header = jwt.get_unverified_header(token)
@@ -221,14 +351,16 @@ class SecurityCore:
             )
         except (jwt.InvalidTokenError, StopIteration) as exc:
             raise TokenRejected("not a token issued by this gateway") from exc
-        self.version += 1
-        self._store.revoke(str(payload["jti"]), int(payload["exp"]), self.version)
+        with self._version_lock:
+            self.version += 1
+            self._store.revoke(str(payload["jti"]), int(payload["exp"]), self.version)
         return "access token revoked"
 
     def rotate_key(self) -> str:
         kid = self._keys.rotate()
-        self.version += 1
-        self._store.set_version(self.version)
+        with self._version_lock:
+            self.version += 1
+            self._store.set_version(self.version)
         return kid
 
     def feed(self) -> SecurityFeed:
@@ -240,8 +372,24 @@ class SecurityCore:
 
     # trust
 
-    def record_outcome(self, agent: str, outcome: TrustOutcome) -> TrustReport:
+    def record_outcome(
+        self, agent: str, outcome: TrustOutcome, reporter: str | None = None
+    ) -> TrustReport:
+        """Fold one outcome into ``agent``'s score.
+
+        ``reporter`` (a legacy ``log_performance`` sender's address) may add at most
+        ``trust_reports_per_reporter`` outcomes per ``trust_report_window_s``.
+
+        Raises:
+            RateLimited: the reporter is over its bound; nothing was recorded.
+        """
         now = self._clock()
+        if reporter is not None:
+            key = f"reporter:{reporter}"
+            wait = self._reports.retry_after(key, now)
+            if wait is not None:
+                raise RateLimited("trust reports", f"reporter {reporter or 'unknown'}", wait)
+            self._reports.add(key, now)
         state = observe(
             self._store.trust(agent) or TrustState(at=now), outcome, now, self._settings.trust
         )

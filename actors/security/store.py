@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from deployments.security.trust import TrustState
 
-__all__ = ["SecurityStore", "StoredAgent", "StoredRefresh", "StoredUser", "TrustEvent"]
+__all__ = [
+    "SecurityStore",
+    "SpentRefresh",
+    "StoredAgent",
+    "StoredRefresh",
+    "StoredUser",
+    "TrustEvent",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -20,6 +31,16 @@ CREATE TABLE IF NOT EXISTS agents (
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY, subject TEXT NOT NULL, kind TEXT NOT NULL,
     scopes TEXT NOT NULL, expires_at REAL NOT NULL
+);
+-- Identities the legacy AuthenticationAgent `register` created: legacy ports only, no scope
+-- until an admin gives them roles.
+CREATE TABLE IF NOT EXISTS legacy_identities (
+    name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, roles TEXT NOT NULL, created_at REAL
+);
+-- The access tokens of each refresh-token family (one login and its refreshes), so reusing a
+-- spent refresh token can revoke all of them.
+CREATE TABLE IF NOT EXISTS family_access (
+    family TEXT NOT NULL, jti TEXT NOT NULL, exp INTEGER NOT NULL, PRIMARY KEY (family, jti)
 );
 CREATE TABLE IF NOT EXISTS revoked (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS trust (
@@ -41,20 +62,32 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 StoredUser = tuple[str, list[str], float]  # password hash, roles, created_at
 StoredAgent = tuple[str, list[str], float]  # secret hash, scopes, created_at
 StoredRefresh = tuple[str, str, list[str], float]  # subject, kind, scopes, expires_at
+SpentRefresh = tuple[StoredRefresh, str, bool]  # the token, its family, whether used before
 TrustEvent = tuple[float, str, bool, float, float]  # at, kind, success, latency_s, score
 # Keys per IN (...) query: far below SQLite's limit on bound parameters.
 _KEY_CHUNK = 500
 
 
 class SecurityStore:
-    """Every write commits before it returns (WAL, survives a process kill)."""
+    """Every write commits before it returns (WAL, survives a process kill).
+
+    One connection, used from the actor's event loop and from the thread that checks
+    passwords: each public method holds a lock, so their transactions never interleave.
+    """
 
     def __init__(self, path: Path) -> None:
+        self.lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(refresh_tokens)")}
+        if "family" not in columns:  # a store from before refresh-token families
+            self._db.execute("ALTER TABLE refresh_tokens ADD COLUMN family TEXT")
+            self._db.execute(
+                "ALTER TABLE refresh_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0"
+            )
 
     # identities
 
@@ -99,23 +132,106 @@ class SecurityStore:
         self._db.execute("COMMIT")
         return found > 0
 
+    # legacy identities
+
+    def legacy_identity(self, name: str) -> StoredUser | None:
+        row = self._db.execute(
+            "SELECT password_hash, roles, created_at FROM legacy_identities WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return (row[0], json.loads(row[1]), row[2]) if row else None
+
+    def legacy_identities(self) -> dict[str, StoredUser]:
+        rows = self._db.execute(
+            "SELECT name, password_hash, roles, created_at FROM legacy_identities ORDER BY name"
+        )
+        return {r[0]: (r[1], json.loads(r[2]), r[3]) for r in rows}
+
+    def add_legacy_identity(self, name: str, password_hash: str, at: float, limit: int) -> bool:
+        """Insert an identity without roles unless ``limit`` exist already (atomic)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM legacy_identities").fetchone()
+            if count >= limit:
+                return False
+            self._db.execute(
+                "INSERT INTO legacy_identities VALUES (?, ?, '[]', ?)", (name, password_hash, at)
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return True
+
+    def set_legacy_roles(self, name: str, roles: list[str]) -> bool:
+        cursor = self._db.execute(
+            "UPDATE legacy_identities SET roles = ? WHERE name = ?", (json.dumps(roles), name)
+        )
+        return cursor.rowcount > 0
+
+    def delete_legacy_identity(self, name: str) -> bool:
+        cursor = self._db.execute("DELETE FROM legacy_identities WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
     # refresh tokens and revocations
 
-    def add_refresh(self, token_hash: str, refresh: StoredRefresh) -> None:
+    def add_refresh(
+        self, token_hash: str, refresh: StoredRefresh, family: str, access: tuple[str, int]
+    ) -> None:
+        """Store a refresh token of ``family`` and record the access token issued with it."""
         subject, kind, scopes, expires_at = refresh
+        jti, exp = access
+        self._db.execute("BEGIN IMMEDIATE")
         self._db.execute(
-            "INSERT INTO refresh_tokens VALUES (?, ?, ?, ?, ?)",
-            (token_hash, subject, kind, json.dumps(scopes), expires_at),
+            "INSERT INTO refresh_tokens (token_hash, subject, kind, scopes, expires_at, family, "
+            "used) VALUES (?, ?, ?, ?, ?, ?, 0)",
+            (token_hash, subject, kind, json.dumps(scopes), expires_at, family),
         )
+        self._db.execute("INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp))
+        self._db.execute("COMMIT")
 
-    def take_refresh(self, token_hash: str) -> StoredRefresh | None:
-        """Remove and return a refresh token (each is single-use)."""
+    def spend_refresh(self, token_hash: str) -> SpentRefresh | None:
+        """Mark a refresh token used; return it, its family and whether it was used before.
+
+        A spent token is kept (until it expires) so that a second presentation is recognised
+        as reuse rather than as an unknown token.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
         row = self._db.execute(
-            "DELETE FROM refresh_tokens WHERE token_hash = ? "
-            "RETURNING subject, kind, scopes, expires_at",
+            "SELECT subject, kind, scopes, expires_at, family, used FROM refresh_tokens "
+            "WHERE token_hash = ?",
             (token_hash,),
         ).fetchone()
-        return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
+        if row is not None:
+            self._db.execute(
+                "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,)
+            )
+        self._db.execute("COMMIT")
+        if row is None:
+            return None
+        stored = (row[0], row[1], json.loads(row[2]), row[3])
+        return stored, row[4] or token_hash, bool(row[5])
+
+    def delete_refresh(self, token_hash: str) -> bool:
+        cursor = self._db.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (token_hash,))
+        return cursor.rowcount > 0
+
+    def revoke_family(self, family: str, version: int) -> int:
+        """Delete the family's refresh tokens and revoke its access tokens; how many of them."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
+        rows = self._db.execute(
+            "DELETE FROM family_access WHERE family = ? RETURNING jti, exp", (family,)
+        ).fetchall()
+        self._db.executemany("INSERT OR IGNORE INTO revoked VALUES (?, ?)", rows)
+        self._set_version(version)
+        self._db.execute("COMMIT")
+        return len(rows)
+
+    def prune_refresh(self, now: float) -> None:
+        """Forget expired refresh tokens and the access tokens of families long expired."""
+        self._db.execute("DELETE FROM refresh_tokens WHERE expires_at < ?", (now,))
+        self._db.execute("DELETE FROM family_access WHERE exp < ?", (now - 3600,))
 
     def revoke(self, jti: str, exp: int, version: int) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -229,3 +345,17 @@ class SecurityStore:
             {"at": r[0], "kind": r[1], "success": bool(r[2]), "latency_s": r[3], "score": r[4]}
             for r in rows
         ]
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def run(self: SecurityStore, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+for _name, _method in list(vars(SecurityStore).items()):
+    if callable(_method) and not _name.startswith("_"):
+        setattr(SecurityStore, _name, _locked(_method))

@@ -31,7 +31,7 @@ from actors.registry.models import AgentQuery, AgentRecord, Change, Health, Hear
 from actors.registry.view import RegistryView
 from cluster.errors import AgentNotFound, ClusterError, DispatchFailed
 from cluster.settings import CoreSettings, DeclaredGpu
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.core.coordinator import DeploymentTarget, RequestCoordinator, Target
 from deployments.core.dispatch import LazyPirateClient
@@ -102,6 +102,7 @@ api = FastAPI(
     version="1",
 )
 install_error_handlers(api)
+auth_first(api)  # every scoped route checks its token before the request is parsed
 
 
 @serve.deployment

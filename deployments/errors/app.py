@@ -22,7 +22,7 @@ from ray.serve import Application
 from cluster.constants import ERRORS_SUBJECT_PREFIX
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import ErrorBusSettings
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.errors.core import ErrorBusCore
 from deployments.errors.models import (
@@ -79,6 +79,7 @@ api = FastAPI(
     version="1",
 )
 install_error_handlers(api)
+auth_first(api)  # every scoped route checks its token before the request is parsed
 
 _Text = Annotated[str | None, Query(max_length=256)]
 

@@ -39,7 +39,7 @@ from cluster.settings import (
     ObservabilitySettings,
     RegistrySettings,
 )
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.supervision import zmq_health_probe
@@ -104,6 +104,7 @@ api = FastAPI(
     version="1",
 )
 install_error_handlers(api)
+auth_first(api)  # every scoped route checks its token before the request is parsed
 
 
 @serve.deployment

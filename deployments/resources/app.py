@@ -19,7 +19,7 @@ from ray.serve import Application
 
 from cluster.errors import ClusterError
 from cluster.settings import DeclaredGpu, ResourceSettings
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.resources.actor import get_or_create_resources
 from deployments.resources.models import (
@@ -58,6 +58,7 @@ api = FastAPI(
     version="1",
 )
 install_error_handlers(api)
+auth_first(api)  # every scoped route checks its token before the request is parsed
 
 
 @serve.deployment

@@ -8,21 +8,23 @@ No ``from __future__ import annotations`` here: FastAPI reads route annotations 
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query
-from pydantic import BaseModel, ConfigDict, SecretStr
+from fastapi import FastAPI, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ray import serve
 from ray.serve import Application
 
 from cluster.errors import ClusterError
-from deployments._auth import AuthArgs, Authenticator, install_auth, require
+from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.security.models import (
     Claims,
     Grant,
     IdentityCreated,
     Jwks,
+    LegacyIdentity,
     NewAgent,
     NewUser,
+    Promotion,
     RevokeRequest,
     Scope,
     TokenPair,
@@ -51,6 +53,18 @@ class RefreshRequest(BaseModel):
 
 class RevokeResponse(BaseModel):
     revoked: str
+    applied_by: list[str] = Field(
+        description="Replicas (app/deployment/replica) that enforce the revocation already."
+    )
+    pending: list[str] = Field(
+        description="Live replicas that had not applied it when the wait ended; each rejects "
+        "every token once its revocation view is older than security.revocation_max_age_s."
+    )
+
+
+def _source(request: Request) -> str:
+    """The caller's address as the proxy saw it ("" when unknown)."""
+    return request.client.host if request.client else ""
 
 
 api = FastAPI(
@@ -59,6 +73,7 @@ api = FastAPI(
     version="1",
 )
 install_error_handlers(api)
+auth_first(api)  # every scoped route checks its token before the request is parsed
 
 
 @serve.deployment
@@ -76,21 +91,29 @@ class SecurityGateway:
             raise ClusterError("security: the key/revocation feed task has stopped")
 
     @api.post("/token", summary="Log in (password) or authenticate an agent (client credentials)")
-    async def token(self, grant: Grant) -> TokenPair:
-        pair: TokenPair = await self._actor.grant.remote(grant)
+    async def token(self, grant: Grant, request: Request) -> TokenPair:
+        pair: TokenPair = await self._actor.grant.remote(grant, _source(request))
         return pair
 
-    @api.post("/refresh", summary="Trade a refresh token for a new token pair (single use)")
-    async def refresh(self, body: RefreshRequest) -> TokenPair:
+    @api.post(
+        "/refresh",
+        summary="Trade a refresh token for a new token pair (single use; a reused one revokes "
+        "every token of its login)",
+    )
+    async def refresh(self, body: RefreshRequest, request: Request) -> TokenPair:
         grant = Grant(grant_type="refresh_token", refresh_token=body.refresh_token)
-        pair: TokenPair = await self._actor.grant.remote(grant)
+        pair: TokenPair = await self._actor.grant.remote(grant, _source(request))
         return pair
 
-    @api.post("/revoke", summary="Revoke an access token (by jti) or a refresh token")
+    @api.post(
+        "/revoke",
+        summary="Revoke an access token (by jti) or a refresh token; returns once every "
+        "replica enforces it, or names those that did not yet",
+    )
     async def revoke(self, body: RevokeRequest) -> RevokeResponse:
-        what, version = await self._actor.revoke.remote(body.token.get_secret_value())
+        what, version, spread = await self._actor.revoke.remote(body.token.get_secret_value())
         await self._auth.wait_version(version)
-        return RevokeResponse(revoked=what)
+        return RevokeResponse(revoked=what, applied_by=spread.applied, pending=spread.pending)
 
     @api.get("/verify", summary="Verify the bearer token and return its claims")
     async def verify(self, authorization: Annotated[str | None, Header()] = None) -> VerifyResponse:
@@ -117,6 +140,30 @@ class SecurityGateway:
     ) -> IdentityCreated:
         created: IdentityCreated = await self._actor.create_agent.remote(agent)
         return created
+
+    @api.get("/legacy-identities", summary="Identities the legacy `register` created (admin)")
+    async def legacy_identities(
+        self, _: Annotated[Claims, require(Scope.ADMIN)]
+    ) -> list[LegacyIdentity]:
+        found: list[LegacyIdentity] = await self._actor.legacy_identities.remote()
+        return found
+
+    @api.post(
+        "/legacy-identities/{name}/promote",
+        summary="Give a legacy identity roles, so its legacy login tokens carry their scopes "
+        "(from its next login; [] takes them away) (admin)",
+    )
+    async def promote_legacy(
+        self, name: str, body: Promotion, _: Annotated[Claims, require(Scope.ADMIN)]
+    ) -> LegacyIdentity:
+        promoted: LegacyIdentity = await self._actor.promote_legacy.remote(name, body.roles)
+        return promoted
+
+    @api.delete(
+        "/legacy-identities/{name}", status_code=204, summary="Delete a legacy identity (admin)"
+    )
+    async def delete_legacy(self, name: str, _: Annotated[Claims, require(Scope.ADMIN)]) -> None:
+        await self._actor.delete_legacy.remote(name)
 
     @api.get("/trust", summary="Trust scores of every agent with evidence")
     async def trust_scores(

@@ -16,6 +16,10 @@ __all__ = [
     "ImportedAggregate",
     "ImportedOutcome",
     "Jwks",
+    "LegacyIdentity",
+    "LegacySession",
+    "NewLegacyIdentity",
+    "Promotion",
     "NewAgent",
     "NewUser",
     "RevokeRequest",
@@ -103,6 +107,44 @@ class NewAgent(_Model):
         return _check_name(value)
 
 
+class NewLegacyIdentity(_Model):
+    """What the legacy AuthenticationAgent's ``register`` creates: a legacy-port identity.
+
+    The legacy agent took any password; here NIST SP 800-63B's minimum of 8 characters holds
+    (aisys HTTP users need 12).
+    """
+
+    name: str
+    password: SecretStr = Field(min_length=8, max_length=1024, description="8+ characters.")
+
+    @field_validator("name")
+    @classmethod
+    def name_is_plain(cls, value: str) -> str:
+        return _check_name(value)
+
+
+class LegacyIdentity(_Model):
+    """A legacy-port identity: no HTTP/gRPC scope until an admin gives it roles."""
+
+    name: str
+    roles: list[Role] = Field(description="Empty: the identity's tokens carry no scope.")
+    created_at: float
+
+
+class LegacySession(_Model):
+    """A legacy ``login``'s access token (no refresh token: the legacy protocol has none)."""
+
+    token: str
+    expires_at: int = Field(description="Seconds since the epoch.")
+    scope: str
+
+
+class Promotion(_Model):
+    """``POST /security/legacy-identities/{name}/promote`` body; ``[]`` takes every role away."""
+
+    roles: list[Role]
+
+
 class UserIdentity(_Model):
     name: str
     roles: list[Role]
@@ -161,7 +203,7 @@ class Claims(_Model):
     nbf: int
     jti: str
     scope: str
-    kind: Literal["user", "agent"]
+    kind: Literal["user", "agent", "legacy"]
 
     @property
     def scopes(self) -> frozenset[str]:

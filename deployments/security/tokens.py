@@ -35,7 +35,7 @@ class TokenIssuer:
         self._clock = clock
 
     def mint(
-        self, subject: str, kind: Literal["user", "agent"], scopes: Collection[str]
+        self, subject: str, kind: Literal["user", "agent", "legacy"], scopes: Collection[str]
     ) -> tuple[str, Claims]:
         now = int(self._clock())
         claims = Claims(

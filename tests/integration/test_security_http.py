@@ -46,7 +46,8 @@ def test_login_verify_refresh_and_revoke(
 
     new_access = refreshed.json()["access_token"]
     revoked = client.post("/security/revoke", json={"token": new_access})
-    assert revoked.json() == {"revoked": "access token revoked"}
+    assert revoked.json()["revoked"] == "access token revoked"
+    assert revoked.json()["pending"] == [] and revoked.json()["applied_by"]
     after = client.get("/security/verify", headers=bearer(new_access))
     assert after.status_code == 401
     assert after.json()["detail"] == "security: token rejected: revoked"
