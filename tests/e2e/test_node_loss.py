@@ -89,6 +89,13 @@ def _errors_of(cluster: TwoHosts, via: Host, token: str, marker: str) -> list[An
     return events
 
 
+def _found_on_7100(cluster: TwoHosts, agent_id: str) -> None:
+    """The legacy ServiceRegistry on MainPC answers a lookup of ``agent_id``."""
+    lookup = {"action": "get_agent_endpoint", "agent_name": agent_id}
+    found = legacy(cluster.main, cluster.ports["legacy_sr"], lookup, "success", timeout_s=30)
+    assert found["reply"]["status"] == "success", found
+
+
 def _raylet(host: Host) -> int:
     (pid,) = [p.pid for p in owned_processes([host.data_dir]) if p.name() == "raylet"]
     return pid
@@ -122,14 +129,7 @@ def test_pc2_goes_away_and_comes_back(cluster: TwoHosts) -> None:
     # MainPC keeps answering registry writes and reads; the token issued before verifies.
     during = _register(cluster, main, token)
     assert _agent(cluster, main, token, before)["status"] == 200
-    found = legacy(
-        main,
-        ports["legacy_sr"],
-        {"action": "get_agent_endpoint", "agent_name": during},
-        "success",
-        timeout_s=20,
-    )
-    assert found["reply"]["status"] == "success", found
+    _found_on_7100(cluster, during)
     # A service that lived on PC2 answers within the timeouts, never hangs.
     answer, took = _timed(
         lambda: http(
@@ -168,7 +168,7 @@ def test_pc2_goes_away_and_comes_back(cluster: TwoHosts) -> None:
 
 
 def test_mainpc_goes_away_pc2_keeps_serving_and_rejoins(cluster: TwoHosts) -> None:
-    main, pc2, ports = cluster.main, cluster.pc2, cluster.ports
+    main, pc2 = cluster.main, cluster.pc2
     wait_healthy(main, RECOVERY_TIMEOUT_S)
     token = login(cluster)
     before = _register(cluster, main, token)
@@ -197,11 +197,4 @@ def test_mainpc_goes_away_pc2_keeps_serving_and_rejoins(cluster: TwoHosts) -> No
     assert _raylet(pc2) == raylet
     assert _agent(cluster, main, token, before)["status"] == 200
     assert _errors_of(cluster, main, token, during), "an event acknowledged during the outage"
-    found = legacy(
-        main,
-        ports["legacy_sr"],
-        {"action": "get_agent_endpoint", "agent_name": before},
-        "success",
-        timeout_s=30,
-    )
-    assert found["reply"]["status"] == "success", found
+    _found_on_7100(cluster, before)
