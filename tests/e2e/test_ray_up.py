@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -314,11 +315,27 @@ def _wait_for_check(cluster: Cluster, started: float) -> None:
         time.sleep(0.5)
 
 
+def _leftovers(data_dirs: list[Path]) -> list[psutil.Process]:
+    """This test's processes: marked with one of ``data_dirs``, or naming one in their command
+    line (a Ray agent that rewrote its environ with a long title has lost its marker)."""
+    found = {p.pid: p for p in owned_processes(data_dirs)}
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.pid != me and any(f"{d}/" in cmdline for d in data_dirs):
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.setdefault(proc.pid, proc)
+            except psutil.Error:
+                continue
+    return list(found.values())
+
+
 def _teardown(cluster: Cluster) -> list[str]:
     """Stop whatever `ray down` left (nothing, normally); return what was left."""
     problems = []
     hosts = [cluster.pc2, cluster.main]
-    left = owned_processes([h.data_dir for h in hosts])
+    left = _leftovers([h.data_dir for h in hosts])
     if left:
         problems.append(
             "processes of the test's data dirs were still running: "
@@ -326,7 +343,7 @@ def _teardown(cluster: Cluster) -> list[str]:
         )
         for host in hosts:
             host.aisys("down", timeout_s=180)
-        terminate(owned_processes([h.data_dir for h in hosts]))  # this test's own markers
+        terminate(_leftovers([h.data_dir for h in hosts]))  # this test's own data dirs
     return problems
 
 
@@ -462,7 +479,7 @@ def test_ray_down_stops_both_hosts_and_nothing_else(ray_up_cluster: Cluster) -> 
     # The head's `ray stop` was the shim: aisys down there, then on PC2 over ssh.
     assert f"aisys down on root@{cluster.pc2.ns.ip}" in down.stdout + down.stderr, output
     deadline = time.monotonic() + 30
-    while (left := owned_processes(dirs)) and time.monotonic() < deadline:
+    while (left := _leftovers(dirs)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, (
         "processes survived `ray down`: "
