@@ -238,3 +238,32 @@ def test_ray_stop_on_a_host_without_bootstrap_config_stops_only_this_host(
 
     assert cluster_stop.main([]) == 0
     assert len(calls) == 1 and calls[0][1:] == ["down"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["stop", "--force"], "python -m cluster.cluster_stop --force"),
+        (["status", "--address", "x"], "ray status --address x"),
+    ],
+)
+def test_the_shim_sends_stop_to_cluster_stop_and_the_rest_to_the_venvs_ray(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    """Against a stand-in venv whose python and ray print what they were given."""
+    checkout = tmp_path / "aisys"
+    (checkout / "scripts" / "ray-up-bin").mkdir(parents=True)
+    shim = checkout / "scripts" / "ray-up-bin" / "ray"
+    shim.write_bytes(SHIM.read_bytes())
+    shim.chmod(0o755)
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    for name in ("python", "ray"):
+        fake = checkout / ".venv" / "bin" / name
+        fake.write_text(f'#!/bin/sh\necho {name} "$@"\n')
+        fake.chmod(0o755)
+
+    out = subprocess.run(
+        [str(shim), *args], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+    assert out == expected
