@@ -97,10 +97,15 @@ class SecurityActor:
         return self._core.legacy_identities()
 
     async def promote_legacy(self, name: str, roles: list[Role]) -> LegacyIdentity:
-        return self._core.promote_legacy(name, roles)
+        version = self._core.version
+        promoted = self._core.promote_legacy(name, roles)
+        await self._changed_since(version)  # a demotion revoked its tokens
+        return promoted
 
     async def delete_legacy(self, name: str) -> None:
+        version = self._core.version
         self._core.delete_legacy(name)
+        await self._changed_since(version)
 
     async def revoke(self, token: str) -> tuple[str, int, Propagation]:
         """Revoke; return once every live replica applied it (or after the age limit).

@@ -67,6 +67,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _legacy_family(name: str) -> str:
+    """The token family of a legacy identity's logins (they have no refresh tokens)."""
+    return f"legacy:{name}"
+
+
 class SecurityCore:
     """All SecurityGateway state transitions.
 
@@ -187,6 +192,8 @@ class SecurityCore:
         stored = self._check_secret(name, password, self._store.legacy_identity(name), source)
         scopes = [s.value for s in scopes_of_roles([Role(r) for r in stored[1]])]
         token, claims = self._issuer.mint(name, "legacy", scopes)
+        self._store.prune_refresh(self._clock())
+        self._store.add_family_access(_legacy_family(name), claims.jti, claims.exp)
         return LegacySession(token=token, expires_at=claims.exp, scope=claims.scope)
 
     def legacy_identities(self) -> list[LegacyIdentity]:
@@ -198,18 +205,35 @@ class SecurityCore:
     def promote_legacy(self, name: str, roles: list[Role]) -> LegacyIdentity:
         """Give a legacy identity ``roles`` (``[]`` takes them away) from its next login on.
 
+        When a scope is taken away, the identity's unexpired tokens are revoked at once.
+
         Raises:
             IdentityNotFound: no legacy identity has that name.
         """
-        wanted = sorted(set(roles))
-        if not self._store.set_legacy_roles(name, [r.value for r in wanted]):
-            raise IdentityNotFound("legacy identity", name)
         stored = self._store.legacy_identity(name)
-        return LegacyIdentity(name=name, roles=wanted, created_at=stored[2] if stored else 0.0)
+        if stored is None:
+            raise IdentityNotFound("legacy identity", name)
+        wanted = sorted(set(roles))
+        self._store.set_legacy_roles(name, [r.value for r in wanted])
+        before = set(scopes_of_roles([Role(r) for r in stored[1]]))
+        if before - set(scopes_of_roles(wanted)):
+            self._revoke_family(_legacy_family(name))
+        return LegacyIdentity(name=name, roles=wanted, created_at=stored[2])
 
     def delete_legacy(self, name: str) -> None:
+        """Delete a legacy identity and revoke its unexpired tokens.
+
+        Raises:
+            IdentityNotFound: no legacy identity has that name.
+        """
         if not self._store.delete_legacy_identity(name):
             raise IdentityNotFound("legacy identity", name)
+        self._revoke_family(_legacy_family(name))
+
+    def _revoke_family(self, family: str) -> int:
+        with self._version_lock:
+            self.version += 1
+            return self._store.revoke_family(family, self.version)
 
     # tokens
 
@@ -266,9 +290,7 @@ class SecurityCore:
             raise TokenRejected("refresh token is unknown, revoked or expired")
         (subject, kind, scopes, expires_at), family, used_before = spent
         if used_before:
-            with self._version_lock:
-                self.version += 1
-                count = self._store.revoke_family(family, self.version)
+            count = self._revoke_family(family)
             raise TokenRejected(
                 "refresh token already used: it may have been stolen, so every token of its "
                 f"login is revoked ({count} access token(s)); log in again"

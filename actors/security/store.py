@@ -190,6 +190,10 @@ class SecurityStore:
         self._db.execute("INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp))
         self._db.execute("COMMIT")
 
+    def add_family_access(self, family: str, jti: str, exp: int) -> None:
+        """Record an access token issued without a refresh token (a legacy login)."""
+        self._db.execute("INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp))
+
     def spend_refresh(self, token_hash: str) -> SpentRefresh | None:
         """Mark a refresh token used; return it, its family and whether it was used before.
 

@@ -151,7 +151,7 @@ class SecurityGateway:
     @api.post(
         "/legacy-identities/{name}/promote",
         summary="Give a legacy identity roles, so its legacy login tokens carry their scopes "
-        "(from its next login; [] takes them away) (admin)",
+        "from its next login; taking a scope away ([] takes all) revokes its tokens (admin)",
     )
     async def promote_legacy(
         self, name: str, body: Promotion, _: Annotated[Claims, require(Scope.ADMIN)]
@@ -160,7 +160,9 @@ class SecurityGateway:
         return promoted
 
     @api.delete(
-        "/legacy-identities/{name}", status_code=204, summary="Delete a legacy identity (admin)"
+        "/legacy-identities/{name}",
+        status_code=204,
+        summary="Delete a legacy identity and revoke its tokens (admin)",
     )
     async def delete_legacy(self, name: str, _: Annotated[Claims, require(Scope.ADMIN)]) -> None:
         await self._actor.delete_legacy.remote(name)

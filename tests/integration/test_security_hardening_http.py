@@ -14,6 +14,7 @@ import zmq
 from cluster.settings import LegacyService, Settings
 from deployments.security.keys import KeyRing
 from deployments.security.tokens import TokenIssuer
+from tests.conftest import wait_for_condition
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,
     ports_fixture,
@@ -107,6 +108,11 @@ def test_a_legacy_identity_reaches_http_only_once_promoted(
     assert anonymous_http.get("/core/agents", headers=viewer).status_code == 200
     write = anonymous_http.post("/security/agents", json={"agent_id": "x"}, headers=viewer)
     assert write.status_code == 403
+    demoted = http.post(f"/security/legacy-identities/{name}/promote", json={"roles": []})
+    assert demoted.status_code == 200 and demoted.json()["roles"] == []
+    wait_for_condition(  # taking the scope away revoked the viewer token everywhere
+        lambda: anonymous_http.get("/core/agents", headers=viewer).status_code == 401, timeout_s=5
+    )
     assert http.delete(f"/security/legacy-identities/{name}").status_code == 204
 
 

@@ -92,13 +92,25 @@ def test_a_legacy_identity_has_no_scope_until_an_admin_promotes_it(core: Securit
         core.grant(password("alice", "legacy-pw"))
 
     assert core.promote_legacy("alice", [Role.VIEWER]).roles == [Role.VIEWER]
-    promoted = claims(core, core.legacy_login("alice", "legacy-pw").token)
+    assert claims(core, session.token).scope == ""  # a promotion revokes nothing
+    viewer = core.legacy_login("alice", "legacy-pw").token
+    promoted = claims(core, viewer)
     assert promoted.scope == "read" and promoted.allows(Scope.READ)
     assert not promoted.allows(Scope.REGISTRY_WRITE)
     assert [i.roles for i in core.legacy_identities()] == [[Role.VIEWER]]
 
-    core.promote_legacy("alice", [])  # demoted: its next token has no scope again
-    assert claims(core, core.legacy_login("alice", "legacy-pw").token).scope == ""
+    version = core.version
+    core.promote_legacy("alice", [])  # demoted: its live tokens are revoked at once
+    assert core.version == version + 1
+    with pytest.raises(TokenRejected, match="revoked"):
+        claims(core, viewer)
+    later = core.legacy_login("alice", "legacy-pw").token
+    assert claims(core, later).scope == ""
+    core.delete_legacy("alice")  # deleted: revoked too, and it cannot log in
+    with pytest.raises(TokenRejected, match="revoked"):
+        claims(core, later)
+    with pytest.raises(CredentialsRejected):
+        core.legacy_login("alice", "legacy-pw")
     with pytest.raises(IdentityNotFound):
         core.promote_legacy("nobody", [Role.ADMIN])
 
