@@ -3,11 +3,14 @@ for unknown names, refresh-token reuse, bounded trust reports, and the follower 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from actors.security import core as core_module
+from actors.security.actor import SecurityActor
 from actors.security.core import SecurityCore
 from actors.security.followers import FollowerLedger
 from cluster.errors import (
@@ -266,3 +269,42 @@ def test_follower_ledger_names_who_applied_a_version_and_forgets_the_silent() ->
     ledger.report("core/Core/a", 5, now=3.0)
     assert ledger.propagation(5, now=4.0).pending == []
     assert ledger.propagation(5, now=12.5).applied == ["core/Core/a"]  # b went silent
+
+
+def test_revoke_waits_for_every_live_replica_and_names_the_laggards(tmp_path: Path) -> None:
+    # The actor class itself, without Ray: replicas are simulated by their long-polls.
+    settings = SecuritySettings(revocation_max_age_s=1.0)
+
+    async def scenario() -> None:
+        actor = SecurityActor(settings, str(tmp_path))
+        admin = await actor.ensure_admin(None)
+        assert admin is not None
+        pair = await actor.grant(password("admin", admin))
+        version = actor._core.version
+        for replica in ("core/Core/a", "errors/ErrorBus/b", "gone/X/c"):
+            await actor.wait_changes(version, 0, replica)
+        revoking = asyncio.create_task(actor.revoke(pair.access_token))
+        await asyncio.sleep(0.05)
+        assert not revoking.done()  # waiting for the replicas to apply it
+        # Each replica's next long-poll says what it applied; "gone" never polls again.
+        await actor.wait_changes(version + 1, 0, "core/Core/a")
+        await actor.wait_changes(version + 1, 0, "errors/ErrorBus/b")
+        started = time.monotonic()
+        what, new_version, spread = await revoking
+        assert (what, new_version) == ("access token revoked", version + 1)
+        assert spread.applied == ["core/Core/a", "errors/ErrorBus/b"]
+        assert spread.pending == ["gone/X/c"]  # said, after waiting the age limit at most
+        assert time.monotonic() - started <= settings.revocation_max_age_s + 0.5
+
+        second = await actor.grant(password("admin", admin))
+        await actor.wait_changes(new_version, 0, "core/Core/a")
+        await actor.wait_changes(new_version, 0, "errors/ErrorBus/b")
+        # With every live replica keeping up, revoke returns as soon as they have it.
+        revoking = asyncio.create_task(actor.revoke(second.access_token))
+        await asyncio.sleep(0)
+        for replica in ("core/Core/a", "errors/ErrorBus/b", "gone/X/c"):
+            await actor.wait_changes(new_version + 1, 0, replica)
+        _, _, spread = await asyncio.wait_for(revoking, 0.5)
+        assert spread.pending == [] and len(spread.applied) == 3
+
+    asyncio.run(scenario())
