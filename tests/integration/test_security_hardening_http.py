@@ -49,19 +49,6 @@ def test_no_token_is_refused_before_a_malformed_body_is_parsed(
     assert anonymous_http.get("/core/agents?health=bogus").status_code == 401  # query too
 
 
-def test_a_login_flood_gets_429_with_retry_after(
-    aisys_system: Settings, anonymous_http: httpx.Client
-) -> None:
-    name = f"flood-{uuid.uuid4().hex[:6]}"
-    body = {"grant_type": "password", "username": name, "password": "not it at all"}
-    for _ in range(aisys_system.security.login_failures_per_subject):
-        assert anonymous_http.post("/security/token", json=body).status_code == 401
-    limited = anonymous_http.post("/security/token", json=body)
-    assert limited.status_code == 429, limited.text
-    assert f"too many failed logins for '{name}'" in limited.json()["detail"]
-    assert 1 <= int(limited.headers["retry-after"]) <= aisys_system.security.login_window_s
-
-
 @pytest.fixture
 def auth_port(
     zctx: zmq.Context[zmq.Socket[bytes]], ports: dict[str, int]
@@ -69,6 +56,28 @@ def auth_port(
     client = LegacyClient(zctx, ports[f"pc2/{LegacyService.AUTHENTICATION}"])
     yield client
     client.close()
+
+
+def test_a_login_flood_gets_429_with_retry_after_and_an_error_reply_on_the_legacy_port(
+    aisys_system: Settings, anonymous_http: httpx.Client, auth_port: LegacyClient
+) -> None:
+    limit = aisys_system.security.login_failures_per_subject
+    name = f"flood-{uuid.uuid4().hex[:6]}"
+    body = {"grant_type": "password", "username": name, "password": "not it at all"}
+    for _ in range(limit):
+        assert anonymous_http.post("/security/token", json=body).status_code == 401
+    limited = anonymous_http.post("/security/token", json=body)
+    assert limited.status_code == 429, limited.text
+    assert f"too many failed logins for '{name}'" in limited.json()["detail"]
+    assert 1 <= int(limited.headers["retry-after"]) <= aisys_system.security.login_window_s
+
+    legacy_name = f"flood-{uuid.uuid4().hex[:6]}"
+    wrong = {"action": "login", "user_id": legacy_name, "password": "wrong password"}
+    for _ in range(limit):
+        assert "invalid credentials" in auth_port.send_json(wrong)["message"]
+    flooded = auth_port.send_json(wrong)
+    assert flooded["status"] == "error"
+    assert f"too many failed logins for '{legacy_name}'" in flooded["message"]
 
 
 def test_a_legacy_identity_reaches_http_only_once_promoted(
