@@ -26,8 +26,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, params
 from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from ray import serve
@@ -42,6 +43,7 @@ from cluster.errors import (
     PermissionDenied,
     RevocationStale,
     TokenRejected,
+    ValidationFailed,
 )
 from cluster.settings import SecuritySettings
 from deployments.security.models import Claims, Scope, SecurityFeed
@@ -52,8 +54,11 @@ __all__ = [
     "AuthFirstRoute",
     "Authenticator",
     "TokenAuthority",
+    "api_routes",
     "auth_first",
+    "declared_scopes",
     "install_auth",
+    "query_names",
     "require",
 ]
 
@@ -186,7 +191,7 @@ async def _claims_for(
     return claims
 
 
-def _declared_scopes(dependant: Dependant) -> list[Scope]:
+def declared_scopes(dependant: Dependant) -> list[Scope]:
     """The scopes a route's :func:`require` dependencies ask for (at any depth)."""
     found: list[Scope] = []
     pending = list(dependant.dependencies)
@@ -200,27 +205,49 @@ def _declared_scopes(dependant: Dependant) -> list[Scope]:
 
 
 class AuthFirstRoute(APIRoute):
-    """A route that checks the token (401/403) before FastAPI reads the request.
+    """A route that checks the token (401/403), then its query's names, before it is parsed.
 
     FastAPI reads and parses the body before it runs any dependency, so a route whose scope is
     checked by a dependency alone answers 422 to an anonymous malformed request. This route's
     handler runs the :func:`require` checks first; the dependency then reuses the claims.
+    Then a query parameter the route does not take is refused (422, naming the ones it does):
+    FastAPI ignores unknown names, so ``?type=`` for ``?error_type=`` would quietly answer
+    every event.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        scopes = _declared_scopes(self.dependant)
-        if not scopes:  # an open route (token grants, refresh, revoke, JWKS, docs)
-            return handler
+        scopes = declared_scopes(self.dependant)
+        known = query_names(self.dependant)
 
-        async def authenticated_first(request: Request) -> Response:
-            authority: TokenAuthority = getattr(request.app.state, _STATE_KEY)
-            request.scope[_CLAIMS_KEY] = await _claims_for(
-                authority, request.headers.get("authorization"), scopes
-            )
+        async def checked_first(request: Request) -> Response:
+            if scopes:
+                authority: TokenAuthority = getattr(request.app.state, _STATE_KEY)
+                request.scope[_CLAIMS_KEY] = await _claims_for(
+                    authority, request.headers.get("authorization"), scopes
+                )
+            unknown = sorted(set(request.query_params) - known)
+            if unknown:
+                takes = ", ".join(sorted(known)) or "none"
+                raise ValidationFailed(
+                    f"unknown query parameter(s) {', '.join(unknown)}; {self.path} takes: {takes}"
+                )
             return await handler(request)
 
-        return authenticated_first
+        return checked_first
+
+
+def query_names(dependant: Dependant) -> set[str]:
+    """The query parameter names a route takes, its dependencies' included."""
+    names = {
+        field.alias
+        for field in get_flat_params(dependant)
+        if isinstance(field.field_info, params.Query)
+    }
+    # A class-based Serve ingress declares its routes on methods; until Serve binds them,
+    # their ``self`` reads as a query parameter.
+    names.discard("self")
+    return names
 
 
 def auth_first(api: FastAPI) -> None:
@@ -231,13 +258,14 @@ def auth_first(api: FastAPI) -> None:
     api.router.route_class = AuthFirstRoute
 
 
-def _api_routes(routes: list[BaseRoute]) -> Iterator[APIRoute]:
+def api_routes(routes: list[BaseRoute]) -> Iterator[APIRoute]:
+    """Every :class:`APIRoute` of ``routes``, those of included routers too."""
     for route in routes:
         if isinstance(route, APIRoute):
             yield route
         inner = getattr(route, "original_router", None) or getattr(route, "router", None)
         if inner is not None and inner is not route:
-            yield from _api_routes(list(getattr(inner, "routes", [])))
+            yield from api_routes(list(getattr(inner, "routes", [])))
 
 
 def install_auth(api: FastAPI, authenticator: TokenAuthority) -> None:
@@ -250,8 +278,8 @@ def install_auth(api: FastAPI, authenticator: TokenAuthority) -> None:
     setattr(api.state, _STATE_KEY, authenticator)
     late = sorted(
         route.path
-        for route in _api_routes(api.routes)
-        if not isinstance(route, AuthFirstRoute) and _declared_scopes(route.dependant)
+        for route in api_routes(api.routes)
+        if not isinstance(route, AuthFirstRoute) and declared_scopes(route.dependant)
     )
     if late:
         raise ConfigError(

@@ -135,6 +135,20 @@ def test_open_routes_stay_open_and_open_reads_need_no_token(client: Client) -> N
     assert open_client.post("/things", json={"name": "x"}).status_code == 401
 
 
+def test_a_query_parameter_the_route_does_not_take_is_refused_naming_those_it_does(
+    client: Client,
+) -> None:
+    reads = {"Authorization": "Bearer reader"}
+    mistyped = client.get("/things?limit=3&lmit=4", headers=reads)
+    assert mistyped.status_code == 422, mistyped.text
+    assert mistyped.json()["detail"] == (
+        "validation: unknown query parameter(s) lmit; /things takes: limit"
+    )
+    # The token still comes first, and a route without query parameters says so.
+    assert client.get("/things?lmit=4").status_code == 401
+    assert "takes: none" in client.post("/open?x=1", json={"name": "y"}).text
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
