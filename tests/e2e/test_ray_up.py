@@ -3,19 +3,19 @@
 Two network namespaces are the two PCs, each running its own ``sshd`` (Debian's
 openssh-server) on its veth address; ``ray up`` runs in MainPC's namespace, as on MainPC, with a
 copy of the shipped ``cluster.yaml`` in which only what differs on this machine is replaced: the
-IP addresses, the cluster name, the ssh user and key, the token's file mount (each host's data
-dir is a temp dir, not ``~/.local/share/aisys``) and the setup commands that would create a venv
-and pip-install the project (the namespaces have no network; every host already has this
-checkout and its venv at ``~/aisys``). The head and worker setup and start commands are the
-shipped ones.
+IP addresses, the cluster name, the ssh user and key, the data dir of the secrets the head
+generates and its autoscaler copies to PC2 (each host's data dir is a temp dir, not
+``~/.local/share/aisys``), and the file mount and setup command that would copy the project and
+``make venv`` (the namespaces have no network; every host already has this checkout and its venv
+at ``~/aisys``). The head and worker setup and start commands are the shipped ones.
 
 Each host's sshd and everything it starts see the host as a PC would: its own home, a temp dir
 mounted over ``/root`` in that namespace's mount namespace (so ``~/.bashrc``, ``~/aisys`` and
 ``~/ray_bootstrap_*`` are per host and never the machine's; the Python installation under
 ``/root`` this venv runs on is mounted back in), and aisys's settings through ``SetEnv`` in its
 sshd config: a settings file in its data dir (``AISYS_CONFIG``) and the GCS port the worker's
-start command reads. PC2 sees its own data dir at the head's path, as on two disks (the token
-mount and the Serve config name the head's path).
+start command reads. PC2 sees its own data dir at the head's path, as on two disks (the synced
+secrets and the Serve config name the head's path).
 
 Checked: ``aisys check`` passes (the head's ``aisys supervise`` runs it once the worker joined;
 the time from ``ray up`` to that is printed for the README), every replica runs on the node of
@@ -26,6 +26,8 @@ outlives ``ray down``.
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import json
 import os
 import secrets
@@ -185,10 +187,8 @@ def _home(path: Path) -> Path:
     return path
 
 
-def _test_cluster_yaml(
-    name: str, main: SshHost, pc2: SshHost, key: Path, token: Path
-) -> dict[str, Any]:
-    """The shipped cluster.yaml with this machine's addresses, user, key, token and setup."""
+def _test_cluster_yaml(name: str, main: SshHost, pc2: SshHost, key: Path) -> dict[str, Any]:
+    """The shipped cluster.yaml with this machine's addresses, user, key, data dir and setup."""
     shipped: dict[str, Any] = yaml.safe_load(SHIPPED.read_text())
     ips = {
         shipped["provider"]["head_ip"]: main.ns.ip,
@@ -208,8 +208,13 @@ def _test_cluster_yaml(
     config["provider"] = {"type": "local", "head_ip": main.ns.ip, "worker_ips": [pc2.ns.ip]}
     config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key)}
     # Each host's data dir is a temp dir (PC2 sees its own at the head's path).
-    config["file_mounts"] = {str(main.data_dir / "ray_token"): str(token)}
+    default = "~/.local/share/aisys/"
+    assert all(path.startswith(default) for path in shipped["cluster_synced_files"])
+    config["cluster_synced_files"] = [
+        path.replace(default, f"{main.data_dir}/") for path in shipped["cluster_synced_files"]
+    ]
     # No network in the namespaces: the project and its venv are already at ~/aisys.
+    config["file_mounts"] = {}
     config["setup_commands"] = ["test -x ~/aisys/.venv/bin/aisys"]
     for key_name in (
         "head_setup_commands",
@@ -347,6 +352,21 @@ def _teardown(cluster: Cluster) -> list[str]:
     return problems
 
 
+def _remove_ray_up_files(name: str, bootstrap: Path) -> None:
+    """What `ray up` of cluster ``name`` left in /tmp: the local provider's state and lock, the
+    cached config (named in the head's bootstrap config) and the ssh control sockets' dir."""
+    for suffix in ("state", "lock"):
+        Path(f"/tmp/ray/cluster-{name}.{suffix}").unlink(missing_ok=True)
+    if bootstrap.is_file():
+        provider = (yaml.safe_load(bootstrap.read_text()) or {}).get("provider", {})
+        cached = Path(provider.get("_config_cache_path") or "/nonexistent")
+        if cached.name.startswith("ray-config-"):
+            cached.unlink(missing_ok=True)
+    user = hashlib.sha256(getpass.getuser().encode()).hexdigest()[:10]
+    cluster = hashlib.sha256(name.encode()).hexdigest()[:10]
+    shutil.rmtree(f"/tmp/ray_ssh_{user}/{cluster}", ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def ray_up_cluster() -> Iterator[Cluster]:
     """``ray up`` of the shipped cluster.yaml onto two namespace hosts; ``ray down`` after."""
@@ -360,9 +380,6 @@ def ray_up_cluster() -> Iterator[Cluster]:
     (launcher / ".ssh").mkdir(parents=True)
     key = launcher / ".ssh" / "id_ed25519"
     _keygen(key)
-    token = launcher / "ray_token"
-    token.write_text(secrets.token_hex(32) + "\n")
-    token.chmod(0o600)
     sshds: list[subprocess.Popen[str]] = []
     sentinel = _sentinel()
     problems: list[str] = []
@@ -380,7 +397,7 @@ def ray_up_cluster() -> Iterator[Cluster]:
                 sshd_dir.mkdir()
                 sshds.append(_start_sshd(host.ns, sshd_dir, key.with_suffix(".pub"), host.env))
             config = work / "cluster.yaml"
-            config.write_text(yaml.safe_dump(_test_cluster_yaml(name, main, pc2, key, token)))
+            config.write_text(yaml.safe_dump(_test_cluster_yaml(name, main, pc2, key)))
             cluster = Cluster(main, pc2, launcher, config, work)
             for host in (main, pc2):
                 host.env.update(
@@ -413,10 +430,9 @@ def ray_up_cluster() -> Iterator[Cluster]:
         alive = sentinel.poll() is None
         sentinel.kill()
         sentinel.wait(timeout=10)
+        _remove_ray_up_files(name, work / "home-main" / "ray_bootstrap_config.yaml")
         for path in (work, *dirs):
             shutil.rmtree(path, ignore_errors=True)
-        for suffix in ("state", "lock"):
-            Path(f"/tmp/ray/cluster-{name}.{suffix}").unlink(missing_ok=True)
     assert alive, "a `ray stop` ran on this machine: the sentinel process was killed"
     assert not problems, "\n".join(problems)
 
@@ -453,9 +469,11 @@ def test_ray_up_nodes_use_aisys_temp_dir_token_and_check(ray_up_cluster: Cluster
     for host in (ray_up_cluster.main, ray_up_cluster.pc2):
         session = host.data_dir / "ray" / "session_latest"
         assert session.exists(), f"no Ray session under {host.data_dir / 'ray'}"
-    # PC2 got the head's token through the head's file mounts, at its own data dir.
-    token = (ray_up_cluster.main.data_dir / "ray_token").read_text()
-    assert (ray_up_cluster.pc2.data_dir / "ray_token").read_text() == token
+    # The head generated the secrets; its autoscaler copied them to PC2's own data dir.
+    for name in ("ray_token", "nats_password"):
+        secret = ray_up_cluster.main.data_dir / name
+        if name == "ray_token" or secret.exists():
+            assert (ray_up_cluster.pc2.data_dir / name).read_text() == secret.read_text(), name
     text = (ray_up_cluster.main.data_dir / "supervise.log").read_text()
     assert "check passed" in text, tail(text)
 

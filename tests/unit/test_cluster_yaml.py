@@ -141,14 +141,16 @@ def test_start_commands_stop_with_aisys_down_never_ray_stop(config: dict[str, An
         assert config[key][0] == f"{cluster_stop.REMOTE_AISYS} down"
 
 
-def test_the_token_file_mount_is_aisys_default_token_file(config: dict[str, Any]) -> None:
+def test_the_heads_secrets_are_synced_to_the_workers_not_mounted(config: dict[str, Any]) -> None:
+    """The head generates the token and NATS password; its autoscaler copies them to PC2."""
     default = load_settings(data_dir=Path("~/.local/share/aisys"))
-    token = str(default.ray_token_path)
-    assert config["file_mounts"][token] == token
+    secrets = [str(default.ray_token_path), str(default.data_dir / "nats_password")]
+    assert config["cluster_synced_files"] == secrets
+    # Nothing to make on the machine running `ray up`: the only file mount is the project.
+    assert config["file_mounts"] == {"~/aisys": "."}
 
 
 def test_every_host_installs_the_project_it_starts_from(config: dict[str, Any]) -> None:
-    assert config["file_mounts"]["~/aisys"] == "."
     assert config["setup_commands"] == ["make -C ~/aisys venv"]
     assert cluster_stop.REMOTE_AISYS == "~/aisys/.venv/bin/aisys"
 
