@@ -31,7 +31,40 @@ class RegistrySettings(Section):
         default=600.0, gt=0, description="Remove an agent after it has been critical this long."
     )
     sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
-    change_log_size: int = Field(default=10_000, ge=100)
+    change_log_size: int = Field(
+        default=10_000, ge=100, description="Most changes the in-memory change log keeps."
+    )
+    change_log_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Most bytes (JSON of the records) the in-memory change log keeps; a "
+        "follower that falls further behind gets a snapshot instead.",
+    )
+    metadata_max_bytes: int = Field(
+        default=8 * 1024,
+        ge=256,
+        description="Largest metadata of one registration, measured as its JSON encoding; "
+        "larger registrations are refused.",
+    )
+    legacy_agents_max: int = Field(
+        default=2048,
+        ge=1,
+        description="Most agents registered through the legacy ports at once; a new one "
+        "beyond it gets an error reply (re-registering a held agent_id is always taken).",
+    )
+    legacy_agents_per_source: int = Field(
+        default=256,
+        ge=1,
+        description="Most agents registered through the legacy ports from one source "
+        "address (the connection's peer) at once.",
+    )
+    legacy_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="A legacy-registered agent that neither re-registers nor gets a "
+        "heartbeat (or probe result) for this long turns critical, and is removed "
+        "deregister_critical_after_s later.",
+    )
 
 
 RequestType = Literal["text", "audio", "vision"]

@@ -36,7 +36,23 @@ class ErrorBridgeSettings(DeploymentSettings):
         default=7151, description="PUB socket re-publishing every event as [b'ERROR:', json]."
     )
     receive_hwm: int = Field(
-        default=100_000, ge=0, description="ZeroMQ receive high-water mark (messages) of the SUB."
+        default=1000,
+        ge=1,
+        description="ZeroMQ receive high-water mark (messages) of the SUB, per connected "
+        "publisher; beyond it libzmq drops that publisher's messages.",
+    )
+    max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest legacy error message (all its frames together): a larger frame "
+        "drops the publisher's connection unread (ZMQ_MAXMSGSIZE), a larger message of "
+        "smaller frames is dropped and counted as oversized.",
+    )
+    queue_depth: int = Field(
+        default=1000,
+        ge=1,
+        description="Events received and waiting for NATS; when full, the SUB stops reading "
+        "(and its high-water mark then drops).",
     )
 
     @model_validator(mode="after")
@@ -190,6 +206,32 @@ class LegacyGatewaySettings(DeploymentSettings):
     )
     max_frame_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Larger request frames get an error reply."
+    )
+    max_message_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest total of all frames of one multipart request; the frames past it "
+        "are read and dropped, and the request gets an error reply.",
+    )
+    held_payloads_max: int = Field(
+        default=1000,
+        ge=0,
+        description="Most payloads SystemDigitalTwin keeps for REGISTERs without a port; a "
+        "new one beyond it gets an error reply.",
+    )
+    held_payload_max_bytes: int = Field(
+        default=16 * 1024,
+        ge=256,
+        description="Largest such payload, measured as its JSON encoding.",
+    )
+    feed_max_objects: int = Field(
+        default=100_000,
+        ge=100,
+        description="Most objects one pickled feed message may build (unpickler opcodes plus "
+        "the nodes of its JSON form); beyond: the message is rejected.",
+    )
+    feed_max_depth: int = Field(
+        default=64, ge=4, description="Deepest nesting of one pickled feed message."
     )
     reply_timeout_s: float = Field(
         default=4.0,

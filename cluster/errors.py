@@ -10,6 +10,7 @@ the single exception handler in :mod:`deployments._http` maps it to::
     │   └── MissingHostTag          503  a deployment is pinned to a tag no node carries
     ├── ValidationFailed            422  a request is well-formed JSON but not acceptable
     ├── CheckFailed                 500  a step of `aisys check` did not see what it expected
+    ├── QuotaExceeded               409  a count or size quota (a setting) would be exceeded
     ├── CoreError                   500  base for CoreOrchestrator's coordinator and supervision
     │   ├── QueueFull               429  the request queue is at its bound; retry later
     │   ├── RequestNotFound         404  no request with that id (or it aged out)
@@ -90,6 +91,7 @@ __all__ = [
     "SpoolFull",
     "TaskNotFound",
     "ValidationFailed",
+    "QuotaExceeded",
     "AlertRuleNotFound",
     "ObservabilityError",
     "SilenceNotFound",
@@ -155,6 +157,24 @@ class CheckFailed(AisysError):
     """A step of ``aisys check`` saw something other than a healthy system does."""
 
     component = "check"
+
+
+class QuotaExceeded(AisysError):
+    """``what`` would exceed ``limit``, the value of ``setting``; nothing was stored.
+
+    The message names the limit and the setting that raises it, so a legacy client's error
+    reply tells its operator what to change.
+    """
+
+    component = "quota"
+    http_status = 409
+
+    def __init__(self, what: str, limit: int | float, setting: str) -> None:
+        super().__init__(f"{what}: the limit is {limit:g} (setting {setting})")
+        self.args = (what, limit, setting)
+        self.what = what
+        self.limit = limit
+        self.setting = setting
 
 
 class CoreError(AisysError):

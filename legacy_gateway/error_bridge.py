@@ -27,7 +27,7 @@ import zmq
 import zmq.asyncio
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from cluster.constants import ERRORS_SUBJECTS
 from cluster.errors import ErrorBusError
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 #: Topic frame of re-published events (what Error_Management_System subscribes to).
 REPUBLISH_TOPIC: Final = b"ERROR:"
+#: NATS messages the re-publishing subscription may hold.
 _QUEUE_SIZE: Final = 10_000
 _BATCH: Final = 500
 
@@ -82,6 +83,9 @@ class BridgeStats(BaseModel):
     spooled: int = 0
     lost: int = 0
     republished: int = 0
+    oversized: int = Field(
+        default=0, description="Messages over errors.bridge.max_message_bytes, dropped unread."
+    )
 
 
 class ErrorBridge:
@@ -89,7 +93,7 @@ class ErrorBridge:
 
     Args:
         publisher: a started publisher; the bridge does not own it.
-        settings: bind address, ports and receive high-water mark.
+        settings: bind address, ports, receive high-water mark, message size and queue depth.
         max_event_bytes: legacy messages over this size are recorded as malformed.
     """
 
@@ -102,7 +106,7 @@ class ErrorBridge:
         self._ctx = zmq.asyncio.Context()
         self._sub = self._ctx.socket(zmq.SUB)
         self._pub = self._ctx.socket(zmq.PUB)
-        self._queue: asyncio.Queue[ErrorEvent] = asyncio.Queue(_QUEUE_SIZE)
+        self._queue: asyncio.Queue[ErrorEvent] = asyncio.Queue(settings.queue_depth)
         self._tasks: list[asyncio.Task[None]] = []
         self._republish_sub: Subscription | None = None
         self.stats = BridgeStats()
@@ -127,6 +131,8 @@ class ErrorBridge:
         for sock in (self._sub, self._pub):
             sock.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, self._settings.receive_hwm)
+        # A frame over the limit is never buffered: libzmq drops that publisher's connection.
+        self._sub.setsockopt(zmq.MAXMSGSIZE, self._settings.max_message_bytes)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._sub.bind(f"tcp://{bind}:{self._settings.sub_port}")
         self._pub.bind(f"tcp://{bind}:{self._settings.pub_port}")
@@ -153,6 +159,21 @@ class ErrorBridge:
         while True:
             frames = await self._sub.recv_multipart(copy=False)
             peer = _peer_address(frames[0])
+            total = sum(len(f) for f in frames)
+            if total > self._settings.max_message_bytes:
+                # Many frames each under ZMQ_MAXMSGSIZE: dropped before anything copies them.
+                del frames
+                self.stats.oversized += 1
+                if _is_power_of_ten(self.stats.oversized):  # a flood logs a few lines only
+                    logger.warning(
+                        "dropped %d legacy error messages over %d bytes (the latest: %d bytes "
+                        "from %s; errors.bridge.max_message_bytes)",
+                        self.stats.oversized,
+                        self._settings.max_message_bytes,
+                        total,
+                        peer or "?",
+                    )
+                continue
             raw = [f.bytes for f in frames]
             received_at = datetime.now(UTC)
             try:
@@ -198,6 +219,12 @@ class ErrorBridge:
         frame = LegacyErrorFrame.from_event(event).model_dump_json().encode()
         await self._pub.send_multipart([REPUBLISH_TOPIC, frame])
         self.stats.republished += 1
+
+
+def _is_power_of_ten(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
 
 
 def _peer_address(frame: Any) -> str:

@@ -8,6 +8,14 @@ old protocols): only plain data (dict,
 list, tuple, str, bytes, numbers, bool, None, sets) can come out; anything else is rejected
 and counted, never executed.
 
+Plain data can still be a bomb: a short pickle that makes the unpickler run a great many
+opcodes, ``_codecs.encode`` chains (``hex`` of ``hex`` of ...) that double at every step, or a
+DAG of shared references that is small in memory but exponential once walked (as JSON encoding
+does). So a message has a :class:`FeedBudget`: its opcodes are counted before it is loaded,
+``_codecs.encode`` only rebuilds bytes (latin-1 of a string, nothing else), and the loaded value
+is walked once, every shared reference counted again, with its nodes, depth and the bytes of its
+strings capped; a message over any of them is rejected before anything expands it.
+
 An interrupt pauses CoreOrchestrator's dispatch and cancels what is queued (what RC did); a
 ``language_analysis`` becomes a text request, the translation preferred when there is one.
 
@@ -21,13 +29,14 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import io
 import json
 import logging
 import pickle
+import pickletools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import zmq
@@ -42,9 +51,59 @@ from cluster.settings import LegacyGatewaySettings
 from deployments.core.models import InterruptRequest, TextRequest
 from legacy_gateway._ports import Services
 
-__all__ = ["FeedStats", "LegacyFeeds", "UnsafePickle", "language_request", "safe_loads"]
+__all__ = [
+    "FeedBudget",
+    "FeedStats",
+    "FeedTooLarge",
+    "LegacyFeeds",
+    "UnsafePickle",
+    "language_request",
+    "safe_loads",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class UnsafePickle(pickle.UnpicklingError):
+    """The pickle names a class or function; plain data only is accepted."""
+
+
+class FeedTooLarge(pickle.UnpicklingError):
+    """The message would expand past its :class:`FeedBudget`; nothing of it is used."""
+
+
+@dataclass(frozen=True)
+class FeedBudget:
+    """What one pickled feed message may expand to (``legacy_gateway`` settings).
+
+    Attributes:
+        max_objects: opcodes the unpickler may run, and nodes the loaded value may have when
+            every shared reference is counted again (as a JSON encoding would expand it).
+        max_depth: deepest nesting of containers.
+        max_bytes: total length of its strings and bytes, shared ones counted again.
+    """
+
+    max_objects: int = 100_000
+    max_depth: int = 64
+    max_bytes: int = 1024 * 1024
+
+    @classmethod
+    def of(cls, settings: LegacyGatewaySettings) -> FeedBudget:
+        return cls(settings.feed_max_objects, settings.feed_max_depth, 4 * settings.max_feed_bytes)
+
+
+#: Encodings protocols 0-2 rebuild ``bytes`` with: ``_codecs.encode(text, "latin1")``.
+_BYTES_ENCODINGS: Final = frozenset({"latin1", "latin-1", "iso-8859-1", "iso8859-1"})
+
+
+def _rebuild_bytes(text: object, encoding: object = "utf-8", errors: object = "strict") -> bytes:
+    """``_codecs.encode`` as old protocols use it, and nothing else (no codec chains)."""
+    if not isinstance(text, str) or not isinstance(encoding, str) or errors != "strict":
+        raise UnsafePickle("refused _codecs.encode of anything but a string to bytes")
+    if encoding.lower() not in _BYTES_ENCODINGS:
+        raise UnsafePickle(f"refused _codecs.encode with {encoding!r}: only latin-1 rebuilds bytes")
+    return text.encode("latin-1")
+
 
 #: The globals plain data needs: sets (protocols 0-3 name them) and ``_codecs.encode``, which
 #: protocols 0-2 use to rebuild ``bytes``; both only ever construct data.
@@ -52,11 +111,7 @@ _ALLOWED_GLOBALS: Final[dict[tuple[str, str], Any]] = {
     (module, name): value
     for module in ("builtins", "__builtin__")
     for name, value in (("set", set), ("frozenset", frozenset))
-} | {("_codecs", "encode"): codecs.encode}
-
-
-class UnsafePickle(pickle.UnpicklingError):
-    """The pickle names a class or function; plain data only is accepted."""
+} | {("_codecs", "encode"): _rebuild_bytes}
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -70,14 +125,65 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise UnsafePickle("refused a persistent id: only plain data types are accepted")
 
 
-def safe_loads(data: bytes) -> object:
-    """Unpickle ``data`` allowing plain data only.
+def safe_loads(data: bytes, budget: FeedBudget | None = None) -> object:
+    """Unpickle ``data`` allowing plain data only, within ``budget``.
 
     Raises:
         UnsafePickle: the pickle references a global (class, function) or a persistent id.
+        FeedTooLarge: it runs more opcodes than the budget, or its value expands past it.
         pickle.UnpicklingError, EOFError, ValueError: the bytes are not a valid pickle.
     """
-    return _PlainDataUnpickler(io.BytesIO(data)).load()
+    budget = budget or FeedBudget()
+    _count_opcodes(data, budget.max_objects)
+    value = _PlainDataUnpickler(io.BytesIO(data)).load()
+    check_expansion(value, budget)
+    return value
+
+
+def _count_opcodes(data: bytes, limit: int) -> None:
+    for count, _ in enumerate(pickletools.genops(data), start=1):
+        if count > limit:
+            raise FeedTooLarge(
+                f"more than {limit} pickle opcodes (legacy_gateway.feed_max_objects)"
+            )
+
+
+def check_expansion(value: object, budget: FeedBudget) -> None:
+    """Walk ``value`` as a JSON encoding would, shared references again each time.
+
+    Raises:
+        FeedTooLarge: more nodes, deeper nesting or more string bytes than ``budget`` allows
+            (a reference cycle ends at the depth limit).
+    """
+    nodes = size = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > budget.max_objects:
+            raise FeedTooLarge(
+                f"the message expands to more than {budget.max_objects} values "
+                "(legacy_gateway.feed_max_objects)"
+            )
+        if isinstance(item, str | bytes | bytearray):
+            size += len(item)
+            if size > budget.max_bytes:
+                raise FeedTooLarge(
+                    f"the message expands to more than {budget.max_bytes} bytes of text "
+                    "(4 x legacy_gateway.max_feed_bytes)"
+                )
+            continue
+        if isinstance(item, dict):
+            children: list[object] = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = list(item)
+        else:
+            continue
+        if depth >= budget.max_depth and children:
+            raise FeedTooLarge(
+                f"the message nests deeper than {budget.max_depth} (legacy_gateway.feed_max_depth)"
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _jsonable(value: object) -> JsonValue:
@@ -134,6 +240,7 @@ class LegacyFeeds:
     def __init__(self, settings: LegacyGatewaySettings, services: Services) -> None:
         self._settings = settings
         self._services = services
+        self._budget = FeedBudget.of(settings)
         self._ctx = zmq.asyncio.Context()
         self._tasks: list[asyncio.Task[None]] = []
         self._stats: dict[str, FeedStats] = {}
@@ -201,7 +308,7 @@ class LegacyFeeds:
     ) -> bool:
         """Act on one message; whatever it holds, the feed goes on with the next."""
         try:
-            message = safe_loads(data)
+            message = safe_loads(data, self._budget)
             return await handler(message)
         except (AisysError, ValidationError, RayError, RayServeException) as exc:
             stats.last_error = f"{type(exc).__name__}: {exc}"[:500]

@@ -202,7 +202,15 @@ class _Handlers:
         def twin_port() -> DigitalTwinPort:
             hosts = (c.mainpc, c.pc2)
             actions = TwinActions(c.twin, c.services, link, self._host, hosts)
-            return self._shared("sdt", lambda: DigitalTwinPort(link, actions))
+            return self._shared(
+                "sdt",
+                lambda: DigitalTwinPort(
+                    link,
+                    actions,
+                    held_max=self._s.held_payloads_max,
+                    held_max_bytes=self._s.held_payload_max_bytes,
+                ),
+            )
 
         def perf_logger() -> PerformanceLoggerPort:
             return self._shared("pla", lambda: PerformanceLoggerPort(c.services))
@@ -310,6 +318,7 @@ class HostGateway:
             reply_timeout_s=settings.reply_timeout_s,
             max_pending=settings.max_pending,
             curve=curve,
+            max_message_bytes=settings.max_message_bytes,
         )
         self._servers = {
             service: LegacyServer(

@@ -126,14 +126,19 @@ class RegistryLink:
         if self._follower.last_sync <= 0:
             raise ClusterError("the agent registry is not loaded yet; retry in a moment")
 
-    async def register(self, registration: Registration) -> AgentRecord:
+    async def register(self, registration: Registration, source: str) -> AgentRecord:
         """Store ``registration`` and wait until the local view shows it.
 
+        Args:
+            registration: what the legacy agent sent.
+            source: its connection's peer address, which the registry counts legacy
+                registrations by ("unknown" when ZeroMQ does not know it).
+
         Raises:
-            AisysError: the registry refused it.
+            AisysError: the registry refused it (:class:`QuotaExceeded` over a quota).
             ray.exceptions.RayError: the registry actor is unreachable.
         """
-        change = await self._actor.register.remote(registration)
+        change = await self._actor.register.remote(registration, source or "unknown")
         await self._follower.wait_for(change.version, self._write_timeout_s)
         record: AgentRecord = change.record
         return record
@@ -227,10 +232,12 @@ def _validation_text(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _write(link: RegistryLink, registration: Registration, dialect: Dialect) -> Reply | None:
-    """Register; None on success, else the error reply."""
+async def _write(
+    link: RegistryLink, registration: Registration, dialect: Dialect, peer: str
+) -> Reply | None:
+    """Register from ``peer``; None on success, else the error reply (quotas name theirs)."""
     try:
-        await link.register(registration)
+        await link.register(registration, peer)
     except AisysError as exc:
         return error_reply(dialect, str(exc))
     except RayError as exc:
@@ -252,7 +259,7 @@ async def register_agent(link: RegistryLink, fields: dict[str, JsonValue], peer:
         return error_reply(Dialect.ACTION, _validation_text(exc))
     except ValueError as exc:
         return error_reply(Dialect.ACTION, str(exc))
-    failed = await _write(link, registration, Dialect.ACTION)
+    failed = await _write(link, registration, Dialect.ACTION, peer)
     return failed or Reply(status="success")
 
 
@@ -349,10 +356,18 @@ class DigitalTwinPort:
     """
 
     service = "SystemDigitalTwin"
-    _MAX_UNADDRESSED: Final = 10_000
 
-    def __init__(self, link: RegistryLink, actions: TwinActions | None = None) -> None:
+    def __init__(
+        self,
+        link: RegistryLink,
+        actions: TwinActions | None = None,
+        *,
+        held_max: int = 1000,
+        held_max_bytes: int = 16 * 1024,
+    ) -> None:
         self._link = link
+        self._held_max = held_max
+        self._held_max_bytes = held_max_bytes
         self._twin = actions
         self._endpoints = FrameCache(endpoint_reply, link)
         self._discovered = FrameCache(discover_reply, link)
@@ -464,7 +479,7 @@ class DigitalTwinPort:
             return error_reply(Dialect.COMMAND, _validation_text(exc))
 
         async def write() -> Reply:
-            failed = await _write(self._link, registration, Dialect.COMMAND)
+            failed = await _write(self._link, registration, Dialect.COMMAND, peer)
             if failed is not None:
                 return failed
             self._unaddressed.pop(name, None)  # the endpoint replaces a payload kept here
@@ -472,11 +487,25 @@ class DigitalTwinPort:
 
         return write()
 
+    @property
+    def held(self) -> int:
+        """Payloads kept for REGISTERs without a port."""
+        return len(self._unaddressed)
+
     def _keep_unaddressed(self, name: str, payload: dict[str, JsonValue]) -> Reply:
-        if name not in self._unaddressed and len(self._unaddressed) >= self._MAX_UNADDRESSED:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self._held_max_bytes:
             return error_reply(
                 Dialect.COMMAND,
-                f"{self._MAX_UNADDRESSED} services without a port are registered here already; "
+                f"The registration payload of {name} is {size} bytes of JSON; the limit for "
+                f"one without a 'port' is {self._held_max_bytes} bytes "
+                "(legacy_gateway.held_payload_max_bytes)",
+            )
+        if name not in self._unaddressed and len(self._unaddressed) >= self._held_max:
+            return error_reply(
+                Dialect.COMMAND,
+                f"{len(self._unaddressed)} services without a port are registered here "
+                f"already; the limit is {self._held_max} (legacy_gateway.held_payloads_max); "
                 "register with a 'port'",
             )
         self._unaddressed[name] = payload

@@ -62,6 +62,10 @@ logger = logging.getLogger(__name__)
 _STOP = b"\x00stop"
 _STOP_WAIT_S = 5.0
 _RCVMORE = int(zmq.RCVMORE)
+#: Most routing frames kept for the reply to a message over ``max_message_bytes``.
+_MAX_ENVELOPE = 8
+#: Longest routing frame kept for that reply (libzmq's routing ids are at most 255 bytes).
+_MAX_ROUTING_BYTES = 255
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE) | _NOBLOCK
 #: libzmq's send without pyzmq's Python-level wrapper (which only adds routing-id/group).
@@ -114,6 +118,8 @@ class ServerLimits:
     max_pending: int
     #: CurveZMQ key pair of the port (its context runs the ZAP authenticator); None: plaintext.
     curve: CurveServer | None = None
+    #: Largest total of all frames of one request; frames past it are read and dropped.
+    max_message_bytes: int = 2 * 1024 * 1024
 
 
 def port_owner(port: int) -> str:
@@ -308,17 +314,28 @@ class LegacyServer:
         # Each part's own ``more`` flag saves a getsockopt call per frame.
         sock, relay_id = self._sock, self._relay_id
         recv, option = sock.recv, sock.get
+        limit = self._limits.max_message_bytes
         try:
             while True:
                 identity = recv()  # blocks with the GIL released
                 frames: list[zmq.Frame] = []
                 more = option(_RCVMORE)
+                total = count = 0
                 while more:
                     frame = recv(copy=False)
-                    frames.append(frame)
                     more = frame.more
+                    total += len(frame)
+                    count += 1
+                    # Past the limit a frame is dropped at once (only an empty delimiter is
+                    # kept, for the reply's envelope): a message of many large frames is
+                    # never held whole by this loop.
+                    if total <= limit or (len(frame) == 0 and len(frames) < _MAX_ENVELOPE):
+                        frames.append(frame)
                 if identity != relay_id:
-                    self._answer(identity, frames)
+                    if total > limit:
+                        self._too_large(identity, frames, count, total)
+                    else:
+                        self._answer(identity, frames)
                     continue
                 if len(frames) == 1 and frames[0].bytes == _STOP:
                     return
@@ -328,6 +345,17 @@ class LegacyServer:
         except zmq.ZMQError as exc:  # the socket itself broke: stop, check_health reports it
             logger.exception("legacy port %d stopped", self.port)
             self._failed = exc
+
+    def _too_large(self, identity: bytes, kept: list[zmq.Frame], count: int, total: int) -> None:
+        """Answer a request whose frames add up to more than ``max_message_bytes``."""
+        limit = self._limits.max_message_bytes
+        routing = [f for f in kept[:_MAX_ENVELOPE] if len(f) <= _MAX_ROUTING_BYTES]
+        envelope, _ = _split_envelope(identity, routing)
+        message = (
+            f"Request too large: {count} frames of {total} bytes in all; the limit is "
+            f"{limit} bytes per message (legacy_gateway.max_message_bytes)"
+        )
+        self._send(envelope, error_reply(Dialect.ACTION, message))
 
     def _answer(self, identity: bytes, frames: list[zmq.Frame]) -> None:
         if len(frames) == 2 and len(frames[0]) == 0:  # what a REQ client sends

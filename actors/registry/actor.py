@@ -53,8 +53,18 @@ class RegistryActor:
             self._core.version,
         )
 
-    async def register(self, registration: Registration) -> Change:
-        return self._notify(self._core.register(registration))
+    async def register(self, registration: Registration, source: str | None = None) -> Change:
+        """Register; ``source`` is the peer address of a legacy port's connection."""
+        return self._notify(self._core.register(registration, source))
+
+    async def sizes(self) -> dict[str, int]:
+        """What the registry holds in memory: agents, legacy ones, change log length/bytes."""
+        return {
+            "agents": len(self._core.list_agents()),
+            "legacy_agents": self._core.legacy_count(),
+            "change_log_length": self._core.log_length,
+            "change_log_bytes": self._core.log_bytes,
+        }
 
     async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> Change:
         return self._notify(self._core.heartbeat(agent_id, heartbeat))

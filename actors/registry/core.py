@@ -3,14 +3,21 @@
 Consul semantics: registering an ``agent_id`` again replaces its registration (idempotent);
 a ``ttl`` check turns ``critical`` when no heartbeat arrived within the TTL; an agent that stays
 critical longer than ``deregister_critical_after_s`` is removed. Every change bumps a version,
-is written to the store before it is returned, and is kept in a bounded change log so readers
-can follow the registry without re-reading it.
+is written to the store before it is returned, and is kept in a change log bounded in count and
+bytes so readers can follow the registry without re-reading it (one that falls further behind
+gets a snapshot).
+
+Quotas: a registration's metadata is at most ``metadata_max_bytes`` of JSON; registrations made
+through the legacy ports carry their connection's address (``source``) and are capped in total
+and per source; and with no re-registration, heartbeat or probe result for ``legacy_ttl_s`` they
+turn critical and are removed like any agent critical for too long.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 
 from actors.registry.models import (
     AgentQuery,
@@ -24,11 +31,11 @@ from actors.registry.models import (
 )
 from actors.registry.store import SqliteRegistryStore
 from actors.registry.view import RegistryView
-from cluster.errors import AgentNotFound
+from cluster.errors import AgentNotFound, QuotaExceeded
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import RegistrySettings
 
-__all__ = ["RegistryCore"]
+__all__ = ["RegistryCore", "metadata_bytes"]
 
 Clock = Callable[[], float]
 
@@ -48,20 +55,50 @@ class RegistryCore:
         self._clock = clock
         records, version = store.load()
         self._view = RegistryView(records, version)
-        self._log: collections.deque[Change] = collections.deque(maxlen=settings.change_log_size)
+        self._log: collections.deque[tuple[Change, int]] = collections.deque()
+        self._log_bytes = 0
+        self._legacy_sources: collections.Counter[str] = collections.Counter(
+            r.source for r in records if r.source is not None
+        )
 
     @property
     def version(self) -> int:
         return self._view.version
 
-    def register(self, registration: Registration) -> Change:
+    @property
+    def log_bytes(self) -> int:
+        """Bytes (JSON of the records) the in-memory change log holds."""
+        return self._log_bytes
+
+    @property
+    def log_length(self) -> int:
+        """Changes the in-memory change log holds."""
+        return len(self._log)
+
+    def legacy_count(self, source: str | None = None) -> int:
+        """Agents registered through the legacy ports: all, or those from ``source``."""
+        if source is None:
+            return self._legacy_sources.total()
+        return self._legacy_sources[source]
+
+    def register(self, registration: Registration, source: str | None = None) -> Change:
         """Store ``registration``, replacing any earlier one with the same id.
 
         Registering counts as a heartbeat: a ``ttl`` agent starts ``passing``, a ``none`` agent
         keeps the health its probes gave it (``unknown`` at first).
+
+        Args:
+            registration: what the agent sent.
+            source: the peer address of the legacy port connection it came through; None for
+                one made over HTTP or gRPC. Legacy registrations are capped in number.
+
+        Raises:
+            QuotaExceeded: the metadata is too large, or a new legacy registration would go
+                over ``legacy_agents_max`` or ``legacy_agents_per_source``.
         """
         now = self._clock()
         previous = self._view.get(registration.agent_id)
+        self._check_quotas(registration, previous, source)
         if registration.check == "ttl":
             health, note = Health.PASSING, "registered"
             ttl = registration.ttl_s or self._settings.default_ttl_s
@@ -77,7 +114,38 @@ class RegistryCore:
             registered_at=previous.registered_at if previous else now,
             last_seen_at=now,
         )
+        if source is not None:
+            record = record.model_copy(update={"source": source})
         return self._upsert(record)
+
+    def _check_quotas(
+        self, registration: Registration, previous: AgentRecord | None, source: str | None
+    ) -> None:
+        size = metadata_bytes(registration.metadata)
+        limit = self._settings.metadata_max_bytes
+        if size > limit:
+            raise QuotaExceeded(
+                f"metadata of agent '{registration.agent_id}' is {size} bytes of JSON",
+                limit,
+                "AISYS_CORE__REGISTRY__METADATA_MAX_BYTES",
+            )
+        if source is None:
+            return
+        held_by = previous.source if previous is not None else None
+        if held_by is None and self.legacy_count() >= self._settings.legacy_agents_max:
+            raise QuotaExceeded(
+                f"{self.legacy_count()} agents are registered through the legacy ports",
+                self._settings.legacy_agents_max,
+                "AISYS_CORE__REGISTRY__LEGACY_AGENTS_MAX",
+            )
+        per_source = self._settings.legacy_agents_per_source
+        if held_by != source and self._legacy_sources[source] >= per_source:
+            raise QuotaExceeded(
+                f"{self._legacy_sources[source]} agents are registered through the legacy "
+                f"ports from {source}",
+                per_source,
+                "AISYS_CORE__REGISTRY__LEGACY_AGENTS_PER_SOURCE",
+            )
 
     def import_agents(self, agents: list[ImportedAgent]) -> tuple[ImportTally, list[Change]]:
         """Add legacy registrations that the registry does not hold yet.
@@ -181,11 +249,14 @@ class RegistryCore:
                 if now - record.critical_since >= record.deregister_critical_after_s:
                     changes.append(self._delete(record.agent_id))
                 continue
-            if record.ttl_s is not None and now - record.last_seen_at > record.ttl_s:
+            ttl, what = record.ttl_s, "TTL"
+            if ttl is None and record.source is not None:
+                ttl, what = self._settings.legacy_ttl_s, "legacy registration TTL"
+            if ttl is not None and now - record.last_seen_at > ttl:
                 expired = record.model_copy(
                     update={
                         "health": Health.CRITICAL,
-                        "health_note": f"TTL of {record.ttl_s:g}s expired",
+                        "health_note": f"{what} of {ttl:g}s expired",
                         "critical_since": now,
                     }
                 )
@@ -197,10 +268,10 @@ class RegistryCore:
         current = self._view.version
         if version == current:
             return ChangeFeed(version=current)
-        oldest = self._log[0].version if self._log else current + 1
+        oldest = self._log[0][0].version if self._log else current + 1
         if version > current or version < oldest - 1:
             return ChangeFeed(version=current, snapshot=self._view.list_agents())
-        return ChangeFeed(version=current, changes=[c for c in self._log if c.version > version])
+        return ChangeFeed(version=current, changes=[c for c, _ in self._log if c.version > version])
 
     def _require(self, agent_id: str) -> AgentRecord:
         record = self._view.get(agent_id)
@@ -221,9 +292,33 @@ class RegistryCore:
         return self._commit(change)
 
     def _commit(self, change: Change) -> Change:
+        previous = self._view.get(change.agent_id)
+        if previous is not None and previous.source is not None:
+            self._legacy_sources[previous.source] -= 1
+            if self._legacy_sources[previous.source] <= 0:
+                del self._legacy_sources[previous.source]
+        if change.record is not None and change.record.source is not None:
+            self._legacy_sources[change.record.source] += 1
         self._view.apply(change)
-        self._log.append(change)
+        size = len(change.record.model_dump_json()) if change.record is not None else 0
+        size += _CHANGE_OVERHEAD
+        self._log.append((change, size))
+        self._log_bytes += size
+        while len(self._log) > 1 and (
+            len(self._log) > self._settings.change_log_size
+            or self._log_bytes > self._settings.change_log_max_bytes
+        ):
+            self._log_bytes -= self._log.popleft()[1]
         return change
+
+
+#: Bytes counted per change besides its record's JSON (version, op, id, object headers).
+_CHANGE_OVERHEAD = 200
+
+
+def metadata_bytes(metadata: Mapping[str, object]) -> int:
+    """Size of ``metadata`` as compact JSON, the measure of ``metadata_max_bytes``."""
+    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _legacy_fields(record: AgentRecord) -> tuple[object, ...]:

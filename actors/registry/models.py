@@ -129,6 +129,11 @@ class AgentRecord(_Model):
     registered_at: float
     last_seen_at: float
     critical_since: float | None
+    source: str | None = Field(
+        default=None,
+        description="Peer address of the legacy port connection it was registered through; "
+        "None: registered over HTTP/gRPC or imported.",
+    )
 
 
 class AgentQuery(_Model):

@@ -162,6 +162,36 @@ async def test_a_frame_past_the_hard_limit_is_never_buffered_and_others_are_serv
         ctx.destroy(linger=0)
 
 
+async def test_a_multipart_message_over_the_total_limit_is_answered_and_dropped() -> None:
+    ctx = zmq.asyncio.Context()
+    limits = ServerLimits(
+        max_frame_bytes=4096, reply_timeout_s=0.3, max_pending=8, max_message_bytes=8192
+    )
+    srv = LegacyServer(ctx, "127.0.0.1", free_port(), Scripted(), limits)
+    srv.start()
+    try:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(f"tcp://127.0.0.1:{srv.port}")
+        # Every frame is under max_frame_bytes; together they are far over the message limit.
+        await dealer.send_multipart([b"", *[b"x" * 4000] * 50])
+        empty, body = await asyncio.wait_for(dealer.recv_multipart(), 5)
+        assert empty == b""
+        assert json.loads(body)["error"] == (
+            "Request too large: 51 frames of 200000 bytes in all; the limit is 8192 bytes per "
+            "message (legacy_gateway.max_message_bytes)"
+        )
+        await dealer.send_multipart([b"x" * 3000] * 4)  # no delimiter: the reply has none
+        [body] = await asyncio.wait_for(dealer.recv_multipart(), 5)
+        assert "4 frames of 12000 bytes" in json.loads(body)["error"]
+        req = _req(ctx, srv.port)
+        assert (await _ask(req, {"action": "echo", "n": 3}))["fields"] == {"n": 3}
+        assert srv.running
+    finally:
+        await srv.close()
+        ctx.destroy(linger=0)
+
+
 async def test_busy_port_refuses_at_once_beyond_max_pending(server: LegacyServer) -> None:
     ctx = zmq.asyncio.Context()
     try:
