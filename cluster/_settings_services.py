@@ -384,6 +384,17 @@ class ResourceSettings(DeploymentSettings):
     max_queue: int = Field(
         default=1000, ge=1, description="Queued requests beyond this are refused."
     )
+    tasks_max_active: int = Field(
+        default=1000,
+        ge=1,
+        description="Most tasks waiting or running at once; a new one beyond it is refused.",
+    )
+    tasks_kept: int = Field(
+        default=1000, ge=1, description="Most finished task records kept for status queries."
+    )
+    task_retention_s: float = Field(
+        default=3600.0, gt=0, description="How long a finished task record is kept."
+    )
     poll_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="GPU/CPU readings refresh and lease expiry period."
     )
@@ -438,7 +449,18 @@ class TrustSettings(Section):
         le=1,
         description="Agents scoring below this get only the 'read' scope until they recover.",
     )
-    history_limit: int = Field(default=1000, ge=10, description="Outcomes kept per agent.")
+    history_limit: int = Field(
+        default=1000, ge=10, description="Outcomes (history rows) kept per agent (model_id)."
+    )
+    models_max: int = Field(
+        default=2048,
+        ge=1,
+        description="Most agents (legacy model_ids) with a trust score; an outcome for a new "
+        "one beyond it is refused.",
+    )
+    model_id_max_length: int = Field(
+        default=128, ge=8, le=4096, description="Longest agent name (model_id) with trust."
+    )
 
 
 class SecuritySettings(DeploymentSettings):

@@ -17,6 +17,7 @@ from cluster.errors import (
     IdentityExists,
     IdentityLimitReached,
     IdentityNotFound,
+    QuotaExceeded,
     RateLimited,
     TokenRejected,
 )
@@ -404,7 +405,10 @@ class SecurityCore:
 
         Raises:
             RateLimited: the reporter is over its bound; nothing was recorded.
+            QuotaExceeded: ``agent`` is longer than ``trust.model_id_max_length``, or it is
+                new and ``trust.models_max`` agents have a trust row already.
         """
+        self._check_trust_quotas(agent)
         now = self._clock()
         if reporter is not None:
             key = f"reporter:{reporter}"
@@ -418,6 +422,22 @@ class SecurityCore:
         event = (outcome.kind, outcome.success, outcome.latency_s, score_of(state))
         self._store.put_trust(agent, state, event, self._settings.trust.history_limit)
         return self.trust_report(agent, 10)
+
+    def _check_trust_quotas(self, agent: str) -> None:
+        trust = self._settings.trust
+        if len(agent) > trust.model_id_max_length:
+            raise QuotaExceeded(
+                f"model_id of {len(agent)} characters",
+                trust.model_id_max_length,
+                "AISYS_SECURITY__TRUST__MODEL_ID_MAX_LENGTH",
+            )
+        if self._store.trust(agent) is None and self._store.trust_count() >= trust.models_max:
+            raise QuotaExceeded(
+                f"{self._store.trust_count()} agents have trust scores already, so a new "
+                f"model_id is not taken",
+                trust.models_max,
+                "AISYS_SECURITY__TRUST__MODELS_MAX",
+            )
 
     def import_evidence(self, items: Sequence[Imported]) -> ImportTally:
         """Fold legacy outcomes in at their own times; skip those folded in before.

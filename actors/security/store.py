@@ -269,6 +269,11 @@ class SecurityStore:
         ).fetchone()
         return TrustState(alpha=row[0], beta=row[1], at=row[2]) if row else None
 
+    def trust_count(self) -> int:
+        """Agents (legacy ``model_id``s) with a trust row."""
+        row = self._db.execute("SELECT COUNT(*) FROM trust").fetchone()
+        return int(row[0])
+
     def trust_all(self) -> dict[str, TrustState]:
         rows = self._db.execute("SELECT agent, alpha, beta, at FROM trust")
         return {r[0]: TrustState(alpha=r[1], beta=r[2], at=r[3]) for r in rows}

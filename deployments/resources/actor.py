@@ -22,7 +22,7 @@ from actors._singleton import singleton_options
 from actors.probe.actor import get_or_create_host_probe
 from actors.probe.models import HostReading
 from cluster.constants import RESOURCES_ACTOR_NAME
-from cluster.errors import TaskNotFound, ValidationFailed
+from cluster.errors import ValidationFailed
 from cluster.settings import DeclaredGpu, ResourceSettings
 from deployments.resources._owners import ask_to_unload
 from deployments.resources.models import (
@@ -45,6 +45,7 @@ from deployments.resources.optimizer import (
 )
 from deployments.resources.scheduler import LeaseScheduler
 from deployments.resources.store import SqliteLeaseStore
+from deployments.resources.task_records import TaskRecords
 from deployments.resources.tasks import check_function_allowed, pick_host, place_task
 from deployments.resources.views import gpu_list, lease_models, usage_ratio
 
@@ -82,7 +83,9 @@ class ResourcesActor:
         )
         self.decisions: list[tuple[float, UnloadDecision, bool]] = []
         self._probes = {tag: get_or_create_host_probe(tag, table) for tag, table in hosts.items()}
-        self._tasks: dict[str, TaskStatus] = {}
+        self._tasks = TaskRecords(
+            settings.tasks_max_active, settings.tasks_kept, settings.task_retention_s, time.time
+        )
         self._waiting: dict[str, tuple[str, TaskRequest]] = {}  # lease id -> task
         loop = asyncio.get_running_loop()
         self._loops = [loop.create_task(self._poll_forever()), loop.create_task(self._optimize())]
@@ -139,6 +142,7 @@ class ResourcesActor:
 
     async def submit_task(self, request: TaskRequest) -> TaskStatus:
         check_function_allowed(request.function, self._settings.task_modules)
+        self._tasks.check_room()
         task_id = uuid.uuid4().hex
         status = TaskStatus(
             task_id=task_id,
@@ -178,8 +182,7 @@ class ResourcesActor:
         return self._tasks[task_id]
 
     async def task_status(self, task_id: str) -> TaskStatus:
-        if task_id not in self._tasks:
-            raise TaskNotFound(task_id)
+        """The task's record; raises :class:`TaskNotFound` (unknown, or aged out)."""
         return self._tasks[task_id]
 
     def _on_grant(self, lease: LeaseGrant) -> None:
@@ -197,9 +200,16 @@ class ResourcesActor:
     ) -> None:
         host = lease.host if lease is not None else host
         assert host is not None
-        ref = place_task(
-            request.function, request.args, request.kwargs, request.num_cpus, lease, host
-        )
+        try:
+            ref = place_task(
+                request.function, request.args, request.kwargs, request.num_cpus, lease, host
+            )
+        except Exception as exc:
+            # Not left "waiting" forever (it would hold a place in tasks_max_active).
+            self._tasks[task_id] = self._tasks[task_id].model_copy(
+                update={"state": "failed", "error": str(exc)[-2000:], "finished_at": time.time()}
+            )
+            raise
         self._tasks[task_id] = self._tasks[task_id].model_copy(
             update={"state": "running", "host": host, "lease_id": lease and lease.lease_id}
         )
@@ -242,7 +252,17 @@ class ResourcesActor:
                 logger.warning("probe of host %s did not answer: %s", tag, exc)
                 continue
             self._sched.observe(reading)
-        self._sched.sweep()
+        for ended in self._sched.sweep():
+            self._fail_waiting(ended.lease_id, ended.reason)
+
+    def _fail_waiting(self, lease_id: str, reason: str) -> None:
+        """A task whose queued lease ended before it was granted fails (and stops counting)."""
+        waiting = self._waiting.pop(lease_id, None)
+        if waiting is not None:
+            task_id = waiting[0]
+            self._tasks[task_id] = self._tasks[task_id].model_copy(
+                update={"state": "failed", "error": reason, "finished_at": time.time()}
+            )
 
     async def _poll_forever(self) -> None:
         while True:
