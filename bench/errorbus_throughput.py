@@ -27,12 +27,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import nats
 import zmq
 from nats.aio.msg import Msg
 
 from bench._system import admin_headers, bench_settings, running_system
 from cluster.constants import ERRORS_STREAM
+from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import ErrorBusSettings, Settings
 from deployments.errors.models import ErrorEvent
 from deployments.errors.store import stream_config
@@ -48,9 +48,9 @@ def _payload(i: int) -> bytes:
     return f"ERROR:{json.dumps(body)}".encode()
 
 
-async def raw_loop(url: str, count: int) -> float:
+async def raw_loop(broker: NatsClient, count: int) -> float:
     """Events/s of nats-py publish_async into a stream configured like ERRORS."""
-    nc = await nats.connect(url)
+    nc = await broker.connect()
     js = nc.jetstream()
     config = stream_config(ErrorBusSettings())
     await js.add_stream(dataclasses.replace(config, name="BENCH_RAW", subjects=["benchraw.>"]))
@@ -70,40 +70,40 @@ async def raw_loop(url: str, count: int) -> float:
     return count / elapsed
 
 
-async def _stored(url: str) -> int:
-    nc = await nats.connect(url)
+async def _stored(broker: NatsClient) -> int:
+    nc = await broker.connect()
     try:
         return int((await nc.jetstream().stream_info(ERRORS_STREAM)).state.messages)
     finally:
         await nc.close()
 
 
-def _join(pub: zmq.Socket[bytes], url: str, base: int) -> int:
+def _join(pub: zmq.Socket[bytes], broker: NatsClient, base: int) -> int:
     """Send probes until the bridge stores one (ZeroMQ slow joiner); return the new count."""
     while True:
         pub.send(_payload(-1))
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
-            now = asyncio.run(_stored(url))
+            now = asyncio.run(_stored(broker))
             if now > base:
                 return now
             time.sleep(0.05)
 
 
-def legacy_rate(settings: Settings, url: str, count: int) -> float:
+def legacy_rate(settings: Settings, broker: NatsClient, count: int) -> float:
     """Events/s from 8 legacy PUB sockets until the stream holds every event."""
     ctx = zmq.Context()
     socks = []
-    base = asyncio.run(_stored(url))
+    base = asyncio.run(_stored(broker))
     for _ in range(PUBLISHERS):
         sock = ctx.socket(zmq.PUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.connect(f"tcp://127.0.0.1:{settings.errors.bridge.sub_port}")
-        base = _join(sock, url, base)
+        base = _join(sock, broker, base)
         socks.append(sock)
     time.sleep(1.0)  # let the last probes settle so they are not counted below
-    base = asyncio.run(_stored(url))
+    base = asyncio.run(_stored(broker))
     per = count // PUBLISHERS
     start = time.perf_counter()
 
@@ -116,7 +116,7 @@ def legacy_rate(settings: Settings, url: str, count: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    while asyncio.run(_stored(url)) < base + per * PUBLISHERS:
+    while asyncio.run(_stored(broker)) < base + per * PUBLISHERS:
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     for sock in socks:
@@ -143,9 +143,9 @@ def http_rate(settings: Settings, count: int) -> float:
     return batches * HTTP_BATCH / elapsed
 
 
-async def latency(settings: Settings, url: str, samples: int) -> list[float]:
+async def latency(settings: Settings, broker: NatsClient, samples: int) -> list[float]:
     """Milliseconds from a legacy ZeroMQ send to a NATS subscriber's callback."""
-    nc = await nats.connect(url)
+    nc = await broker.connect()
     arrived: dict[str, float] = {}
     got = asyncio.Event()
 
@@ -186,13 +186,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = bench_settings()  # random bridge ports too
     with running_system(settings):
-        from cluster.system import nats_url
-
-        url = nats_url(settings)
-        raw = asyncio.run(raw_loop(url, args.events))
-        legacy = legacy_rate(settings, url, args.events)
+        broker = nats_client(settings)
+        raw = asyncio.run(raw_loop(broker, args.events))
+        legacy = legacy_rate(settings, broker, args.events)
         http = http_rate(settings, args.events)
-        lat = asyncio.run(latency(settings, url, args.latency_samples))
+        lat = asyncio.run(latency(settings, broker, args.latency_samples))
     q = statistics.quantiles(lat, n=100, method="inclusive")
     print(f"raw nats-py JetStream publish_async: {raw:10.0f} events/s")
     print(

@@ -26,12 +26,13 @@ from cluster._progress import Progress
 from cluster._ray_node import port_open, read_ray_token
 from cluster.constants import APP_ERRORS, ERRORS_STREAM, LOGS_STREAM
 from cluster.errors import ClusterError, ConfigError
+from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import Settings
 from deployments.errors.store import stream_config as errors_stream_config
 
 __all__ = [
     "BACKUP_STREAMS",
-    "cluster_nats_url",
+    "cluster_nats",
     "export_streams",
     "republish_streams",
 ]
@@ -55,7 +56,7 @@ class StreamMessage(BaseModel):
 
 class _ErrorsArgs(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    nats_url: str
+    nats: NatsClient
 
 
 class _AppConfig(BaseModel):
@@ -73,8 +74,9 @@ class _ServeDetails(BaseModel):
     applications: dict[str, _App] = {}
 
 
-def cluster_nats_url(settings: Settings) -> str:
-    """The NATS URL the running ErrorBus was deployed with (its Serve config's args).
+def cluster_nats(settings: Settings) -> NatsClient:
+    """The NATS URL and credentials the running ErrorBus was deployed with (its Serve config's
+    args; a password file it names is read on this host, the head).
 
     Raises:
         ClusterError: the dashboard is unreachable or ErrorBus is not deployed.
@@ -96,22 +98,28 @@ def cluster_nats_url(settings: Settings) -> str:
             "streams is unknown; run `aisys up` (or `aisys deploy`) first"
         )
     try:
-        return _ErrorsArgs.model_validate(app.deployed_app_config.args).nats_url
+        return _ErrorsArgs.model_validate(app.deployed_app_config.args).nats
     except ValidationError as exc:
-        raise ClusterError(f"backup: Serve's config of '{APP_ERRORS}' has no nats_url") from exc
+        raise ClusterError(
+            f"backup: Serve's config of '{APP_ERRORS}' names no NATS broker (its args have no "
+            "valid `nats`); redeploy with `aisys deploy`"
+        ) from exc
 
 
-async def _connect(url: str) -> Any:
+async def _connect(broker: NatsClient) -> Any:
     async def quiet(_: Exception) -> None:
         return None
 
     try:
         return await asyncio.wait_for(
-            nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet),
+            broker.connect(allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet),
             timeout=10,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise ClusterError(f"NATS at {url} is unreachable: {exc or 'timed out'}") from exc
+        raise ClusterError(
+            f"NATS at {broker.display_url} is unreachable or refused aisys's credentials: "
+            f"{exc or 'timed out'}"
+        ) from exc
 
 
 async def _export_one(js: Any, name: str, out: Path) -> int | None:
@@ -136,8 +144,8 @@ async def _export_one(js: Any, name: str, out: Path) -> int | None:
     return count
 
 
-async def _export(url: str, out_dir: Path) -> dict[str, int]:
-    nc = await _connect(url)
+async def _export(broker: NatsClient, out_dir: Path) -> dict[str, int]:
+    nc = await _connect(broker)
     try:
         js = nc.jetstream()
         counts = {}
@@ -150,14 +158,15 @@ async def _export(url: str, out_dir: Path) -> dict[str, int]:
         await nc.close()
 
 
-def export_streams(url: str, out_dir: Path) -> dict[str, int]:
+def export_streams(broker: NatsClient, out_dir: Path) -> dict[str, int]:
     """Write each existing stream of :data:`BACKUP_STREAMS` to ``out_dir``; return the counts.
 
     Raises:
-        ClusterError: NATS at ``url`` is unreachable.
+        ClusterError: NATS at ``broker`` is unreachable or refuses the credentials.
+        ConfigError: the password file is missing on this host.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_export(url, out_dir))
+    return asyncio.run(_export(broker, out_dir))
 
 
 async def _import_one(js: Any, config: StreamConfig, lines: list[str]) -> int:
@@ -180,8 +189,10 @@ async def _import_one(js: Any, config: StreamConfig, lines: list[str]) -> int:
     return len(lines)
 
 
-async def _import(url: str, settings: Settings, in_dir: Path, names: list[str]) -> dict[str, int]:
-    nc = await _connect(url)
+async def _import(
+    broker: NatsClient, settings: Settings, in_dir: Path, names: list[str]
+) -> dict[str, int]:
+    nc = await _connect(broker)
     try:
         js = nc.jetstream()
         counts = {}
@@ -213,13 +224,13 @@ def republish_streams(
             f"backup holds unknown streams {unknown}; this aisys knows {BACKUP_STREAMS}"
         )
     if settings.nats.url is not None:
-        return asyncio.run(_import(settings.nats.url, settings, in_dir, names))
+        return asyncio.run(_import(nats_client(settings), settings, in_dir, names))
     server = embedded_nats(settings)
     with progress.step("Starting the embedded nats-server to restore the streams"):
         server.start()
     try:
         if not port_open("127.0.0.1", server.port):
             raise ClusterError(f"embedded nats-server on port {server.port} does not answer")
-        return asyncio.run(_import(server.client_url, settings, in_dir, names))
+        return asyncio.run(_import(server.client, settings, in_dir, names))
     finally:
         server.stop()

@@ -52,7 +52,7 @@ from cluster._backup_files import (
     collect_sections,
     remove_side_files,
 )
-from cluster._backup_streams import cluster_nats_url, export_streams, republish_streams
+from cluster._backup_streams import cluster_nats, export_streams, republish_streams
 from cluster._progress import Progress
 from cluster._ray_node import ray_node_running
 from cluster.errors import ClusterError, ConfigError
@@ -127,7 +127,7 @@ def backup(settings: Settings, archive: Path, progress: Progress) -> BackupManif
             for section in sections:
                 progress.line(f"    {'+'.join(section.tags)}: {len(section.files)} files")
         with progress.step("Exporting the JetStream streams"):
-            streams = export_streams(cluster_nats_url(settings), root / "streams")
+            streams = export_streams(cluster_nats(settings), root / "streams")
             progress.line("    " + ", ".join(f"{n}: {c} messages" for n, c in streams.items()))
         manifest = BackupManifest(created_at=time.time(), sections=sections, streams=streams)
         (root / "manifest.json").write_text(manifest.model_dump_json(indent=2))

@@ -376,8 +376,9 @@ def _end_of_up(args: argparse.Namespace, settings: Settings, out: TextIO) -> boo
         passed = run_check(settings, out).passed
     if args.role == "head":
         out.write(
-            f"\nTo join PC2: copy {settings.ray_token_path} to the same path on PC2 (or export "
-            "AISYS_RAY__AUTH_TOKEN=<its contents>), then run there:\n"
+            f"\nTo join PC2: copy {settings.ray_token_path} and {settings.nats_password_path} to "
+            "the same paths on PC2 (or export AISYS_RAY__AUTH_TOKEN and AISYS_NATS__PASSWORD "
+            "with their contents), then run there:\n"
             f"  aisys up --role worker --address <this-host-ip>:{settings.ports.gcs}\n"
         )
     return passed

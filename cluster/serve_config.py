@@ -29,6 +29,7 @@ from cluster.constants import (
     CORE_GRPC_SERVICER,
 )
 from cluster.errors import MissingHostTag
+from cluster.nats_client import nats_client
 from cluster.settings import DeploymentSettings, Settings
 
 __all__ = [
@@ -88,17 +89,16 @@ def _security_args(settings: Settings) -> dict[str, Any]:
     return {"auth": _auth_args(settings)}
 
 
-def _nats_url(settings: Settings) -> str:
-    # cluster.system imports this module at import time, so its helper is imported on use.
-    from cluster.system import nats_url
-
-    return nats_url(settings)
+def _nats(settings: Settings) -> dict[str, Any]:
+    """How the services reach NATS: the URL and the password *file* each replica reads on its
+    own host, so the secret stays out of Serve's config (unless ``nats.password`` overrides)."""
+    return nats_client(settings).model_dump(mode="json")
 
 
 def _errors_args(settings: Settings) -> dict[str, Any]:
     return {
         "settings": settings.errors.model_dump(mode="json"),
-        "nats_url": _nats_url(settings),
+        "nats": _nats(settings),
         "errors_dir": str(settings.errors_dir),
         "auth": _auth_args(settings),
     }
@@ -107,7 +107,7 @@ def _errors_args(settings: Settings) -> dict[str, Any]:
 def _legacy_args(settings: Settings) -> dict[str, Any]:
     return {
         "errors": settings.errors.model_dump(mode="json"),
-        "nats_url": _nats_url(settings),
+        "nats": _nats(settings),
         "errors_dir": str(settings.errors_dir),
         "auth": _auth_args(settings),
         "gateway": settings.legacy_gateway.model_dump(mode="json"),
@@ -143,7 +143,7 @@ def _observability_args(settings: Settings) -> dict[str, Any]:
     return {
         "settings": settings.observability.model_dump(mode="json"),
         "data_dir": str(settings.data_dir),
-        "nats_url": _nats_url(settings),
+        "nats": _nats(settings),
         "errors": settings.errors.model_dump(mode="json"),
         # Each host is measured by the probe actor pinned to its tag.
         "hosts": {

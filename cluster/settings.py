@@ -203,9 +203,24 @@ class RaySettings(Section):
 class NatsSettings(Section):
     """The NATS broker: an external URL, or the embedded ``nats-server`` started by ``aisys up``."""
 
-    url: str | None = Field(default=None, description="External NATS URL; None embeds a server.")
+    url: str | None = Field(
+        default=None,
+        description="External NATS URL; None embeds a server. Credentials of an external broker "
+        "go in the URL (nats://USER:PASSWORD@HOST:4222) or in nats.user and nats.password.",
+    )
     host: str = Field(default="pc2", description="Host profile that runs the embedded server.")
     bind: str = Field(default="0.0.0.0", description="Listen address of the embedded server.")
+    user: str = Field(
+        default="aisys",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The NATS user aisys's clients connect as (the embedded server's only user).",
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password of nats.user. None reads <data_dir>/nats_password, which the head "
+        "generates once (copy it to the NATS host with the Ray token); with an external broker, "
+        "None means the URL carries any credentials.",
+    )
     max_store_mb: int = Field(default=2048, ge=16, description="JetStream file-store limit.")
 
 
@@ -349,6 +364,10 @@ class Settings(BaseSettings):
     @property
     def ray_token_path(self) -> Path:
         return self.data_dir / "ray_token"
+
+    @property
+    def nats_password_path(self) -> Path:
+        return self.data_dir / "nats_password"
 
     @property
     def errors_dir(self) -> Path:

@@ -14,7 +14,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import nats
 import ray
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field
@@ -36,6 +35,7 @@ from cluster._ray_node import (
 )
 from cluster.constants import APP_ROUTE_PREFIXES, RAY_NAMESPACE, REGISTRY_ACTOR_NAME
 from cluster.errors import ClusterError, ConfigError, MissingHostTag
+from cluster.nats_client import NatsClient, ensure_nats_password, nats_client, read_nats_password
 from cluster.nats_server import NatsServer, nats_binary
 from cluster.serve_config import APPS, build_serve_config, check_host_tags
 from cluster.settings import Settings
@@ -138,14 +138,18 @@ def embedded_nats(settings: Settings) -> NatsServer:
         store_dir=settings.data_dir / "nats",
         bind=settings.nats.bind,
         max_store_mb=settings.nats.max_store_mb,
+        user=settings.nats.user,
+        password=read_nats_password(settings),
+        password_source=(
+            f"its password in {settings.nats_password_path} (the head generates it: copy it "
+            "from the head's data dir with the Ray token) or AISYS_NATS__PASSWORD"
+        ),
     )
 
 
 def nats_url(settings: Settings) -> str:
-    if settings.nats.url:
-        return settings.nats.url
-    ip = settings.hosts[settings.nats.host].node_ip or "127.0.0.1"
-    return f"nats://{ip}:{settings.ports.nats}"
+    """The broker's URL as ``settings`` name it (credentials: :func:`nats_client`)."""
+    return nats_client(settings).url
 
 
 def _token(settings: Settings) -> str:
@@ -359,6 +363,8 @@ def ensure_host_parts(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if plan.head:
         ensure_ray_token(settings)
+        if settings.nats.url is None:
+            ensure_nats_password(settings)
     # NATS first: once this node's tag is in the cluster the head deploys at once, and the
     # services pinned here (ErrorBus, the error-bus bridge) connect to NATS as they start.
     if plan.runs_nats:
@@ -530,8 +536,9 @@ def _applications(
     return result
 
 
-async def _probe_nats(url: str) -> NatsStatus:
-    parsed = urlsplit(url)
+async def _probe_nats(client: NatsClient) -> NatsStatus:
+    url = client.display_url
+    parsed = urlsplit(client.url)
     if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 4222, timeout_s=2):
         return NatsStatus(url=url, reachable=False, jetstream=False, detail="connection refused")
 
@@ -542,8 +549,7 @@ async def _probe_nats(url: str) -> NatsStatus:
         # Bounded from outside: nats-py's connect can keep retrying despite
         # allow_reconnect=False (nats-io/nats.py#645).
         nc = await asyncio.wait_for(
-            nats.connect(
-                url,
+            client.connect(
                 connect_timeout=2,
                 max_reconnect_attempts=0,
                 allow_reconnect=False,
@@ -551,7 +557,7 @@ async def _probe_nats(url: str) -> NatsStatus:
             ),
             timeout=5,
         )
-    except (NatsError, OSError, TimeoutError) as exc:
+    except (NatsError, OSError, TimeoutError, ConfigError) as exc:
         return NatsStatus(url=url, reachable=False, jetstream=False, detail=str(exc) or "refused")
     try:
         info = await nc.jetstream().account_info()
@@ -585,6 +591,6 @@ def collect_status(settings: Settings) -> SystemStatus:
         dashboard_url=dashboard_url(settings),
         nodes=nodes,
         applications=_applications(settings, details, nodes),
-        nats=asyncio.run(_probe_nats(nats_url(settings))),
+        nats=asyncio.run(_probe_nats(nats_client(settings))),
         registered_agents=_registered_agents(),
     )

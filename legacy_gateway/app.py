@@ -20,6 +20,7 @@ from ray.serve import Application
 from actors.registry.actor import get_or_create_registry
 from actors.registry.follower import RegistryFollower
 from cluster.errors import ClusterError
+from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
 from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
@@ -42,7 +43,7 @@ class LegacyAppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     errors: ErrorBusSettings
-    nats_url: str
+    nats: NatsClient
     errors_dir: str
     auth: AuthArgs
     gateway: LegacyGatewaySettings
@@ -140,7 +141,7 @@ class LegacyGatewayPc2:
         errors = args.errors
         # The bridge shares the host's spool file with ErrorBus: whichever is connected drains it.
         spool = Spool(Path(args.errors_dir) / SPOOL_FILE, errors.spool_max_mb * 1024 * 1024)
-        self._publisher = ErrorPublisher(args.nats_url, errors, spool, create_stream=True)
+        self._publisher = ErrorPublisher(args.nats, errors, spool, create_stream=True)
         self._publisher.start()
         self._bridge = ErrorBridge(self._publisher, errors.bridge, errors.max_event_bytes)
         self._bridge.start()

@@ -74,11 +74,15 @@ def short_tmp_dir(prefix: str) -> Path:
 
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
-    """A real ``nats-server`` with JetStream on a random port; errors if the binary is missing."""
+    """A real ``nats-server`` with JetStream on a random port, admitting only its user (connect
+    with ``server.client``); errors if the binary is missing."""
+    import secrets
     import shutil
 
     store = short_tmp_dir("nats-")
-    server = NatsServer(binary=nats_binary(), port=free_port(), store_dir=store)
+    server = NatsServer(
+        binary=nats_binary(), port=free_port(), store_dir=store, password=secrets.token_hex(16)
+    )
     server.start()
     try:
         yield server

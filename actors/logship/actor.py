@@ -24,6 +24,7 @@ from actors.logship.shipper import LogShipper
 from actors.logship.store import PositionStore
 from cluster.constants import log_shipper_actor_name
 from cluster.errors import ClusterError
+from cluster.nats_client import NatsClient
 from cluster.settings import LogShippingSettings
 
 __all__ = ["LogShipperActor", "get_or_create_log_shipper", "shipper_hosts"]
@@ -39,10 +40,10 @@ class LogShipperActor:
         host: str,
         settings: LogShippingSettings,
         ray_temp_dir: str,
-        nats_url: str,
+        broker: NatsClient,
         db_path: str,
     ) -> None:
-        stream = LogStream(nats_url, settings)
+        stream = LogStream(broker, settings)
         store = PositionStore(Path(db_path))
         self._shipper = LogShipper(host, settings, Path(ray_temp_dir), store, stream)
         self._task = asyncio.get_running_loop().create_task(self._shipper.run())
@@ -86,7 +87,11 @@ def shipper_hosts(tags: Sequence[str], nodes: Iterable[Mapping[str, Any]]) -> li
 
 
 def get_or_create_log_shipper(
-    tag: str, settings: LogShippingSettings, ray_temp_dir: str, nats_url: str, db_path: Path
+    tag: str,
+    settings: LogShippingSettings,
+    ray_temp_dir: str,
+    broker: NatsClient,
+    db_path: Path,
 ) -> Any:
     """Return the log shipper actor of host ``tag``, creating it pinned to that host if absent.
 
@@ -94,11 +99,11 @@ def get_or_create_log_shipper(
         tag: the Ray host tag; the actor asks for a sliver of it, so it runs on that host.
         settings: the log shipping section (later changes arrive through ``sync``).
         ray_temp_dir: Ray's temp dir on that host (``{ray_temp_dir}`` in globs).
-        nats_url: the broker the ``LOGS`` stream lives in.
+        broker: the broker the ``LOGS`` stream lives in, and its credentials.
         db_path: SQLite file of the committed positions, on that host.
     """
     return (
         ray.remote(LogShipperActor)
         .options(**singleton_options(log_shipper_actor_name(tag), tag))
-        .remote(tag, settings, ray_temp_dir, nats_url, str(db_path))
+        .remote(tag, settings, ray_temp_dir, broker, str(db_path))
     )

@@ -7,7 +7,7 @@ exactly what the shipper may commit.
 
 Example::
 
-    stream = LogStream("nats://127.0.0.1:4222", settings.observability.logs)
+    stream = LogStream(nats_client(settings), settings.observability.logs)
     await stream.connect()
     acked = await stream.publish([(record.subject(), record.msg_id(), payload)])
 """
@@ -25,7 +25,8 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig, StreamInfo
 
 from cluster.constants import LOGS_STREAM, LOGS_SUBJECTS
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
+from cluster.nats_client import NatsClient
 from cluster.settings import LogShippingSettings
 from deployments.errors.store import apply_stream_config
 
@@ -62,8 +63,8 @@ async def ensure_logs_stream(js: JetStreamContext, settings: LogShippingSettings
 class LogStream:
     """One NATS connection publishing to ``LOGS``; reconnects by itself once connected."""
 
-    def __init__(self, url: str, settings: LogShippingSettings) -> None:
-        self._url = url
+    def __init__(self, broker: NatsClient, settings: LogShippingSettings) -> None:
+        self._broker = broker
         self._settings = settings
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -81,8 +82,13 @@ class LogStream:
         """Connect and set the stream up, within :data:`CONNECT_TIMEOUT_S`.
 
         Raises:
-            ClusterError: NATS did not answer, or refused the stream configuration.
+            ClusterError: NATS did not answer, or refused the credentials or the stream
+                configuration, or this host has no NATS password file.
         """
+        try:
+            user, password = self._broker.credentials()
+        except ConfigError as exc:
+            raise ClusterError(f"logs: {exc}") from exc
 
         async def on_error(exc: Exception) -> None:
             logger.debug("NATS client error: %s", exc)
@@ -93,7 +99,9 @@ class LogStream:
             # bounded here and retried by the caller.
             await asyncio.wait_for(
                 nc.connect(
-                    servers=[self._url],
+                    servers=[self._broker.url],
+                    user=user,
+                    password=password,
                     connect_timeout=2,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
@@ -105,7 +113,9 @@ class LogStream:
             await ensure_logs_stream(js, self._settings)
         except _UNAVAILABLE as exc:
             await nc.close()
-            raise ClusterError(f"logs: NATS at {self._url}: {exc or type(exc).__name__}") from exc
+            raise ClusterError(
+                f"logs: NATS at {self._broker.display_url}: {exc or type(exc).__name__}"
+            ) from exc
         self._nc, self._js = nc, js
 
     async def reconfigure(self, settings: LogShippingSettings) -> None:

@@ -21,6 +21,7 @@ from ray.serve import Application
 
 from cluster.constants import ERRORS_SUBJECT_PREFIX
 from cluster.legacy_import.tally import ImportTally
+from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
 from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
@@ -51,7 +52,7 @@ class ErrorBusAppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     settings: ErrorBusSettings
-    nats_url: str
+    nats: NatsClient
     errors_dir: str
     auth: AuthArgs
 
@@ -92,7 +93,7 @@ class ErrorBus:
     def __init__(self, args: ErrorBusAppArgs) -> None:
         install_auth(api, Authenticator(args.auth))
         self._settings = args.settings
-        self._core = ErrorBusCore(args.nats_url, args.settings, Path(args.errors_dir))
+        self._core = ErrorBusCore(args.nats, args.settings, Path(args.errors_dir))
         self._core.start()
 
     async def check_health(self) -> None:

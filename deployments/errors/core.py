@@ -6,7 +6,7 @@ that feeds the index from the durable consumer ``errors-index``. The Serve deplo
 
 Example::
 
-    core = ErrorBusCore("nats://127.0.0.1:4222", settings.errors, Path("data/errors"))
+    core = ErrorBusCore(nats_client(settings), settings.errors, Path("data/errors"))
     core.start()
     await core.publish([event])
     page = core.query(ErrorQuery(agent="tts"))
@@ -29,6 +29,7 @@ import nats.js.errors
 from cluster.constants import ERRORS_INDEX_DURABLE, ERRORS_STREAM
 from cluster.errors import ClusterError
 from cluster.legacy_import.tally import ImportTally
+from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
 from deployments.errors.index import ErrorIndex
 from deployments.errors.models import (
@@ -60,16 +61,16 @@ class ErrorBusCore:
     """Publish, index, query and follow error events.
 
     Args:
-        nats_url: the broker.
+        broker: the NATS URL and aisys's credentials.
         settings: the ``errors`` section.
         errors_dir: where the spool and index files live.
     """
 
-    def __init__(self, nats_url: str, settings: ErrorBusSettings, errors_dir: Path) -> None:
+    def __init__(self, broker: NatsClient, settings: ErrorBusSettings, errors_dir: Path) -> None:
         self.settings = settings
         self.spool = Spool(errors_dir / SPOOL_FILE, settings.spool_max_mb * 1024 * 1024)
         self.index = ErrorIndex(errors_dir / INDEX_FILE)
-        self.publisher = ErrorPublisher(nats_url, settings, self.spool, create_stream=True)
+        self.publisher = ErrorPublisher(broker, settings, self.spool, create_stream=True)
         self._indexer: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ is acknowledged to the caller only once it is in the stream or in the spool.
 
 Example::
 
-    publisher = ErrorPublisher("nats://127.0.0.1:4222", settings.errors, spool)
+    publisher = ErrorPublisher(nats_client(settings), settings.errors, spool)
     publisher.start()
     result = await publisher.publish([ErrorEvent(agent="tts", message="no voice")])
     await publisher.close()
@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from cluster.errors import EventTooLarge
+from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
 from deployments.errors.models import ErrorEvent, PublishResult
 from deployments.errors.spool import Spool, SpooledEvent
@@ -45,7 +46,7 @@ class ErrorPublisher:
     """Publishes error events to the ``ERRORS`` stream; see the module docstring.
 
     Args:
-        nats_url: the broker.
+        broker: the NATS URL and aisys's credentials.
         settings: batch size, ack timeout, event size limit, spool retry period, stream config.
         spool: where events wait while NATS is unreachable.
         create_stream: create or update the stream on every (re)connect (ErrorBus itself and
@@ -54,13 +55,14 @@ class ErrorPublisher:
 
     def __init__(
         self,
-        nats_url: str,
+        broker: NatsClient,
         settings: ErrorBusSettings,
         spool: Spool,
         *,
         create_stream: bool = False,
     ) -> None:
-        self._url = nats_url
+        self._broker = broker
+        self._url = broker.display_url
         self._settings = settings
         self._spool = spool
         self._create_stream = create_stream
@@ -190,8 +192,7 @@ class ErrorPublisher:
 
         # max_reconnect_attempts=-1 also retries the first connect until a server answers;
         # pending_size=0 makes a publish during an outage fail at once, so it is spooled.
-        self._nc = await nats.connect(
-            self._url,
+        self._nc = await self._broker.connect(
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=2,

@@ -32,6 +32,7 @@ from actors.registry.models import Heartbeat
 from cluster.constants import APP_ERRORS
 from cluster.errors import AgentNotFound, ClusterError, ValidationFailed
 from cluster.legacy_import.tally import ImportTally
+from cluster.nats_client import NatsClient
 from cluster.settings import (
     AlertRuleSpec,
     DeclaredGpu,
@@ -87,7 +88,7 @@ class ObservabilityAppArgs(BaseModel):
 
     settings: ObservabilitySettings
     data_dir: str
-    nats_url: str
+    nats: NatsClient
     errors: ErrorBusSettings
     hosts: dict[str, list[DeclaredGpu]]
     registry: RegistrySettings
@@ -133,7 +134,7 @@ class ObservabilityHub:
                 settings.logs,
                 list(args.hosts),
                 args.ray_temp_dir,
-                args.nats_url,
+                args.nats,
                 Path(args.data_dir),
                 settings.host_timeout_s,
             )
@@ -145,7 +146,7 @@ class ObservabilityHub:
         self._publisher: ErrorPublisher | None = None
         if settings.publish_alerts:
             spool = Spool(data / "alert-spool.sqlite3", args.errors.spool_max_mb * 1024 * 1024)
-            self._publisher = ErrorPublisher(args.nats_url, args.errors, spool)
+            self._publisher = ErrorPublisher(args.nats, args.errors, spool)
             self._publisher.start()
         self._alertmanager: AlertmanagerNotifier | None = None
         if settings.alerting.alertmanager_urls:

@@ -17,6 +17,7 @@ from ray.exceptions import RayError
 
 from actors.logship.actor import get_or_create_log_shipper, shipper_hosts
 from actors.logship.models import ShipperStats
+from cluster.nats_client import NatsClient
 from cluster.settings import LogShippingSettings
 
 __all__ = ["LogShippers"]
@@ -29,7 +30,7 @@ class LogShippers:
         settings: the log shipping section.
         tags: every host tag, in settings order.
         ray_temp_dir: Ray's temp dir (the same path on every host).
-        nats_url: the broker of the ``LOGS`` stream.
+        broker: the broker of the ``LOGS`` stream and its credentials.
         data_dir: the data dir; positions go to ``<data_dir>/logship/<tag>.sqlite3``.
         timeout_s: how long a round waits for a shipper.
     """
@@ -39,7 +40,7 @@ class LogShippers:
         settings: LogShippingSettings,
         tags: list[str],
         ray_temp_dir: str,
-        nats_url: str,
+        broker: NatsClient,
         data_dir: Path,
         timeout_s: float,
     ) -> None:
@@ -48,7 +49,7 @@ class LogShippers:
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
         self._actors = {
             tag: get_or_create_log_shipper(
-                tag, settings, ray_temp_dir, nats_url, data_dir / "logship" / f"{tag}.sqlite3"
+                tag, settings, ray_temp_dir, broker, data_dir / "logship" / f"{tag}.sqlite3"
             )
             for tag in shipper_hosts(tags, nodes)
         }

@@ -2,11 +2,11 @@
 
 The head (host profile ``mainpc``) runs in namespace A and the worker (``pc2``) in namespace B;
 they reach each other only over a veth pair, as two machines on a LAN do. Each has its own data
-dir, the worker holding a copy of the head's Ray token. The Serve config hands every service the
-head's data-dir path; on two machines that path is on each one's own disk, so PC2's namespace
-sees its own data dir mounted at the head's path. Processes in both namespaces share this
-machine's process table: each host's are found by its data dir's ``AISYS_OWNER`` markers, and
-stopped by pid (:func:`kill_host` for a power cut, ``aisys down`` for a clean stop).
+dir, the worker holding copies of the head's Ray token and NATS password. The Serve config hands
+every service the head's data-dir path; on two machines that path is on each one's own disk, so
+PC2's namespace sees its own data dir mounted at the head's path. Processes in both namespaces
+share this machine's process table: each host's are found by its data dir's ``AISYS_OWNER``
+markers, and stopped by pid (:func:`kill_host` for a power cut, ``aisys down`` for a clean stop).
 
 Two ways to bring the cluster up, as an owner would: :func:`start_head` + :func:`join_worker`
 (``aisys up --role head`` in the foreground, then the worker), or :func:`start_keepers`
@@ -223,10 +223,12 @@ def start_head(main: Host) -> subprocess.Popen[str]:
 def join_worker(main: Host, pc2: Host, head: subprocess.Popen[str], ports: dict[str, int]) -> None:
     """Start PC2's node with a copy of the head's token, then wait for the head's deploy."""
     log = main.data_dir / "up-head.log"
-    # The head writes the cluster's token first; PC2 gets a copy, as the operator would scp it.
+    # The head writes the cluster's token and NATS password first; PC2 gets copies, as the
+    # operator would scp them (PC2's nats-server admits only aisys's user with that password).
     token = main.data_dir / "ray_token"
     wait_for_file(token, head, 30)
-    shutil.copy2(token, pc2.data_dir / "ray_token")
+    wait_for_file(main.data_dir / "nats_password", head, 30)
+    token_copy(main, pc2)
     reach = pc2.python(_PORT_SCRIPT, main.ns.ip, str(ports["gcs"]), "90", timeout_s=90)
     assert reach.returncode == 0, (
         f"the head's GCS at {main.ns.ip}:{ports['gcs']} is not reachable from PC2's namespace; "
@@ -316,8 +318,9 @@ def legacy(host: Host, port: int, frame: object, wanted: str, timeout_s: float =
 
 
 def token_copy(main: Host, pc2: Host) -> None:
-    """Give PC2 the head's Ray token, as the owner copies it once (scp)."""
-    shutil.copy2(main.data_dir / "ray_token", pc2.data_dir / "ray_token")
+    """Give PC2 the head's Ray token and NATS password, as the owner copies them once (scp)."""
+    for name in ("ray_token", "nats_password"):
+        shutil.copy2(main.data_dir / name, pc2.data_dir / name)
 
 
 def wait_until(what: str, probe: Any, timeout_s: float, every_s: float = 1.0) -> float:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import nats
 from nats.js.api import DeliverPolicy
 
 from cluster.constants import ERRORS_STREAM, ERRORS_SUBJECTS
+from cluster.nats_client import NatsClient
 from deployments.errors.models import StoredEvent
 from deployments.errors.store import stored_event
 
 
-async def stream_count(url: str) -> int:
-    nc = await nats.connect(url)
+async def stream_count(broker: NatsClient) -> int:
+    nc = await broker.connect()
     try:
         info = await nc.jetstream().stream_info(ERRORS_STREAM)
         return int(info.state.messages)
@@ -19,9 +19,9 @@ async def stream_count(url: str) -> int:
         await nc.close()
 
 
-async def read_stream(url: str) -> list[StoredEvent]:
+async def read_stream(broker: NatsClient) -> list[StoredEvent]:
     """Every event in the stream, in order, through an ordered consumer."""
-    nc = await nats.connect(url)
+    nc = await broker.connect()
     try:
         js = nc.jetstream()
         total = int((await js.stream_info(ERRORS_STREAM)).state.messages)

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 
 from cluster import backup, system
 from cluster._progress import Progress
 from cluster.constants import ERRORS_STREAM, LOGS_STREAM
 from cluster.errors import ClusterError, ConfigError
+from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import Settings
 from tests.conftest import wait_for_condition
 
@@ -48,9 +48,9 @@ def _state(http: httpx.Client, ids: dict[str, str]) -> dict[str, Any]:
     }
 
 
-async def _delete_first_error(url: str) -> int:
+async def _delete_first_error(broker: NatsClient) -> int:
     """Delete the ERRORS stream's first message; return the stream's new first sequence."""
-    nc = await nats.connect(url)
+    nc = await broker.connect()
     try:
         js = nc.jetstream()
         first = (await js.stream_info(ERRORS_STREAM)).state.first_seq
@@ -113,7 +113,7 @@ def _make_state(http: httpx.Client, settings: Settings) -> dict[str, str]:
     # number from 1 again, and the index must not keep the old numbers.
     early = [{"agent": f"bk-{tag}-early", "message": f"e{i}", "severity": "info"} for i in range(2)]
     assert http.post("/errors/", json={"events": early}).status_code == 200
-    assert asyncio.run(_delete_first_error(system.nats_url(settings))) > 1
+    assert asyncio.run(_delete_first_error(nats_client(settings))) > 1
     error_agent = f"bk-{tag}-err"
     events = [{"agent": error_agent, "message": f"m{i}", "severity": "error"} for i in range(5)]
     assert http.post("/errors/", json={"events": events}).status_code == 200

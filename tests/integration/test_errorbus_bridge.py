@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import nats
 import pytest
 import zmq
 
 from cluster.constants import ERRORS_SUBJECTS
+from cluster.nats_client import NatsClient
 from cluster.nats_server import NatsServer
 from cluster.settings import ErrorBridgeSettings, ErrorBusSettings
 from deployments.errors.normalize import MALFORMED_TYPE
@@ -122,14 +122,14 @@ def legacy_pub(port: int) -> Iterator[zmq.Socket[bytes]]:
 class Bridge:
     """A publisher and bridge running in their own event loop thread, plus a NATS watcher."""
 
-    def __init__(self, nats_url: str, tmp: Path) -> None:
+    def __init__(self, broker: NatsClient, tmp: Path) -> None:
         self.settings = ErrorBusSettings(
             spool_retry_s=0.2,
             bridge=ErrorBridgeSettings(
                 bind="127.0.0.1", sub_port=free_port(), pub_port=free_port()
             ),
         )
-        self.nats_url = nats_url
+        self.broker = broker
         self.tmp = tmp
         self.seen: set[str] = set()  # messages seen on NATS (core subscription)
         self.loop = asyncio.new_event_loop()
@@ -151,14 +151,14 @@ class Bridge:
 
     async def _start(self) -> None:
         spool = Spool(self.tmp / "spool.sqlite3", 64 * 1024 * 1024)
-        self.publisher = ErrorPublisher(self.nats_url, self.settings, spool, create_stream=True)
+        self.publisher = ErrorPublisher(self.broker, self.settings, spool, create_stream=True)
         self.publisher.start()
         assert await self.publisher.wait_connected(10)
         self.bridge = ErrorBridge(
             self.publisher, self.settings.bridge, self.settings.max_event_bytes
         )
         self.bridge.start()
-        self.nc = await nats.connect(self.nats_url)
+        self.nc = await self.broker.connect()
 
         async def watch(msg) -> None:
             self.seen.add(json.loads(msg.data)["message"])
@@ -185,7 +185,7 @@ class Bridge:
 def test_ten_thousand_events_from_eight_publishers_in_all_framings_arrive_once(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    with Bridge(nats_server.client_url, tmp_path) as bridge:
+    with Bridge(nats_server.client, tmp_path) as bridge:
         port = bridge.settings.bridge.sub_port
 
         def publisher(n: int) -> None:
@@ -223,7 +223,7 @@ def test_ten_thousand_events_from_eight_publishers_in_all_framings_arrive_once(
             assert time.monotonic() < deadline, f"{missing} never arrived; {bridge.bridge.stats}"
             time.sleep(0.05)
 
-        stored = asyncio.run(read_stream(nats_server.client_url))
+        stored = asyncio.run(read_stream(nats_server.client))
         load = [s.event for s in stored if s.event.agent != "probe"]
         marks = [e.message or str(e.details.get("details", "")) for e in load]
         assert len(load) == PUBLISHERS * PER_PUBLISHER
@@ -242,7 +242,7 @@ def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_runni
 ) -> None:
     rng = random.Random(7150)
     with (
-        Bridge(nats_server.client_url, tmp_path) as bridge,
+        Bridge(nats_server.client, tmp_path) as bridge,
         legacy_pub(bridge.settings.bridge.sub_port) as sock,
     ):
         bridge.wait_joined(sock, "probe-fuzz")
@@ -264,7 +264,7 @@ def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_runni
         assert bridge.bridge.running
         stats = bridge.bridge.stats
         assert stats.malformed == sent
-        stored = asyncio.run(read_stream(nats_server.client_url))
+        stored = asyncio.run(read_stream(nats_server.client))
         malformed = [s.event for s in stored if s.event.error_type == MALFORMED_TYPE]
         assert len(malformed) == sent
         assert all(e.details["raw_b64"] is not None for e in malformed)
@@ -273,7 +273,7 @@ def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_runni
 def test_events_are_republished_for_legacy_subscribers(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    with Bridge(nats_server.client_url, tmp_path) as bridge:
+    with Bridge(nats_server.client, tmp_path) as bridge:
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)

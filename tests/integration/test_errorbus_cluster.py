@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from cluster import system
+from cluster.nats_client import nats_client
 from cluster.settings import Settings
 from tests.conftest import wait_for_condition
 from tests.integration._errorbus import read_stream
@@ -143,10 +144,10 @@ def test_nats_outage_over_http_loses_no_acknowledged_event(
     finally:
         nats_server.start()
     assert spooled > 0, "no request saw the outage"
-    url = system.nats_url(aisys_system)
+    broker = nats_client(aisys_system)
 
     def all_stored() -> bool:
-        ids = {s.event.id for s in asyncio.run(read_stream(url)) if s.event.agent == agent}
+        ids = {s.event.id for s in asyncio.run(read_stream(broker)) if s.event.agent == agent}
         return ids == set(acknowledged)
 
     wait_for_condition(all_stored, timeout_s=60, interval_s=0.5)

@@ -7,11 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import nats
 import pytest
 
 from cluster.constants import ERRORS_STREAM
 from cluster.errors import EventTooLarge, SpoolFull
+from cluster.nats_client import NatsClient
 from cluster.nats_server import NatsServer
 from cluster.settings import ErrorBusSettings
 from deployments.errors.core import ErrorBusCore
@@ -43,7 +43,7 @@ def test_publish_dedups_by_id_and_the_index_answers_queries(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     async def main() -> None:
-        core = ErrorBusCore(nats_server.client_url, SETTINGS, tmp_path)
+        core = ErrorBusCore(nats_server.client, SETTINGS, tmp_path)
         core.start()
         try:
             assert await core.publisher.wait_connected(10)
@@ -51,8 +51,8 @@ def test_publish_dedups_by_id_and_the_index_answers_queries(
             other = ErrorEvent(agent="nlu.v2", severity="info", message="slow")
             result = await core.publish([first, other, first])
             assert (result.stored, result.spooled) == (3, 0)
-            assert await stream_count(nats_server.client_url) == 2  # stored once by Nats-Msg-Id
-            stored = await read_stream(nats_server.client_url)
+            assert await stream_count(nats_server.client) == 2  # stored once by Nats-Msg-Id
+            stored = await read_stream(nats_server.client)
             assert [s.event for s in stored] == [first, other]
             await until(lambda: len(core.index) == 2)
             page = core.query(ErrorQuery(min_severity="error"))
@@ -70,7 +70,7 @@ def test_nats_stopped_mid_stream_loses_no_acknowledged_event(
 ) -> None:
     async def main() -> None:
         spool = Spool(tmp_path / "spool.sqlite3", 64 * 1024 * 1024)
-        publisher = ErrorPublisher(nats_server.client_url, SETTINGS, spool, create_stream=True)
+        publisher = ErrorPublisher(nats_server.client, SETTINGS, spool, create_stream=True)
         publisher.start()
         acknowledged: list[str] = []
         spooled = 0
@@ -91,7 +91,7 @@ def test_nats_stopped_mid_stream_loses_no_acknowledged_event(
                     await until(lambda: not publisher.connected or len(spool) > 0)
             assert spooled > 0, "the outage never reached the publisher"
             await until(lambda: len(spool) == 0, timeout_s=30)
-            ids = [s.event.id for s in await read_stream(nats_server.client_url)]
+            ids = [s.event.id for s in await read_stream(nats_server.client)]
             assert sorted(ids) == sorted(acknowledged)
             assert len(ids) == 300
         finally:
@@ -104,7 +104,7 @@ def test_a_stopped_durable_consumer_replays_what_it_missed(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     async def consume(durable: str, count: int) -> list[str]:
-        nc = await nats.connect(nats_server.client_url)
+        nc = await nats_server.client.connect()
         consumer = await DurableConsumer.create(nc.jetstream(), durable)
         got: list[str] = []
         while len(got) < count:
@@ -118,7 +118,7 @@ def test_a_stopped_durable_consumer_replays_what_it_missed(
 
     async def main() -> None:
         spool = Spool(tmp_path / "spool.sqlite3", 1024 * 1024)
-        publisher = ErrorPublisher(nats_server.client_url, SETTINGS, spool, create_stream=True)
+        publisher = ErrorPublisher(nats_server.client, SETTINGS, spool, create_stream=True)
         publisher.start()
         try:
             assert await publisher.wait_connected(10)
@@ -135,7 +135,7 @@ def test_a_stopped_durable_consumer_replays_what_it_missed(
 def test_follow_resumes_after_a_sequence(nats_server: NatsServer, tmp_path: Path) -> None:
     async def main() -> None:
         spool = Spool(tmp_path / "spool.sqlite3", 1024 * 1024)
-        publisher = ErrorPublisher(nats_server.client_url, SETTINGS, spool, create_stream=True)
+        publisher = ErrorPublisher(nats_server.client, SETTINGS, spool, create_stream=True)
         publisher.start()
         try:
             assert await publisher.wait_connected(10)
@@ -157,7 +157,9 @@ def test_spool_full_and_event_too_large_are_refused(tmp_path: Path) -> None:
         settings = SETTINGS.model_copy(update={"max_event_bytes": 4096})
         spool = Spool(tmp_path / "spool.sqlite3", 20_000)
         # Nothing listens on this port: every event goes to the spool until it is full.
-        publisher = ErrorPublisher(f"nats://127.0.0.1:{free_port()}", settings, spool)
+        publisher = ErrorPublisher(
+            NatsClient(url=f"nats://127.0.0.1:{free_port()}"), settings, spool
+        )
         publisher.start()
         try:
             with pytest.raises(EventTooLarge):
@@ -178,7 +180,7 @@ def test_spool_full_and_event_too_large_are_refused(tmp_path: Path) -> None:
 
 def test_ensure_stream_applies_new_retention(nats_server: NatsServer) -> None:
     async def main() -> None:
-        nc = await nats.connect(nats_server.client_url)
+        nc = await nats_server.client.connect()
         js = nc.jetstream()
         await ensure_stream(js, SETTINGS)
         await ensure_stream(js, SETTINGS.model_copy(update={"retention_days": 1.0}))

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import redis
 
@@ -23,9 +22,9 @@ from cluster.cli import main
 from cluster.constants import ERRORS_STREAM
 from cluster.errors import LegacySourceUnreadable
 from cluster.legacy_import.registry import read_registry, safe_url
+from cluster.nats_client import nats_client
 from cluster.nats_server import NatsServer
 from cluster.settings import ErrorBusSettings, Settings
-from cluster.system import nats_url
 from deployments.errors.core import ErrorBusCore
 from deployments.errors.models import ErrorEvent
 from deployments.errors.store import ensure_stream
@@ -105,19 +104,19 @@ def test_errorbus_skips_imported_ids_even_after_the_stream_forgot_them(
     events = [ErrorEvent(id=f"legacy.errors:{i}", agent="Auth", message=f"m{i}") for i in range(5)]
 
     async def run() -> None:
-        core = ErrorBusCore(nats_server.client_url, settings, tmp_path)
+        core = ErrorBusCore(nats_server.client, settings, tmp_path)
         core.start()
         try:
             assert await core.publisher.wait_connected(10)
             first = await core.import_events(events + events[:1])
             assert first.imported == {"events": 5}
             assert first.skipped["already present"].examples == [events[0].id]
-            assert await stream_count(nats_server.client_url) == 5
+            assert await stream_count(nats_server.client) == 5
             second = await core.import_events(events)
             assert second.imported == {} and second.skipped["already present"].count == 5
             # Days later: retention emptied the stream, the index followed it, and the stream's
             # duplicate window is long gone (a new stream remembers no message id).
-            nc = await nats.connect(nats_server.client_url)
+            nc = await nats_server.client.connect()
             js = nc.jetstream()
             await js.delete_stream(ERRORS_STREAM)
             await ensure_stream(js, settings)
@@ -125,7 +124,7 @@ def test_errorbus_skips_imported_ids_even_after_the_stream_forgot_them(
             core.index.prune_before(10**9)
             third = await core.import_events(events)
             assert third.imported == {} and third.skipped["already present"].count == 5
-            assert await stream_count(nats_server.client_url) == 0
+            assert await stream_count(nats_server.client) == 0
         finally:
             await core.close()
 
@@ -137,7 +136,7 @@ def test_errorbus_skips_imported_ids_even_after_the_stream_forgot_them(
 
 def _subject_counts(settings: Settings, agents: list[str]) -> dict[str, int]:
     async def count() -> dict[str, int]:
-        nc = await nats.connect(nats_url(settings))
+        nc = await nats_client(settings).connect()
         try:
             js = nc.jetstream()
             counts = {}

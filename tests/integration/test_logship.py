@@ -22,6 +22,7 @@ from actors.logship.publish import LogStream
 from actors.logship.shipper import LogShipper
 from actors.logship.store import PositionStore
 from cluster.constants import LOGS_STREAM, LOGS_SUBJECTS
+from cluster.nats_client import NatsClient
 from cluster.nats_server import NatsServer, nats_binary
 from cluster.settings import LogShippingSettings
 from tests.conftest import free_port
@@ -39,9 +40,9 @@ def append(path: Path, numbers: range) -> None:
         f.writelines(line(i) + "\n" for i in numbers)
 
 
-async def stored(url: str) -> int:
+async def stored(broker: NatsClient) -> int:
     """Messages in ``LOGS``; 0 before the shipper created it."""
-    nc = await nats.connect(url)
+    nc = await broker.connect()
     try:
         return int((await nc.jetstream().stream_info(LOGS_STREAM)).state.messages)
     except nats.js.errors.NotFoundError:
@@ -50,9 +51,9 @@ async def stored(url: str) -> int:
         await nc.close()
 
 
-async def read_stream(url: str) -> list[LogRecord]:
+async def read_stream(broker: NatsClient) -> list[LogRecord]:
     """Every record of ``LOGS`` in stream order."""
-    nc = await nats.connect(url)
+    nc = await broker.connect()
     try:
         js = nc.jetstream()
         total = int((await js.stream_info(LOGS_STREAM)).state.messages)
@@ -73,19 +74,21 @@ async def read_stream(url: str) -> list[LogRecord]:
 class Run:
     """One shipper lifetime: its own position store and NATS connection, like an actor's."""
 
-    def __init__(self, url: str, settings: LogShippingSettings, data: Path) -> None:
+    def __init__(self, broker: NatsClient, settings: LogShippingSettings, data: Path) -> None:
         self.store = PositionStore(data / "positions.sqlite3")
         self.shipper = LogShipper(
-            "pc2", settings, data / "ray", self.store, LogStream(url, settings)
+            "pc2", settings, data / "ray", self.store, LogStream(broker, settings)
         )
         self.task: asyncio.Task[None] | None = None
 
-    async def ship_until_stored(self, url: str, count: int, timeout_s: float = 30) -> None:
+    async def ship_until_stored(
+        self, broker: NatsClient, count: int, timeout_s: float = 30
+    ) -> None:
         self.task = asyncio.create_task(self.shipper.run())
         deadline = time.monotonic() + timeout_s
-        while await stored(url) < count:
+        while await stored(broker) < count:
             assert not self.task.done(), self.task
-            assert time.monotonic() < deadline, f"{await stored(url)} of {count} lines stored"
+            assert time.monotonic() < deadline, f"{await stored(broker)} of {count} lines stored"
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
@@ -99,7 +102,7 @@ class Run:
 def test_every_line_arrives_exactly_once_across_restarts_rotations_and_a_crash(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    url = nats_server.client_url
+    broker = nats_server.client
     logs = tmp_path / "logs"
     logs.mkdir()
     data = tmp_path / "data"
@@ -115,41 +118,41 @@ def test_every_line_arrives_exactly_once_across_restarts_rotations_and_a_crash(
     async def main() -> None:
         # Lines already there, then lines appended while it runs, with a rename rotation.
         append(app, range(20))
-        run = Run(url, settings, data)
-        await run.ship_until_stored(url, 20)
+        run = Run(broker, settings, data)
+        await run.ship_until_stored(broker, 20)
         append(app, range(20, 25))
         app.rename(logs / "app.log.1")
         append(logs / "app.log.1", range(25, 27))  # the writer had not reopened yet
         append(app, range(27, 35))
-        await run.ship_until_stored(url, 35)
+        await run.ship_until_stored(broker, 35)
         await run.stop()
 
         # Stopped: more lines, and a rotation nobody watched.
         append(app, range(35, 40))
         app.rename(logs / "app.log.2")
         append(app, range(40, 45))
-        run = Run(url, settings, data)
-        await run.ship_until_stored(url, 45)
+        run = Run(broker, settings, data)
+        await run.ship_until_stored(broker, 45)
         await run.stop()
 
         # A crash after the acks, before the commit: the positions go back to before the batch.
         before = data / "before-crash.sqlite3"
         shutil.copy(data / "positions.sqlite3", before)
         append(app, range(45, 60))
-        run = Run(url, settings, data)
-        await run.ship_until_stored(url, 60)
+        run = Run(broker, settings, data)
+        await run.ship_until_stored(broker, 60)
         await run.stop()
         shutil.copy(before, data / "positions.sqlite3")
         append(app, range(60, 66))
-        run = Run(url, settings, data)
-        await run.ship_until_stored(url, 66)
+        run = Run(broker, settings, data)
+        await run.ship_until_stored(broker, 66)
         stats = run.shipper.stats()
         await run.stop()
 
         (source,) = stats.sources
         assert source.duplicates == 15  # republished, stored once by Nats-Msg-Id
         assert sum(source.lines.values()) == 6
-        records = await read_stream(url)
+        records = await read_stream(broker)
         assert [r.line for r in records] == [line(i) for i in range(66)]
         by_line = {r.line: r for r in records}
         assert by_line[line(1)].error_type == "connection_error"
@@ -170,11 +173,13 @@ def test_the_shipper_waits_for_nats_and_ships_once_it_is_there(tmp_path: Path) -
     logs = tmp_path / "logs"
     logs.mkdir()
     append(logs / "a.log", range(3))
-    server = NatsServer(binary=nats_binary(), port=free_port(), store_dir=tmp_path / "nats")
+    server = NatsServer(
+        binary=nats_binary(), port=free_port(), store_dir=tmp_path / "nats", password="logship"
+    )
     settings = LogShippingSettings(sources={"app": [str(logs / "*.log")]}, poll_interval_s=0.05)
 
     async def main() -> None:
-        run = Run(server.client_url, settings, tmp_path)
+        run = Run(server.client, settings, tmp_path)
         task = asyncio.create_task(run.shipper.run())
         await asyncio.sleep(0)  # the first connect attempt is under way, and fails
         assert not run.shipper.stats().connected
@@ -182,7 +187,7 @@ def test_the_shipper_waits_for_nats_and_ships_once_it_is_there(tmp_path: Path) -
         try:
             run.task = task
             deadline = time.monotonic() + 60
-            while not run.shipper.stats().connected or await stored(server.client_url) < 3:
+            while not run.shipper.stats().connected or await stored(server.client) < 3:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.1)
             await run.stop()

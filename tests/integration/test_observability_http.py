@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.logship.models import LogRecord
 from cluster.constants import LOGS_STREAM
+from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import Settings
-from cluster.system import nats_url
 from tests.conftest import wait_for_condition
 from tests.integration._zmq_agent import ZmqAgent
 
@@ -263,8 +263,8 @@ def test_reads_need_a_token(anonymous_http: httpx.Client) -> None:
     assert anonymous_http.get("/observability/metrics").status_code == 401
 
 
-async def _last_log_record(url: str, subject: str) -> LogRecord | None:
-    nc = await nats.connect(url)
+async def _last_log_record(broker: NatsClient, subject: str) -> LogRecord | None:
+    nc = await broker.connect()
     try:
         msg = await nc.jetstream().get_last_msg(LOGS_STREAM, subject)
     except nats.js.errors.NotFoundError:
@@ -285,11 +285,11 @@ def test_a_line_appended_to_a_legacy_log_is_shipped_and_counted(
         f.write(text + "\n")
     # The session node carries both tags: one shipper, named by the first (mainpc).
     subject = "logs.mainpc.legacy"
-    url = nats_url(aisys_system)
+    broker = nats_client(aisys_system)
     shipped: list[LogRecord] = []
 
     def arrived() -> bool:
-        record = asyncio.run(_last_log_record(url, subject))
+        record = asyncio.run(_last_log_record(broker, subject))
         if record is not None and record.line == text:
             shipped.append(record)
         return bool(shipped)

@@ -78,7 +78,11 @@ def test_serve_config_pins_errors_and_the_bridge_to_pc2_with_their_args() -> Non
     assert legacy["deployments"][0]["num_replicas"] == 1
     assert legacy["deployments"][0]["ray_actor_options"]["resources"] == {"pc2": 0.001}
     args = ErrorBusAppArgs.model_validate(errors["args"])
-    assert args.nats_url == f"nats://127.0.0.1:{settings.ports.nats}"
+    assert args.nats.url == f"nats://127.0.0.1:{settings.ports.nats}"
+    # The replica reads the password on its own host; the secret is not in Serve's config.
+    assert args.nats.user == "aisys"
+    assert args.nats.password is None
+    assert args.nats.password_file == str(settings.data_dir / "nats_password")
     assert args.errors_dir == str(settings.data_dir / "errors")
     legacy_args = LegacyAppArgs.model_validate(legacy["args"])
     assert legacy_args.errors.bridge.sub_port == 17150
