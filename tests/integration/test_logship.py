@@ -84,7 +84,8 @@ class Run:
     async def ship_until_stored(
         self, broker: NatsClient, count: int, timeout_s: float = 30
     ) -> None:
-        self.task = asyncio.create_task(self.shipper.run())
+        if self.task is None:  # a second call waits on the same shipper, never starts another
+            self.task = asyncio.create_task(self.shipper.run())
         deadline = time.monotonic() + timeout_s
         while await stored(broker) < count:
             assert not self.task.done(), self.task
