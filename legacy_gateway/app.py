@@ -70,6 +70,7 @@ class _HostPorts:
             self.follower,
             args.gateway.reply_timeout_s,
             advertised_host=args.node_ips.get(host),
+            quotas=args.registry,
         )
         self.authenticator = Authenticator(args.auth)
         hosts = (args.mainpc_host, args.pc2_host)

@@ -23,9 +23,11 @@ from typing import Any, Final
 from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
 
+from actors.registry.core import check_quotas
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentRecord, Heartbeat, Registration
 from cluster.errors import AisysError, ClusterError
+from cluster.settings import RegistrySettings
 from legacy_gateway._codec import (
     ActionRequest,
     CommandRequest,
@@ -74,6 +76,8 @@ class RegistryLink:
         advertised_host: the address other hosts reach this host at (its host profile's
             ``node_ip``), published for agents on this host that register a loopback address;
             None: no such address is known (one machine), so theirs is kept.
+        quotas: the registry's settings, to refuse a registration over a quota on the local
+            view without a call to the actor (which checks again); None: the actor only.
     """
 
     def __init__(
@@ -82,8 +86,10 @@ class RegistryLink:
         follower: RegistryFollower,
         write_timeout_s: float,
         advertised_host: str | None = None,
+        quotas: RegistrySettings | None = None,
     ) -> None:
         self._actor = actor
+        self._quotas = quotas
         self._follower = follower
         self._write_timeout_s = write_timeout_s
         self._advertised_host = advertised_host
@@ -138,7 +144,10 @@ class RegistryLink:
             AisysError: the registry refused it (:class:`QuotaExceeded` over a quota).
             ray.exceptions.RayError: the registry actor is unreachable.
         """
-        change = await self._actor.register.remote(registration, source or "unknown")
+        source = source or "unknown"
+        if self._quotas is not None:  # a flood over a cap costs no Ray call
+            check_quotas(self._quotas, self._follower.view, registration, source)
+        change = await self._actor.register.remote(registration, source)
         await self._follower.wait_for(change.version, self._write_timeout_s)
         record: AgentRecord = change.record
         return record

@@ -35,7 +35,7 @@ from cluster.errors import AgentNotFound, QuotaExceeded
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import RegistrySettings
 
-__all__ = ["RegistryCore", "metadata_bytes"]
+__all__ = ["RegistryCore", "check_quotas", "metadata_bytes"]
 
 Clock = Callable[[], float]
 
@@ -57,9 +57,6 @@ class RegistryCore:
         self._view = RegistryView(records, version)
         self._log: collections.deque[tuple[Change, int]] = collections.deque()
         self._log_bytes = 0
-        self._legacy_sources: collections.Counter[str] = collections.Counter(
-            r.source for r in records if r.source is not None
-        )
 
     @property
     def version(self) -> int:
@@ -77,9 +74,7 @@ class RegistryCore:
 
     def legacy_count(self, source: str | None = None) -> int:
         """Agents registered through the legacy ports: all, or those from ``source``."""
-        if source is None:
-            return self._legacy_sources.total()
-        return self._legacy_sources[source]
+        return self._view.legacy_count(source)
 
     def register(self, registration: Registration, source: str | None = None) -> Change:
         """Store ``registration``, replacing any earlier one with the same id.
@@ -98,7 +93,7 @@ class RegistryCore:
         """
         now = self._clock()
         previous = self._view.get(registration.agent_id)
-        self._check_quotas(registration, previous, source)
+        check_quotas(self._settings, self._view, registration, source)
         if registration.check == "ttl":
             health, note = Health.PASSING, "registered"
             ttl = registration.ttl_s or self._settings.default_ttl_s
@@ -117,35 +112,6 @@ class RegistryCore:
         if source is not None:
             record = record.model_copy(update={"source": source})
         return self._upsert(record)
-
-    def _check_quotas(
-        self, registration: Registration, previous: AgentRecord | None, source: str | None
-    ) -> None:
-        size = metadata_bytes(registration.metadata)
-        limit = self._settings.metadata_max_bytes
-        if size > limit:
-            raise QuotaExceeded(
-                f"metadata of agent '{registration.agent_id}' is {size} bytes of JSON",
-                limit,
-                "AISYS_CORE__REGISTRY__METADATA_MAX_BYTES",
-            )
-        if source is None:
-            return
-        held_by = previous.source if previous is not None else None
-        if held_by is None and self.legacy_count() >= self._settings.legacy_agents_max:
-            raise QuotaExceeded(
-                f"{self.legacy_count()} agents are registered through the legacy ports",
-                self._settings.legacy_agents_max,
-                "AISYS_CORE__REGISTRY__LEGACY_AGENTS_MAX",
-            )
-        per_source = self._settings.legacy_agents_per_source
-        if held_by != source and self._legacy_sources[source] >= per_source:
-            raise QuotaExceeded(
-                f"{self._legacy_sources[source]} agents are registered through the legacy "
-                f"ports from {source}",
-                per_source,
-                "AISYS_CORE__REGISTRY__LEGACY_AGENTS_PER_SOURCE",
-            )
 
     def import_agents(self, agents: list[ImportedAgent]) -> tuple[ImportTally, list[Change]]:
         """Add legacy registrations that the registry does not hold yet.
@@ -292,13 +258,6 @@ class RegistryCore:
         return self._commit(change)
 
     def _commit(self, change: Change) -> Change:
-        previous = self._view.get(change.agent_id)
-        if previous is not None and previous.source is not None:
-            self._legacy_sources[previous.source] -= 1
-            if self._legacy_sources[previous.source] <= 0:
-                del self._legacy_sources[previous.source]
-        if change.record is not None and change.record.source is not None:
-            self._legacy_sources[change.record.source] += 1
         self._view.apply(change)
         size = len(change.record.model_dump_json()) if change.record is not None else 0
         size += _CHANGE_OVERHEAD
@@ -314,6 +273,41 @@ class RegistryCore:
 
 #: Bytes counted per change besides its record's JSON (version, op, id, object headers).
 _CHANGE_OVERHEAD = 200
+
+
+def check_quotas(
+    settings: RegistrySettings, view: RegistryView, registration: Registration, source: str | None
+) -> None:
+    """Raise :class:`QuotaExceeded` if ``view`` may not take ``registration`` from ``source``.
+
+    The registry actor checks every registration; the legacy gateway checks first on its local
+    copy too, so a flood over a cap is refused without a call to the actor.
+    """
+    size = metadata_bytes(registration.metadata)
+    if size > settings.metadata_max_bytes:
+        raise QuotaExceeded(
+            f"metadata of agent '{registration.agent_id}' is {size} bytes of JSON",
+            settings.metadata_max_bytes,
+            "AISYS_CORE__REGISTRY__METADATA_MAX_BYTES",
+        )
+    if source is None:
+        return
+    previous = view.get(registration.agent_id)
+    held_by = previous.source if previous is not None else None
+    total = view.legacy_count()
+    if held_by is None and total >= settings.legacy_agents_max:
+        raise QuotaExceeded(
+            f"{total} agents are registered through the legacy ports",
+            settings.legacy_agents_max,
+            "AISYS_CORE__REGISTRY__LEGACY_AGENTS_MAX",
+        )
+    from_source = view.legacy_count(source)
+    if held_by != source and from_source >= settings.legacy_agents_per_source:
+        raise QuotaExceeded(
+            f"{from_source} agents are registered through the legacy ports from {source}",
+            settings.legacy_agents_per_source,
+            "AISYS_CORE__REGISTRY__LEGACY_AGENTS_PER_SOURCE",
+        )
 
 
 def metadata_bytes(metadata: Mapping[str, object]) -> int:

@@ -18,8 +18,9 @@ import zmq
 
 from actors.registry.core import RegistryCore
 from actors.registry.follower import RegistryFollower
-from actors.registry.models import Change, Registration
+from actors.registry.models import Change, ChangeFeed, Registration
 from actors.registry.store import SqliteRegistryStore
+from actors.registry.view import RegistryView
 from cluster.settings import LegacyGatewaySettings, RegistrySettings
 from legacy_gateway._codec import Reply, decode, encode
 from legacy_gateway.registry_port import DigitalTwinPort, RegistryLink, ServiceRegistryPort
@@ -29,8 +30,11 @@ from legacy_gateway.server import PortHandler, Received
 class _Method:
     def __init__(self, core: RegistryCore, follower: RegistryFollower) -> None:
         self._core, self._follower = core, follower
+        self.calls = 0
 
     def remote(self, registration: Registration, source: str | None = None) -> Awaitable[Change]:
+        self.calls += 1
+
         async def call() -> Change:
             change = self._core.register(registration, source)
             self._follower.view.apply(change)
@@ -59,15 +63,15 @@ class FromPeer(Received):
         return self._address
 
 
-def _link(tmp_path: Path, **settings: object) -> tuple[RegistryLink, RegistryCore]:
-    core = RegistryCore(
-        RegistrySettings.model_validate(settings),
-        SqliteRegistryStore(tmp_path / "registry.sqlite3"),
-        time.time,
-    )
+def _link(
+    tmp_path: Path, *, precheck: bool = False, **settings: object
+) -> tuple[RegistryLink, RegistryCore]:
+    quotas = RegistrySettings.model_validate(settings)
+    core = RegistryCore(quotas, SqliteRegistryStore(tmp_path / "registry.sqlite3"), time.time)
     follower = RegistryFollower(None)
     follower.last_sync = time.monotonic()
-    return RegistryLink(CoreActor(core, follower), follower, 1.0), core
+    actor = CoreActor(core, follower)
+    return RegistryLink(actor, follower, 1.0, quotas=quotas if precheck else None), core
 
 
 def _ask(port: PortHandler, request: dict[str, Any], peer: str = "10.0.0.9") -> dict[str, Any]:
@@ -167,3 +171,41 @@ def test_a_registration_records_its_connection_as_source(tmp_path: Path, peer: s
     port = ServiceRegistryPort(link)
     assert _ask(port, _register_agent("x"), peer)["status"] == "success"
     assert core.get("x").source == (peer or "unknown")
+
+
+def test_the_gateway_refuses_over_a_cap_on_its_view_without_calling_the_actor(
+    tmp_path: Path,
+) -> None:
+    link, core = _link(tmp_path, precheck=True, legacy_agents_per_source=2)
+    actor = link._actor
+    port = ServiceRegistryPort(link)
+    for i in range(2):
+        assert _ask(port, _register_agent(f"a{i}"), "10.0.0.9") == {"status": "success"}
+    assert actor.register.calls == 2
+    for i in range(2, 50):
+        refused = _ask(port, _register_agent(f"a{i}"), "10.0.0.9")
+        assert "AISYS_CORE__REGISTRY__LEGACY_AGENTS_PER_SOURCE" in refused["error"]
+    big = _ask(port, _register_agent("big", blob="x" * 9000), "10.0.0.11")
+    assert "AISYS_CORE__REGISTRY__METADATA_MAX_BYTES" in big["error"]
+    assert actor.register.calls == 2  # every refusal came from the local view
+    # Re-registering a held agent passes the precheck and reaches the actor.
+    assert _ask(port, _register_agent("a1", role="x"), "10.0.0.9") == {"status": "success"}
+    assert actor.register.calls == 3 and core.get("a1").metadata == {"role": "x"}
+
+
+def test_a_view_counts_legacy_registrations_through_changes_and_snapshots(
+    tmp_path: Path,
+) -> None:
+    link, core = _link(tmp_path)
+    port = ServiceRegistryPort(link)
+    for i, peer in enumerate(["10.0.0.1", "10.0.0.1", "10.0.0.2"]):
+        _ask(port, _register_agent(f"a{i}"), peer)
+    view = RegistryView()
+    view.apply_feed(core.changes_since(0))
+    assert (view.legacy_count(), view.legacy_count("10.0.0.1")) == (3, 2)
+    core.deregister("a0")
+    view.apply_feed(core.changes_since(view.version))
+    assert (view.legacy_count(), view.legacy_count("10.0.0.1")) == (2, 1)
+    snapshot = RegistryView()
+    snapshot.apply_feed(ChangeFeed(version=core.version, snapshot=core.list_agents()))
+    assert snapshot.legacy_count("10.0.0.2") == 1 and snapshot.legacy_count() == 2
