@@ -61,9 +61,9 @@ class RegistrySettings(Section):
     legacy_ttl_s: float = Field(
         default=86_400.0,
         gt=0,
-        description="A legacy-registered agent that neither re-registers nor gets a "
-        "heartbeat (or probe result) for this long turns critical, and is removed "
-        "deregister_critical_after_s later.",
+        description="A legacy-registered agent that probes do not keep passing and that "
+        "neither re-registers nor sends a heartbeat for this long turns critical, and is "
+        "removed deregister_critical_after_s later.",
     )
 
 

@@ -9,8 +9,8 @@ gets a snapshot).
 
 Quotas: a registration's metadata is at most ``metadata_max_bytes`` of JSON; registrations made
 through the legacy ports carry their connection's address (``source``) and are capped in total
-and per source; and with no re-registration, heartbeat or probe result for ``legacy_ttl_s`` they
-turn critical and are removed like any agent critical for too long.
+and per source; and unless probes keep them passing, with no re-registration or heartbeat for
+``legacy_ttl_s`` they turn critical and are removed like any agent critical for too long.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class RegistryCore:
                     changes.append(self._delete(record.agent_id))
                 continue
             ttl, what = record.ttl_s, "TTL"
-            if ttl is None and record.source is not None:
+            if ttl is None and record.source is not None and not _probed_alive(record):
                 ttl, what = self._settings.legacy_ttl_s, "legacy registration TTL"
             if ttl is not None and now - record.last_seen_at > ttl:
                 expired = record.model_copy(
@@ -313,6 +313,15 @@ def check_quotas(
 def metadata_bytes(metadata: Mapping[str, object]) -> int:
     """Size of ``metadata`` as compact JSON, the measure of ``metadata_max_bytes``."""
     return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _probed_alive(record: AgentRecord) -> bool:
+    """Health probes watch the agent and last found it up.
+
+    Probes mark changes only, so such an agent's ``last_seen_at`` stands still while it is up;
+    once it is down they mark it critical, and it is removed like any agent critical too long.
+    """
+    return record.health_check_port is not None and record.health is Health.PASSING
 
 
 def _legacy_fields(record: AgentRecord) -> tuple[object, ...]:

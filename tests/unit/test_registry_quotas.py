@@ -128,6 +128,8 @@ def test_legacy_registration_expires_without_evidence_and_is_then_removed(
     core.register(reg("legacy-a"), source="10.0.0.1")
     core.register(reg("legacy-b"), source="10.0.0.1")
     core.register(reg("imported"))  # check none, no source: never expires
+    core.register(reg("probed", health_check_port=5710), source="10.0.0.2")
+    core.heartbeat("probed", Heartbeat(status="passing", note="health_check ok"))
     clock.now += 3000
     core.heartbeat("legacy-b", Heartbeat(status="passing"))  # evidence keeps it
     clock.now += 601
@@ -139,7 +141,11 @@ def test_legacy_registration_expires_without_evidence_and_is_then_removed(
     [removed] = core.sweep()
     assert (removed.op, removed.agent_id) == ("delete", "legacy-a")
     assert core.legacy_count("10.0.0.1") == 1
-    assert {r.agent_id for r in core.list_agents()} == {"legacy-b", "imported"}
+    # Probes keep "probed" passing (they mark changes only, so its last_seen_at is old); a
+    # passing heartbeat without a health port to probe is evidence for legacy_ttl_s only.
+    assert {r.agent_id for r in core.list_agents()} == {"legacy-b", "imported", "probed"}
+    clock.now += 86_400
+    assert {c.agent_id for c in core.sweep()} == {"legacy-b"}
 
 
 def test_change_log_is_bounded_in_bytes_and_followers_get_a_snapshot(
