@@ -53,6 +53,7 @@ from cluster._backup_files import (
     remove_side_files,
 )
 from cluster._backup_streams import cluster_nats, export_streams, republish_streams
+from cluster._files import make_private
 from cluster._progress import Progress
 from cluster._ray_node import ray_node_running
 from cluster.errors import ClusterError, ConfigError
@@ -312,4 +313,6 @@ def restore(
                     settings, root / "streams", list(manifest.streams), progress
                 )
                 progress.line("    " + ", ".join(f"{n}: {c} messages" for n, c in streams.items()))
+    # An archive's members carry the modes of whoever packed it: keys and hashes are ours only.
+    make_private(settings.data_dir, skip=(settings.ray_temp_dir,))
     return RestoreReport(sections=[s.tags for s in sections], files=count, streams=streams)

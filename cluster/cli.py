@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 import pydantic
 
 from cluster import service
+from cluster._files import PRIVATE_UMASK
 from cluster._progress import Progress
 from cluster._ray_node import export_ray_auth
 from cluster.errors import AisysError, ValidationFailed
@@ -408,6 +410,8 @@ def _migrate_config(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aisys`` console script."""
     args = _parser().parse_args(argv)
+    # What aisys writes, and every process of a node it starts, is its owner's only.
+    os.umask(PRIVATE_UMASK)
     configure_logging(args.verbose)
     progress = Progress()
     try:

@@ -19,6 +19,7 @@ from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field
 
 from cluster._dashboard import DashboardClient
+from cluster._files import make_private
 from cluster._keeper import keeper_marker, stop_keeper
 from cluster._procs import stop_marked
 from cluster._progress import Progress
@@ -361,6 +362,8 @@ def ensure_host_parts(
         True when the Ray node was (re)started.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Keys, tokens and password hashes live here: owner-only, for a data dir from before too.
+    make_private(settings.data_dir, skip=(settings.ray_temp_dir,))
     if plan.head:
         ensure_ray_token(settings)
         if settings.nats.url is None:

@@ -30,6 +30,7 @@ class KeyRing:
         self._dir = directory
         self._keys: dict[str, Ed25519PrivateKey] = {}
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._dir.chmod(0o700)  # mkdir's mode does nothing to a directory that was there
         for path in sorted(self._dir.glob("*.pem")):
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if isinstance(key, Ed25519PrivateKey):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,22 @@ def _restore_refused_then_done(settings: Settings, archive: Path, progress: Prog
     return backup.restore(settings, archive, progress)
 
 
+def _assert_owner_only(settings: Settings) -> None:
+    """The restored data dir, whatever modes the archive's members had: 0700 and 0600."""
+    data = settings.data_dir
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    loose = [
+        f"{path} {stat.S_IMODE(path.lstat().st_mode):o}"
+        for path in data.rglob("*")
+        if settings.ray_temp_dir not in path.parents
+        and not path.is_symlink()
+        and (path.is_dir() or path.is_file())
+        and stat.S_IMODE(path.lstat().st_mode) != (0o700 if path.is_dir() else 0o600)
+    ]
+    assert not loose, loose
+    assert (data / "security.sqlite3").is_file()
+
+
 def test_backup_wipe_restore_brings_every_piece_of_state_back(
     aisys_system: Settings, http: httpx.Client, tmp_path: Path
 ) -> None:
@@ -160,6 +177,7 @@ def test_backup_wipe_restore_brings_every_piece_of_state_back(
 
     report = _restore_refused_then_done(aisys_system, archive, progress)
     assert report.streams == manifest.streams
+    _assert_owner_only(aisys_system)
     system.up(aisys_system, progress)  # leaves the session system running for other tests
 
     wait_for_condition(lambda: _errors(http, ids["error_agent"]) == before["errors"], timeout_s=60)
