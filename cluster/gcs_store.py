@@ -26,14 +26,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import time
 from pathlib import Path
 
-import psutil
-
-from cluster._procs import MARKER_ENV, terminate
-from cluster.errors import ClusterError, ConfigError
+from cluster._daemon import Daemon
+from cluster.errors import ConfigError
 
 __all__ = ["GcsStore", "redis_binary"]
 
@@ -57,7 +53,7 @@ def redis_binary() -> Path:
     return Path(found)
 
 
-class GcsStore:
+class GcsStore(Daemon):
     """One ``redis-server`` with append-only persistence under ``store_dir``.
 
     Args:
@@ -67,6 +63,9 @@ class GcsStore:
             never onto a command line.
         binary: the ``redis-server`` executable; None finds it (:func:`redis_binary`) at start.
     """
+
+    stop_grace_s = 10.0  # it syncs its append-only file on SIGTERM
+    process_name = "redis-server"
 
     def __init__(
         self, port: int, store_dir: Path, password: str, binary: Path | None = None
@@ -91,18 +90,6 @@ class GcsStore:
     @property
     def marker(self) -> str:
         return f"gcs-store:{self.store_dir}"
-
-    def process(self) -> psutil.Process | None:
-        """Return the running server started from this store dir, if any."""
-        try:
-            proc = psutil.Process(int(self.pid_file.read_text().strip()))
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARKER_ENV) == (
-                self.marker
-            ):
-                return proc
-        except (FileNotFoundError, ValueError, psutil.Error):
-            return None
-        return None
 
     def _write_config(self) -> Path:
         self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -151,36 +138,11 @@ class GcsStore:
             return False
         binary = self.binary or redis_binary()
         config = self._write_config()
-        env = dict(os.environ)
-        env[MARKER_ENV] = self.marker
-        proc = subprocess.Popen(
+        self._spawn(
             [str(binary), str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
+            # Ours answers, not merely something on the port: its pid file names it.
+            lambda: self._answers() and self.process() is not None,
+            what=f"redis-server (the GCS store) on port {self.port}",
+            timeout_s=timeout_s,
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._answers():
-                return True
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        log = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-        proc.kill()
-        proc.wait()
-        tail = "\n".join(log.splitlines()[-10:])
-        raise ClusterError(
-            f"redis-server (the GCS store) on port {self.port} did not start; its log says:\n{tail}"
-        )
-
-    def stop(self) -> bool:
-        """Stop the server (it syncs its append-only file on SIGTERM); False: not running."""
-        proc = self.process()
-        if proc is None:
-            return False
-        terminate([proc], grace_s=10)
-        self.pid_file.unlink(missing_ok=True)
         return True

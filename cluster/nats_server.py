@@ -20,17 +20,12 @@ Example::
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
-
-from cluster._procs import MARKER_ENV, terminate
-from cluster.errors import ClusterError, ConfigError
+from cluster._daemon import Daemon
+from cluster.errors import ConfigError
 from cluster.nats_client import NatsClient
 
 __all__ = ["PASSWORD_ENV", "NatsServer", "nats_binary"]
@@ -59,7 +54,7 @@ def nats_binary() -> Path:
     return Path(found)
 
 
-class NatsServer:
+class NatsServer(Daemon):
     """One ``nats-server`` process with JetStream file storage under ``store_dir``.
 
     Args:
@@ -73,6 +68,8 @@ class NatsServer:
             :meth:`start` refuses to start one without a password.
         password_source: where the password should come from, for the message of that refusal.
     """
+
+    process_name = "nats-server"
 
     def __init__(
         self,
@@ -129,20 +126,9 @@ class NatsServer:
     def log_file(self) -> Path:
         return self.store_dir / "nats-server.log"
 
-    def process(self) -> psutil.Process | None:
-        """Return the running server started from this store dir, if any."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            proc = psutil.Process(pid)
-            if (
-                proc.is_running()
-                and proc.status() != psutil.STATUS_ZOMBIE
-                and ("nats-server" in proc.name())
-            ):
-                return proc
-        except (FileNotFoundError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        return None
+    @property
+    def marker(self) -> str:
+        return f"nats:{self.store_dir}"
 
     def start(self, timeout_s: float = 20.0) -> bool:
         """Start the server unless it already runs; return False when it was already running.
@@ -162,37 +148,11 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats-server.conf"
         config.write_text(self.config_text())
-        env = dict(os.environ)
-        env[MARKER_ENV] = f"nats:{self.store_dir}"
-        env[PASSWORD_ENV] = self.password
-        with self.log_file.open("wb") as log:
-            proc = subprocess.Popen(
-                [str(self.binary), "-c", str(config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if _READY_LINE in self.log_file.read_text(errors="replace"):
-                return True
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-10:])
-        proc.kill()
-        proc.wait()
-        raise ClusterError(
-            f"nats-server on port {self.port} did not become ready; its log says:\n{tail}"
+        self._spawn(
+            [str(self.binary), "-c", str(config)],
+            lambda: _READY_LINE in self.log_file.read_text(errors="replace"),
+            what=f"nats-server on port {self.port}",
+            env={PASSWORD_ENV: self.password},
+            timeout_s=timeout_s,
         )
-
-    def stop(self) -> bool:
-        """Stop the server; return False when it was not running."""
-        proc = self.process()
-        if proc is None:
-            return False
-        terminate([proc])
-        self.pid_file.unlink(missing_ok=True)
         return True

@@ -183,12 +183,15 @@ def host_env(data_dir: Path, main_ip: str, pc2_ip: str, ports: dict[str, int]) -
 
 
 def owned_processes(data_dirs: list[Path]) -> list[psutil.Process]:
-    """Live processes whose aisys marker names one of ``data_dirs`` (so this test started them)."""
+    """Live processes of ``data_dirs`` (so this test started them): those whose aisys marker
+    names one, and those running inside one (the GCS store's redis-server retitles itself,
+    which can hide its marker)."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
             owner = proc.environ().get(MARKER_ENV, "")
-            mine = any(f"{d}/" in owner for d in data_dirs)
+            cwd = proc.cwd()
+            mine = any(f"{d}/" in owner or f"{cwd}/".startswith(f"{d}/") for d in data_dirs)
             if mine and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
