@@ -45,7 +45,10 @@ the single exception handler in :mod:`deployments._http` maps it to::
     │   └── SilenceNotFound     404  no silence with that id
     ├── LegacyGatewayError      500  base for the legacy ZeroMQ gateway
     │   └── PortInUse           503  a legacy port is already bound by another process
-    └── LegacySourceUnreadable  422  `aisys import-legacy` cannot read a legacy store
+    ├── LegacySourceUnreadable  422  `aisys import-legacy` cannot read a legacy store
+    └── StorageError            503  base for a service's SQLite file that cannot be used
+        ├── DatabaseUnusable    503  the file is not a database or is corrupt; restore or move it
+        └── DatabaseWriteFailed 503  a write failed (disk full, file busy); nothing was stored
 
 Every subclass passes *all* of its constructor arguments to ``super().__init__`` so that
 instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``.
@@ -98,6 +101,9 @@ __all__ = [
     "LegacyGatewayError",
     "LegacySourceUnreadable",
     "PortInUse",
+    "StorageError",
+    "DatabaseUnusable",
+    "DatabaseWriteFailed",
 ]
 
 
@@ -587,3 +593,33 @@ class LegacySourceUnreadable(AisysError):
         self.source = source
         self.location = location
         self.reason = reason
+
+
+class StorageError(AisysError):
+    """A service's SQLite file at ``path`` cannot be used; ``fix`` says what to do.
+
+    HTTP 503: the service is there but cannot serve until someone acts on ``fix``.
+    """
+
+    component = "storage"
+    http_status = 503
+
+    def __init__(self, path: str, reason: str, fix: str) -> None:
+        super().__init__(f"{path}: {reason}; {fix}")
+        self.args = (path, reason, fix)
+        self.path = path
+        self.reason = reason
+        self.fix = fix
+
+
+class DatabaseUnusable(StorageError):
+    """The file is not a SQLite database or is corrupt: the service cannot open its state.
+
+    Raised when the store opens (and by every call of an actor that could not open it), never
+    retried by itself: the file stays as it is until it is restored or moved aside.
+    """
+
+
+class DatabaseWriteFailed(StorageError):
+    """A write failed (the disk is full, the file is locked by another process) and was rolled
+    back: nothing of it was stored, the connection is usable, retrying later is safe."""

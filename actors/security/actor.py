@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 
 from actors._singleton import singleton_options
+from actors._unusable import Unusable
 from actors.security.core import SecurityCore
 from actors.security.followers import FollowerLedger, Propagation
 from cluster.constants import SECURITY_ACTOR_NAME
+from cluster.errors import DatabaseUnusable
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.models import (
@@ -45,10 +47,18 @@ MAX_WAIT_S = 30.0
 
 
 class SecurityActor:
-    """Ray actor over :class:`SecurityCore`. Use :func:`get_or_create_security`."""
+    """Ray actor over :class:`SecurityCore`. Use :func:`get_or_create_security`.
+
+    When ``security.sqlite3`` is not a usable database the actor still starts, and every call
+    raises that :class:`~cluster.errors.DatabaseUnusable` (naming the file and the fix) rather
+    than the constructor failing and Ray re-creating the actor.
+    """
 
     def __init__(self, settings: SecuritySettings, data_dir: str) -> None:
-        self._core = SecurityCore(settings, Path(data_dir), time.time)
+        try:
+            self._core = SecurityCore(settings, Path(data_dir), time.time)
+        except DatabaseUnusable as exc:
+            self._core = cast(SecurityCore, Unusable(exc))
         self._changed = asyncio.Event()
         self._reported = asyncio.Event()
         # A replica polls at least every revocation_max_age_s / 4; one silent for twice the

@@ -232,9 +232,10 @@ class SecurityCore:
         self._revoke_family(_legacy_family(name))
 
     def _revoke_family(self, family: str) -> int:
-        with self._version_lock:
+        with self._version_lock:  # the version moves only once the change is stored
+            revoked = self._store.revoke_family(family, self.version + 1)
             self.version += 1
-            return self._store.revoke_family(family, self.version)
+            return revoked
 
     # tokens
 
@@ -375,15 +376,15 @@ class SecurityCore:
         except (jwt.InvalidTokenError, StopIteration) as exc:
             raise TokenRejected("not a token issued by this gateway") from exc
         with self._version_lock:
+            self._store.revoke(str(payload["jti"]), int(payload["exp"]), self.version + 1)
             self.version += 1
-            self._store.revoke(str(payload["jti"]), int(payload["exp"]), self.version)
         return "access token revoked"
 
     def rotate_key(self) -> str:
         kid = self._keys.rotate()
         with self._version_lock:
+            self._store.set_version(self.version + 1)
             self.version += 1
-            self._store.set_version(self.version)
         return kid
 
     def feed(self) -> SecurityFeed:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cluster._sqlite import open_database, transaction
+from cluster.errors import DatabaseWriteFailed
 from deployments.security.trust import TrustState
 
 __all__ = [
@@ -64,6 +65,11 @@ StoredAgent = tuple[str, list[str], float]  # secret hash, scopes, created_at
 StoredRefresh = tuple[str, str, list[str], float]  # subject, kind, scopes, expires_at
 SpentRefresh = tuple[StoredRefresh, str, bool]  # the token, its family, whether used before
 TrustEvent = tuple[float, str, bool, float, float]  # at, kind, success, latency_s, score
+# What moving security.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = (
+    "every user and agent identity (the admin user is created again), legacy identity, "
+    "refresh token, revocation and trust score of the SecurityGateway"
+)
 # Keys per IN (...) query: far below SQLite's limit on bound parameters.
 _KEY_CHUNK = 500
 
@@ -71,23 +77,26 @@ _KEY_CHUNK = 500
 class SecurityStore:
     """Every write commits before it returns (WAL, survives a process kill).
 
-    One connection, used from the actor's event loop and from the thread that checks
-    passwords: each public method holds a lock, so their transactions never interleave.
+    One connection, used from the actor's event loop and from the threads that check
+    passwords (``asyncio.to_thread``): each public method holds ``lock``, so their
+    transactions never interleave. Every write runs in :func:`~cluster._sqlite.transaction`,
+    so a failed one (disk full: :class:`~cluster.errors.DatabaseWriteFailed`) is rolled back
+    and the next write works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
     """
 
     def __init__(self, path: Path) -> None:
         self.lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(refresh_tokens)")}
         if "family" not in columns:  # a store from before refresh-token families
-            self._db.execute("ALTER TABLE refresh_tokens ADD COLUMN family TEXT")
-            self._db.execute(
-                "ALTER TABLE refresh_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0"
-            )
+            with transaction(self._db):
+                self._db.execute("ALTER TABLE refresh_tokens ADD COLUMN family TEXT")
+                self._db.execute(
+                    "ALTER TABLE refresh_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0"
+                )
 
     # identities
 
@@ -102,9 +111,11 @@ class SecurityStore:
         return {r[0]: (r[1], json.loads(r[2]), r[3]) for r in rows}
 
     def add_user(self, name: str, password_hash: str, roles: list[str], at: float) -> None:
-        self._db.execute(
-            "INSERT INTO users VALUES (?, ?, ?, ?)", (name, password_hash, json.dumps(roles), at)
-        )
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?)",
+                (name, password_hash, json.dumps(roles), at),
+            )
 
     def agent(self, agent_id: str) -> StoredAgent | None:
         row = self._db.execute(
@@ -113,23 +124,23 @@ class SecurityStore:
         return (row[0], json.loads(row[1]), row[2]) if row else None
 
     def add_agent(self, agent_id: str, secret_hash: str, scopes: list[str], at: float) -> None:
-        self._db.execute(
-            "INSERT INTO agents VALUES (?, ?, ?, ?)",
-            (agent_id, secret_hash, json.dumps(scopes), at),
-        )
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO agents VALUES (?, ?, ?, ?)",
+                (agent_id, secret_hash, json.dumps(scopes), at),
+            )
 
     def delete_agent(self, agent_id: str) -> bool:
         """Remove an agent's identity, refresh tokens and trust in one transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
         found = 0
-        for sql in (
-            "DELETE FROM agents WHERE agent_id = ?",
-            "DELETE FROM refresh_tokens WHERE subject = ? AND kind = 'agent'",
-            "DELETE FROM trust WHERE agent = ?",
-            "DELETE FROM trust_history WHERE agent = ?",
-        ):
-            found += self._db.execute(sql, (agent_id,)).rowcount
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            for sql in (
+                "DELETE FROM agents WHERE agent_id = ?",
+                "DELETE FROM refresh_tokens WHERE subject = ? AND kind = 'agent'",
+                "DELETE FROM trust WHERE agent = ?",
+                "DELETE FROM trust_history WHERE agent = ?",
+            ):
+                found += self._db.execute(sql, (agent_id,)).rowcount
         return found > 0
 
     # legacy identities
@@ -149,28 +160,25 @@ class SecurityStore:
 
     def add_legacy_identity(self, name: str, password_hash: str, at: float, limit: int) -> bool:
         """Insert an identity without roles unless ``limit`` exist already (atomic)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             (count,) = self._db.execute("SELECT COUNT(*) FROM legacy_identities").fetchone()
             if count >= limit:
                 return False
             self._db.execute(
                 "INSERT INTO legacy_identities VALUES (?, ?, '[]', ?)", (name, password_hash, at)
             )
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return True
 
     def set_legacy_roles(self, name: str, roles: list[str]) -> bool:
-        cursor = self._db.execute(
-            "UPDATE legacy_identities SET roles = ? WHERE name = ?", (json.dumps(roles), name)
-        )
+        with transaction(self._db):
+            cursor = self._db.execute(
+                "UPDATE legacy_identities SET roles = ? WHERE name = ?", (json.dumps(roles), name)
+            )
         return cursor.rowcount > 0
 
     def delete_legacy_identity(self, name: str) -> bool:
-        cursor = self._db.execute("DELETE FROM legacy_identities WHERE name = ?", (name,))
+        with transaction(self._db):
+            cursor = self._db.execute("DELETE FROM legacy_identities WHERE name = ?", (name,))
         return cursor.rowcount > 0
 
     # refresh tokens and revocations
@@ -181,18 +189,22 @@ class SecurityStore:
         """Store a refresh token of ``family`` and record the access token issued with it."""
         subject, kind, scopes, expires_at = refresh
         jti, exp = access
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "INSERT INTO refresh_tokens (token_hash, subject, kind, scopes, expires_at, family, "
-            "used) VALUES (?, ?, ?, ?, ?, ?, 0)",
-            (token_hash, subject, kind, json.dumps(scopes), expires_at, family),
-        )
-        self._db.execute("INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp))
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO refresh_tokens (token_hash, subject, kind, scopes, expires_at, "
+                "family, used) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (token_hash, subject, kind, json.dumps(scopes), expires_at, family),
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp)
+            )
 
     def add_family_access(self, family: str, jti: str, exp: int) -> None:
         """Record an access token issued without a refresh token (a legacy login)."""
-        self._db.execute("INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp))
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT OR IGNORE INTO family_access VALUES (?, ?, ?)", (family, jti, exp)
+            )
 
     def spend_refresh(self, token_hash: str) -> SpentRefresh | None:
         """Mark a refresh token used; return it, its family and whether it was used before.
@@ -200,51 +212,60 @@ class SecurityStore:
         A spent token is kept (until it expires) so that a second presentation is recognised
         as reuse rather than as an unknown token.
         """
-        self._db.execute("BEGIN IMMEDIATE")
-        row = self._db.execute(
-            "SELECT subject, kind, scopes, expires_at, family, used FROM refresh_tokens "
-            "WHERE token_hash = ?",
-            (token_hash,),
-        ).fetchone()
-        if row is not None:
-            self._db.execute(
-                "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,)
-            )
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            row = self._db.execute(
+                "SELECT subject, kind, scopes, expires_at, family, used FROM refresh_tokens "
+                "WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            if row is not None:
+                self._db.execute(
+                    "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,)
+                )
         if row is None:
             return None
         stored = (row[0], row[1], json.loads(row[2]), row[3])
         return stored, row[4] or token_hash, bool(row[5])
 
     def delete_refresh(self, token_hash: str) -> bool:
-        cursor = self._db.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (token_hash,))
+        with transaction(self._db):
+            cursor = self._db.execute(
+                "DELETE FROM refresh_tokens WHERE token_hash = ?", (token_hash,)
+            )
         return cursor.rowcount > 0
 
     def revoke_family(self, family: str, version: int) -> int:
         """Delete the family's refresh tokens and revoke its access tokens; how many of them."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
-        rows = self._db.execute(
-            "DELETE FROM family_access WHERE family = ? RETURNING jti, exp", (family,)
-        ).fetchall()
-        self._db.executemany("INSERT OR IGNORE INTO revoked VALUES (?, ?)", rows)
-        self._set_version(version)
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            self._db.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
+            rows = self._db.execute(
+                "DELETE FROM family_access WHERE family = ? RETURNING jti, exp", (family,)
+            ).fetchall()
+            self._db.executemany("INSERT OR IGNORE INTO revoked VALUES (?, ?)", rows)
+            self._set_version(version)
         return len(rows)
 
     def prune_refresh(self, now: float) -> None:
         """Forget expired refresh tokens and the access tokens of families long expired."""
-        self._db.execute("DELETE FROM refresh_tokens WHERE expires_at < ?", (now,))
-        self._db.execute("DELETE FROM family_access WHERE exp < ?", (now - 3600,))
+        with transaction(self._db):
+            self._db.execute("DELETE FROM refresh_tokens WHERE expires_at < ?", (now,))
+            self._db.execute("DELETE FROM family_access WHERE exp < ?", (now - 3600,))
 
     def revoke(self, jti: str, exp: int, version: int) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (jti, exp))
-        self._set_version(version)
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            self._db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (jti, exp))
+            self._set_version(version)
 
     def revoked(self, now: float) -> dict[str, int]:
-        self._db.execute("DELETE FROM revoked WHERE exp < ?", (now - 3600,))
+        """The revoked token ids and their expiry; forgets those expired over an hour ago.
+
+        Forgetting is best effort: on a full disk the feed still carries every revocation.
+        """
+        try:
+            with transaction(self._db):
+                self._db.execute("DELETE FROM revoked WHERE exp < ?", (now - 3600,))
+        except DatabaseWriteFailed:
+            pass
         return dict(self._db.execute("SELECT jti, exp FROM revoked"))
 
     def version(self) -> int:
@@ -252,7 +273,8 @@ class SecurityStore:
         return int(row[0]) if row else 0
 
     def set_version(self, version: int) -> None:
-        self._set_version(version)
+        with transaction(self._db):
+            self._set_version(version)
 
     def _set_version(self, version: int) -> None:
         self._db.execute(
@@ -282,19 +304,18 @@ class SecurityStore:
         self, agent: str, state: TrustState, event: tuple[str, bool, float, float], limit: int
     ) -> None:
         kind, success, latency_s, score = event
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "INSERT INTO trust VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
-            "alpha = excluded.alpha, beta = excluded.beta, at = excluded.at",
-            (agent, state.alpha, state.beta, state.at),
-        )
-        self._db.execute(
-            "INSERT INTO trust_history (agent, at, kind, success, latency_s, score) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (agent, state.at, kind, int(success), latency_s, score),
-        )
-        self._prune_history(agent, limit)
-        self._db.execute("COMMIT")
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO trust VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
+                "alpha = excluded.alpha, beta = excluded.beta, at = excluded.at",
+                (agent, state.alpha, state.beta, state.at),
+            )
+            self._db.execute(
+                "INSERT INTO trust_history (agent, at, kind, success, latency_s, score) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (agent, state.at, kind, int(success), latency_s, score),
+            )
+            self._prune_history(agent, limit)
 
     def imported_keys(self, keys: list[str]) -> set[str]:
         """The keys of ``keys`` whose legacy evidence is already folded in."""
@@ -315,8 +336,7 @@ class SecurityStore:
         limit: int,
     ) -> None:
         """Store ``agent``'s new state, its imported outcomes and their keys, atomically."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             self._db.execute(
                 "INSERT INTO trust VALUES (?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
                 "alpha = excluded.alpha, beta = excluded.beta, at = excluded.at",
@@ -331,10 +351,6 @@ class SecurityStore:
                 "INSERT INTO trust_imports VALUES (?, ?, ?)", [(k, agent, at) for k, at in keys]
             )
             self._prune_history(agent, limit)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _prune_history(self, agent: str, limit: int) -> None:
         # By time, not by id: imported legacy outcomes arrive after newer live ones.

@@ -1,0 +1,222 @@
+"""SQLite failures leave a store usable and say which file is broken and what to do.
+
+A write that fails half-way (a trigger raising, a full disk simulated with
+``PRAGMA max_page_count``) is rolled back and the next write works; a file of garbage bytes
+is a :class:`DatabaseUnusable` naming the file; the security store, shared by the actor's
+event loop and its password threads, stays consistent under concurrent use; the security
+actor over a corrupt file answers every call with that error instead of failing to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from actors.security.actor import SecurityActor
+from actors.security.core import SecurityCore
+from actors.security.store import SecurityStore
+from cluster._sqlite import Database, open_database, transaction
+from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, StorageError
+from cluster.settings import SecuritySettings
+from deployments.security.models import Grant
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS t (x TEXT);"
+
+
+def fill_disk(db: sqlite3.Connection) -> None:
+    """Let the file grow no more: the next write that needs a page fails with SQLITE_FULL."""
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def free_disk(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def garbage(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not SQLite \x00\xff" * 400)
+    return path
+
+
+def test_garbage_file_is_unusable_naming_the_file_the_loss_and_the_fix(tmp_path: Path) -> None:
+    path = garbage(tmp_path / "x.sqlite3")
+    with pytest.raises(DatabaseUnusable) as caught:
+        open_database(path, SCHEMA, what="the test's rows")
+    text = str(caught.value)
+    assert str(path) in text
+    assert "aisys restore" in text and f"mv {path} {path}.corrupt" in text
+    assert "the test's rows" in text
+    assert caught.value.path == str(path)
+    assert DatabaseUnusable.http_status == 503
+    assert path.read_bytes().startswith(b"this is not SQLite")  # left as it was
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DatabaseUnusable("/d/x.sqlite3", "file is not a database", "restore it"),
+        DatabaseWriteFailed("/d/x.sqlite3", "the disk is full", "free disk space on pc2"),
+    ],
+)
+def test_storage_errors_survive_pickling(error: StorageError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error) and copy.path == error.path and copy.fix == error.fix
+
+
+def test_error_mid_transaction_rolls_back_and_the_connection_stays_usable(
+    tmp_path: Path,
+) -> None:
+    db = open_database(tmp_path / "x.sqlite3", SCHEMA, what="rows")
+    db.execute(
+        "CREATE TRIGGER no_bad BEFORE INSERT ON t WHEN new.x = 'bad' "
+        "BEGIN SELECT RAISE(ABORT, 'bad row'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="bad row"), transaction(db):
+        db.execute("INSERT INTO t VALUES ('first')")
+        db.execute("INSERT INTO t VALUES ('bad')")
+    assert not db.in_transaction
+    with transaction(db):
+        db.execute("INSERT INTO t VALUES ('next')")
+    assert [r[0] for r in db.execute("SELECT x FROM t")] == ["next"]
+
+
+def test_python_error_mid_transaction_rolls_back(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "x.sqlite3", SCHEMA, what="rows")
+    with pytest.raises(KeyError), transaction(db):
+        db.execute("INSERT INTO t VALUES ('first')")
+        raise KeyError("x")
+    assert not db.in_transaction
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_full_disk_is_a_503_naming_file_and_host_and_the_next_write_works(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.sqlite3"
+    db: Database = open_database(path, SCHEMA, what="rows")
+    fill_disk(db)
+    with pytest.raises(DatabaseWriteFailed) as caught, transaction(db):
+        for _ in range(50):
+            db.execute("INSERT INTO t VALUES (?)", ("x" * 3000,))
+    assert not db.in_transaction
+    assert caught.value.http_status == 503
+    assert str(path) in str(caught.value) and "free disk space on" in str(caught.value)
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)  # nothing of it stored
+    free_disk(db)
+    with transaction(db):
+        db.execute("INSERT INTO t VALUES ('next')")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_busy_file_is_a_write_failure_and_the_connection_stays_usable(tmp_path: Path) -> None:
+    path = tmp_path / "x.sqlite3"
+    db = open_database(path, SCHEMA, what="rows", timeout_s=0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(DatabaseWriteFailed, match="write lock"), transaction(db):
+        db.execute("INSERT INTO t VALUES ('x')")
+    other.execute("ROLLBACK")
+    with transaction(db):
+        db.execute("INSERT INTO t VALUES ('x')")
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_security_revocation_after_a_full_disk_works_once_space_is_back(tmp_path: Path) -> None:
+    store = SecurityStore(tmp_path / "security.sqlite3")
+    db = store._db
+    fill_disk(db)
+    with pytest.raises(DatabaseWriteFailed):
+        for i in range(200):
+            store.revoke(f"jti-{i}-" + "x" * 200, 2_000_000_000, i + 1)
+    assert not db.in_transaction
+    free_disk(db)
+    store.revoke("after", 2_000_000_000, 1000)  # failed before: "within a transaction"
+    assert "after" in store.revoked(0)
+    assert store.version() == 1000
+
+
+def test_security_core_version_does_not_move_when_the_revocation_is_not_stored(
+    tmp_path: Path,
+) -> None:
+    core = SecurityCore(SecuritySettings(), tmp_path, lambda: 1_800_000_000.0)
+    generated = core.ensure_admin(None)
+    assert generated is not None
+    pair = core.grant(
+        Grant.model_validate({"grant_type": "password", "username": "admin", "password": generated})
+    )
+    before = core.version
+    db = core._store._db
+    fill_disk(db)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for i in range(1000):  # fill the revoked table's last page
+            db.execute("INSERT INTO revoked VALUES (?, ?)", (f"filler-{i}", 2_000_000_000))
+    with pytest.raises(DatabaseWriteFailed):
+        core.revoke(pair.access_token)
+    assert core.version == before
+    assert core.feed().version == before  # the feed still answers on a full disk
+    free_disk(db)
+    core.revoke(pair.access_token)
+    assert core.version == before + 1
+    assert core.feed().version == before + 1
+
+
+def test_security_store_is_consistent_under_two_threads(tmp_path: Path) -> None:
+    store = SecurityStore(tmp_path / "security.sqlite3")
+    errors: list[BaseException] = []
+
+    def revoker() -> None:
+        try:
+            for i in range(300):
+                store.revoke(f"r{i}", 2_000_000_000, i + 1)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    def granter() -> None:
+        try:
+            for i in range(300):
+                store.add_refresh(f"h{i}", ("admin", "user", ["read"], 2e9), f"f{i}", (f"j{i}", 1))
+                assert store.spend_refresh(f"h{i}") is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=revoker), threading.Thread(target=granter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.revoked(0)) == 300
+    (spent,) = store._db.execute("SELECT count(*) FROM refresh_tokens WHERE used = 1").fetchone()
+    assert spent == 300
+
+
+def test_security_core_over_a_garbage_file_names_it(tmp_path: Path) -> None:
+    path = garbage(tmp_path / "security.sqlite3")
+    with pytest.raises(DatabaseUnusable, match="security.sqlite3"):
+        SecurityCore(SecuritySettings(), tmp_path, lambda: 0.0)
+    assert path.exists()
+
+
+def test_security_actor_over_a_garbage_file_starts_and_answers_every_call_with_the_error(
+    tmp_path: Path,
+) -> None:
+    garbage(tmp_path / "security.sqlite3")
+    actor = SecurityActor(SecuritySettings(), str(tmp_path))  # no restart loop: it starts
+    grant = Grant.model_validate({"grant_type": "password", "username": "a", "password": "b"})
+
+    async def calls() -> None:
+        with pytest.raises(DatabaseUnusable, match="aisys restore"):
+            await actor.grant(grant)
+        with pytest.raises(DatabaseUnusable):
+            await actor.wait_changes(0, 0.1)
+        with pytest.raises(DatabaseUnusable):
+            await actor.ensure_admin(None)
+
+    asyncio.run(calls())
