@@ -27,7 +27,7 @@ import nats.errors
 import nats.js.errors
 
 from cluster.constants import ERRORS_INDEX_DURABLE, ERRORS_STREAM
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, DatabaseWriteFailed
 from cluster.legacy_import.tally import ImportTally
 from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
@@ -168,6 +168,10 @@ class ErrorBusCore:
             except _UNAVAILABLE as exc:
                 logger.warning("error index paused, NATS unavailable: %s", exc)
                 consumer = None
+                await asyncio.sleep(self.settings.spool_retry_s)
+            except DatabaseWriteFailed as exc:
+                # Rolled back and not acknowledged: the batch is delivered again once it fits.
+                logger.error("error index paused: %s", exc)
                 await asyncio.sleep(self.settings.spool_retry_s)
 
     async def _index_batch(self, consumer: DurableConsumer) -> None:

@@ -13,13 +13,13 @@ Example::
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cluster._sqlite import open_database, transaction
 from deployments.errors.models import (
     SEVERITIES,
     AgentCounts,
@@ -52,19 +52,31 @@ CREATE INDEX IF NOT EXISTS events_agent ON events (agent, seq);
 -- above they are never pruned: a second import after the stream's retention adds nothing.
 CREATE TABLE IF NOT EXISTS imported (id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+# What moving index.sqlite3 aside loses (named in DatabaseUnusable): the events stay in the
+# stream, but the index's durable consumer has acknowledged them, so they are not indexed again.
+WHAT = (
+    "GET /errors filters and counts over the events indexed so far (the events themselves stay "
+    "in the ERRORS stream, and events published from then on are indexed) and the record of "
+    "legacy events already imported (a second aisys import-legacy would publish them again)"
+)
 # Ids per IN (...) query: far below SQLite's limit on bound parameters.
 _ID_CHUNK = 500
 
 
 class ErrorIndex:
-    """Filterable, pageable copy of the error stream in one SQLite file."""
+    """Filterable, pageable copy of the error stream in one SQLite file.
+
+    Every write runs in :func:`~cluster._sqlite.transaction` under the lock: a failed one
+    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    one works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT, timeout_s=30)
 
     def add(self, items: Sequence[StoredEvent]) -> None:
         """Index events; an event id seen before (a duplicate beyond the window) is skipped."""
@@ -82,12 +94,10 @@ class ErrorIndex:
             )
             for item in items
         ]
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, transaction(self._db):
             self._db.executemany(
                 "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
-            self._db.execute("COMMIT")
 
     def known_ids(self, ids: Sequence[str], *, imported: bool = True) -> set[str]:
         """The ids of ``ids`` that are indexed (or, with ``imported``, were ever imported)."""
@@ -104,12 +114,10 @@ class ErrorIndex:
 
     def remember_imported(self, ids: Sequence[str], at: float) -> None:
         """Record that the events ``ids`` were imported (stored or spooled) at ``at``."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, transaction(self._db):
             self._db.executemany(
                 "INSERT OR IGNORE INTO imported VALUES (?, ?)", [(i, at) for i in ids]
             )
-            self._db.execute("COMMIT")
 
     def query(self, query: ErrorQuery) -> ErrorPage:
         """Events matching ``query``, newest first, at most ``query.limit``."""
@@ -143,7 +151,7 @@ class ErrorIndex:
 
     def prune_before(self, first_seq: int) -> int:
         """Drop rows the stream no longer holds; return how many."""
-        with self._lock:
+        with self._lock, transaction(self._db):
             cursor = self._db.execute("DELETE FROM events WHERE seq < ?", (first_seq,))
         return cursor.rowcount
 
@@ -155,7 +163,7 @@ class ErrorIndex:
         consumer lives in the stream and goes with it, so ErrorBus refills the table from the
         new stream's first message.
         """
-        with self._lock:
+        with self._lock, transaction(self._db):
             cursor = self._db.execute("DELETE FROM events")
         return cursor.rowcount
 

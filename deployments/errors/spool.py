@@ -13,17 +13,20 @@ Example::
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from cluster._sqlite import open_database, transaction
 from cluster.errors import SpoolFull
 
 __all__ = ["Spool", "SpooledEvent"]
 
 #: (subject, event id, JSON payload)
 SpooledEvent = tuple[str, str, bytes]
+
+# What moving spool.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = "the error events spooled on this host while NATS was unreachable and not yet published"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -41,18 +44,18 @@ class Spool:
     Args:
         path: the SQLite file; its directory is created.
         max_bytes: total payload bytes the spool holds before :meth:`put` raises SpoolFull.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
     """
 
     def __init__(self, path: Path, max_bytes: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_database(path, _SCHEMA, what=WHAT, timeout_s=30)
         # NORMAL with WAL survives a process crash; FULL also survives power loss.
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
 
     def size_bytes(self) -> int:
         with self._lock:
@@ -72,24 +75,19 @@ class Spool:
 
         Raises:
             SpoolFull: they do not fit within ``max_bytes``.
+            DatabaseWriteFailed: the disk is full (or the file locked); nothing was stored.
         """
         needed = sum(len(payload) for _, _, payload in events)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                used = self._db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool"
-                ).fetchone()[0]
-                if used + needed > self.max_bytes:
-                    raise SpoolFull(needed, max(self.max_bytes - used, 0), list(stored))
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO spool (id, subject, payload) VALUES (?, ?, ?)",
-                    [(event_id, subject, payload) for subject, event_id, payload in events],
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            (used,) = self._db.execute(
+                "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM spool"
+            ).fetchone()
+            if used + needed > self.max_bytes:
+                raise SpoolFull(needed, max(self.max_bytes - used, 0), list(stored))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO spool (id, subject, payload) VALUES (?, ?, ?)",
+                [(event_id, subject, payload) for subject, event_id, payload in events],
+            )
 
     def peek(self, limit: int) -> list[SpooledEvent]:
         """The oldest ``limit`` events, without removing them."""
@@ -101,7 +99,7 @@ class Spool:
 
     def remove(self, event_ids: Iterable[str]) -> None:
         """Forget events the stream has acknowledged."""
-        with self._lock:
+        with self._lock, transaction(self._db):
             self._db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in event_ids])
 
     def close(self) -> None:

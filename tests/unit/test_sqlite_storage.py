@@ -21,8 +21,11 @@ from actors.security.actor import SecurityActor
 from actors.security.core import SecurityCore
 from actors.security.store import SecurityStore
 from cluster._sqlite import Database, open_database, transaction
-from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, StorageError
+from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
 from cluster.settings import SecuritySettings
+from deployments.errors.index import ErrorIndex
+from deployments.errors.models import ErrorEvent, StoredEvent
+from deployments.errors.spool import Spool
 from deployments.security.models import Grant
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (x TEXT);"
@@ -220,3 +223,45 @@ def test_security_actor_over_a_garbage_file_starts_and_answers_every_call_with_t
             await actor.ensure_admin(None)
 
     asyncio.run(calls())
+
+
+def _event(i: int) -> StoredEvent:
+    return StoredEvent(
+        seq=i,
+        event=ErrorEvent(agent="a", host="h", error_type="t", severity="error", message="m" * 500),
+    )
+
+
+def test_error_index_after_a_full_disk_indexes_again_once_space_is_back(tmp_path: Path) -> None:
+    index = ErrorIndex(tmp_path / "index.sqlite3")
+    fill_disk(index._db)
+    with pytest.raises(DatabaseWriteFailed, match="index.sqlite3"):
+        index.add([_event(i) for i in range(1, 50)])
+    assert len(index) == 0  # the whole batch or nothing
+    with pytest.raises(DatabaseWriteFailed):
+        index.remember_imported([f"id{i}" + "x" * 200 for i in range(200)], 1.0)
+    free_disk(index._db)
+    index.add([_event(i) for i in range(1, 50)])
+    index.remember_imported(["x"], 1.0)
+    assert len(index) == 49 and index.known_ids(["x"]) == {"x"}
+
+
+def test_error_index_and_spool_over_garbage_files_name_them(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseUnusable, match="index.sqlite3.*ERRORS stream"):
+        ErrorIndex(garbage(tmp_path / "index.sqlite3"))
+    with pytest.raises(DatabaseUnusable, match="spool.sqlite3.*NATS was unreachable"):
+        Spool(garbage(tmp_path / "spool.sqlite3"), 1 << 20)
+
+
+def test_spool_after_a_full_disk_takes_events_again(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3", 1 << 30)
+    fill_disk(spool._db)
+    with pytest.raises(DatabaseWriteFailed, match="free disk space"):
+        spool.put([("errors.x", f"e{i}", b"p" * 2000) for i in range(50)])
+    assert len(spool) == 0
+    with pytest.raises(SpoolFull):  # its own rollback still leaves the connection usable
+        Spool(tmp_path / "spool.sqlite3", 1).put([("errors.x", "big", b"pp")])
+    free_disk(spool._db)
+    spool.put([("errors.x", "e1", b"p")])
+    spool.remove(["e1"])
+    assert len(spool) == 0
