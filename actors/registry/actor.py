@@ -11,11 +11,12 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 
 from actors._singleton import singleton_options
+from actors._unusable import Unusable
 from actors.registry.core import RegistryCore
 from actors.registry.models import (
     AgentQuery,
@@ -28,6 +29,7 @@ from actors.registry.models import (
 )
 from actors.registry.store import SqliteRegistryStore
 from cluster.constants import REGISTRY_ACTOR_NAME
+from cluster.errors import DatabaseUnusable
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import RegistrySettings
 
@@ -40,12 +42,21 @@ MAX_WAIT_S = 30.0
 
 
 class RegistryActor:
-    """Ray actor holding the agent registry. Use :func:`get_or_create_registry`."""
+    """Ray actor holding the agent registry. Use :func:`get_or_create_registry`.
+
+    When ``registry.sqlite3`` is not a usable database the actor still starts, and every call
+    raises that :class:`~cluster.errors.DatabaseUnusable` (naming the file and the fix) rather
+    than the constructor failing and Ray re-creating the actor.
+    """
 
     def __init__(self, settings: RegistrySettings, db_path: str) -> None:
-        self._core = RegistryCore(settings, SqliteRegistryStore(Path(db_path)), time.time)
         self._changed = asyncio.Event()
         self._sweep_interval = settings.sweep_interval_s
+        try:
+            self._core = RegistryCore(settings, SqliteRegistryStore(Path(db_path)), time.time)
+        except DatabaseUnusable as exc:
+            self._core = cast(RegistryCore, Unusable(exc))
+            return
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         logger.info(
             "registry loaded %d agents at version %d",

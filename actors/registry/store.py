@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from actors.registry.models import AgentRecord
+from cluster._sqlite import open_database, transaction
 
 __all__ = ["SqliteRegistryStore"]
 
@@ -20,20 +20,27 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# What moving registry.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = (
+    "every agent registration (agents come back as they register or heartbeat again; legacy "
+    "agents as they re-register on the legacy ports)"
+)
+
 
 class SqliteRegistryStore:
     """Write-through store of agent records and the registry version.
 
     WAL mode with ``synchronous=NORMAL`` keeps every committed change through a crash of the
-    process (an actor kill); only a power loss can take the last transactions.
+    process (an actor kill); only a power loss can take the last transactions. Used from the
+    actor's event loop only. A failed write (:class:`~cluster.errors.DatabaseWriteFailed` on a
+    full disk) is rolled back and the next one works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT)
 
     def load(self) -> tuple[list[AgentRecord], int]:
         """Return every stored record and the last committed version."""
@@ -43,7 +50,7 @@ class SqliteRegistryStore:
         return records, int(row[0]) if row else 0
 
     def put(self, record: AgentRecord, version: int) -> None:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute(
                 "INSERT INTO agents (agent_id, record) VALUES (?, ?) "
                 "ON CONFLICT(agent_id) DO UPDATE SET record = excluded.record",
@@ -52,7 +59,7 @@ class SqliteRegistryStore:
             self._set_version(version)
 
     def delete(self, agent_id: str, version: int) -> None:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute("DELETE FROM agents WHERE agent_id = ?", (agent_id,))
             self._set_version(version)
 
@@ -65,17 +72,3 @@ class SqliteRegistryStore:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (version,),
         )
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")

@@ -17,12 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from actors.registry.actor import RegistryActor
+from actors.registry.core import RegistryCore
+from actors.registry.models import Registration
+from actors.registry.store import SqliteRegistryStore
 from actors.security.actor import SecurityActor
 from actors.security.core import SecurityCore
 from actors.security.store import SecurityStore
 from cluster._sqlite import Database, open_database, transaction
 from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
-from cluster.settings import SecuritySettings
+from cluster.settings import RegistrySettings, SecuritySettings
 from deployments.errors.index import ErrorIndex
 from deployments.errors.models import ErrorEvent, StoredEvent
 from deployments.errors.spool import Spool
@@ -265,3 +269,43 @@ def test_spool_after_a_full_disk_takes_events_again(tmp_path: Path) -> None:
     spool.put([("errors.x", "e1", b"p")])
     spool.remove(["e1"])
     assert len(spool) == 0
+
+
+def _registration(agent_id: str) -> Registration:
+    return Registration.model_validate(
+        {"agent_id": agent_id, "host": "10.0.0.5", "port": 5709, "metadata": {"x": "y" * 3000}}
+    )
+
+
+def test_registry_after_a_full_disk_registers_again_and_memory_matches_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "registry.sqlite3"
+    store = SqliteRegistryStore(path)
+    core = RegistryCore(RegistrySettings(), store, lambda: 1_800_000_000.0)
+    fill_disk(store._db)
+    with pytest.raises(DatabaseWriteFailed, match="registry.sqlite3"):
+        for i in range(20):
+            core.register(_registration(f"A{i}"))
+    stored = core.version
+    free_disk(store._db)
+    core.register(_registration("Z"))
+    assert core.version == stored + 1
+    reloaded = RegistryCore(RegistrySettings(), SqliteRegistryStore(path), lambda: 1.8e9)
+    assert [r.agent_id for r in reloaded.list_agents()] == [r.agent_id for r in core.list_agents()]
+    assert reloaded.version == core.version
+
+
+def test_registry_actor_over_a_garbage_file_starts_and_answers_with_the_error(
+    tmp_path: Path,
+) -> None:
+    path = garbage(tmp_path / "registry.sqlite3")
+
+    async def calls() -> None:
+        actor = RegistryActor(RegistrySettings(), str(path))
+        with pytest.raises(DatabaseUnusable, match="registry.sqlite3.*agent registration"):
+            await actor.register(_registration("A"))
+        with pytest.raises(DatabaseUnusable):
+            await actor.wait_changes(0, 0.1)
+
+    asyncio.run(calls())
