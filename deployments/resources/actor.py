@@ -13,16 +13,17 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from actors._singleton import singleton_options
+from actors._unusable import Unusable
 from actors.probe.actor import get_or_create_host_probe
 from actors.probe.models import HostReading
 from cluster.constants import RESOURCES_ACTOR_NAME
-from cluster.errors import ValidationFailed
+from cluster.errors import DatabaseUnusable, ValidationFailed
 from cluster.settings import DeclaredGpu, ResourceSettings
 from deployments.resources._owners import ask_to_unload
 from deployments.resources.models import (
@@ -59,7 +60,13 @@ _DECISIONS_KEPT = 100
 
 
 class ResourcesActor:
-    """Ray actor holding the scheduler state. Use :func:`get_or_create_resources`."""
+    """Ray actor holding the scheduler state. Use :func:`get_or_create_resources`.
+
+    When ``resources.sqlite3`` is not a usable database the actor still starts, without its
+    poll and optimizer loops, and every call that needs the lease scheduler raises that
+    :class:`~cluster.errors.DatabaseUnusable` (naming the file and the fix) rather than the
+    constructor failing and Ray re-creating the actor.
+    """
 
     def __init__(
         self,
@@ -69,9 +76,14 @@ class ResourcesActor:
         model_manager_host: str,
     ) -> None:
         self._settings = settings
-        self._sched = LeaseScheduler(
-            settings, SqliteLeaseStore(Path(db_path)), time.time, on_grant=self._on_grant
-        )
+        usable = True
+        try:
+            self._sched = LeaseScheduler(
+                settings, SqliteLeaseStore(Path(db_path)), time.time, on_grant=self._on_grant
+            )
+        except DatabaseUnusable as exc:
+            self._sched = cast(LeaseScheduler, Unusable(exc))
+            usable = False
         opt = settings.optimizer
         self._thresholds = Thresholds(
             warning_ratio=opt.warning_ratio,
@@ -87,6 +99,9 @@ class ResourcesActor:
             settings.tasks_max_active, settings.tasks_kept, settings.task_retention_s, time.time
         )
         self._waiting: dict[str, tuple[str, TaskRequest]] = {}  # lease id -> task
+        if not usable:
+            self._loops: list[asyncio.Task[None]] = []
+            return
         loop = asyncio.get_running_loop()
         self._loops = [loop.create_task(self._poll_forever()), loop.create_task(self._optimize())]
         logger.info("resources: %d leases reloaded", len(self._sched.leases().granted))

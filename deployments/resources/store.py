@@ -7,11 +7,11 @@ restarted scheduler reloads; ``lease_events`` is the append-only history, trimme
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from cluster._sqlite import open_database, transaction
 from deployments.resources.models import EndedLease, LeaseGrant, QueuedLease
 
 __all__ = ["EVENTS_KEPT", "SqliteLeaseStore"]
@@ -35,19 +35,29 @@ CREATE TABLE IF NOT EXISTS lease_events (
 );
 """
 
+# What moving resources.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = (
+    "the VRAM leases granted and queued on this host (their holders must ask again; running "
+    "work is not stopped, but its VRAM is no longer accounted) and the lease history"
+)
+
 _LIVE = TypeAdapter(LeaseGrant | QueuedLease)
 
 
 class SqliteLeaseStore:
     """Write-through store; each method commits before it returns (WAL, ``synchronous=NORMAL``,
-    so a killed process loses nothing that was acknowledged)."""
+    so a killed process loses nothing that was acknowledged).
+
+    Every write runs in :func:`~cluster._sqlite.transaction`: a failed one
+    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    one works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT)
         self._since_trim = 0
 
     def load(self) -> tuple[list[LeaseGrant], list[QueuedLease]]:
@@ -71,21 +81,17 @@ class SqliteLeaseStore:
 
     def renewed(self, lease: LeaseGrant) -> None:
         """Store a heartbeat's new expiry; no history row (heartbeats are frequent)."""
-        self._db.execute(
-            "UPDATE leases SET record = ? WHERE lease_id = ?",
-            (lease.model_dump_json(), lease.lease_id),
-        )
+        with transaction(self._db):
+            self._db.execute(
+                "UPDATE leases SET record = ? WHERE lease_id = ?",
+                (lease.model_dump_json(), lease.lease_id),
+            )
 
     def ended(self, ended: EndedLease) -> None:
         """Remove a lease or queued request and record why it ended."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             self._db.execute("DELETE FROM leases WHERE lease_id = ?", (ended.lease_id,))
             self._event(ended.lease_id, ended.state, ended.model_dump_json(), ended.ended_at)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def history(self, lease_id: str) -> list[str]:
         """Event names recorded for ``lease_id``, oldest first."""
@@ -98,8 +104,7 @@ class SqliteLeaseStore:
         self._db.close()
 
     def _put(self, lease_id: str, state: str, record: str, at: float) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             self._db.execute(
                 "INSERT INTO leases (lease_id, state, record) VALUES (?, ?, ?) "
                 "ON CONFLICT(lease_id) DO UPDATE SET state = excluded.state, "
@@ -107,10 +112,6 @@ class SqliteLeaseStore:
                 (lease_id, state, record),
             )
             self._event(lease_id, state, record, at)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _event(self, lease_id: str, event: str, record: str, at: float) -> None:
         self._db.execute(

@@ -30,6 +30,8 @@ from cluster.settings import RegistrySettings, SecuritySettings
 from deployments.errors.index import ErrorIndex
 from deployments.errors.models import ErrorEvent, StoredEvent
 from deployments.errors.spool import Spool
+from deployments.resources.models import EndedLease
+from deployments.resources.store import SqliteLeaseStore
 from deployments.security.models import Grant
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (x TEXT);"
@@ -309,3 +311,29 @@ def test_registry_actor_over_a_garbage_file_starts_and_answers_with_the_error(
             await actor.wait_changes(0, 0.1)
 
     asyncio.run(calls())
+
+
+def _ended(i: int) -> EndedLease:
+    return EndedLease.model_validate(
+        {
+            "state": "released",
+            "lease_id": f"lease-{i}",
+            "owner": "o" * 300,
+            "ended_at": 1.0,
+            "reason": "r" * 300,
+        }
+    )
+
+
+def test_lease_store_after_a_full_disk_records_again(tmp_path: Path) -> None:
+    store = SqliteLeaseStore(tmp_path / "resources.sqlite3")
+    fill_disk(store._db)
+    with pytest.raises(DatabaseWriteFailed, match="resources.sqlite3"):
+        for i in range(100):
+            store.ended(_ended(i))
+    assert not store._db.in_transaction
+    free_disk(store._db)
+    store.ended(_ended(1000))
+    assert store.history("lease-1000") == ["released"]
+    with pytest.raises(DatabaseUnusable, match="VRAM leases"):
+        SqliteLeaseStore(garbage(tmp_path / "bad" / "resources.sqlite3"))
