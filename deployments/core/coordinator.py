@@ -36,6 +36,7 @@ from cluster.errors import (
     QueueFull,
     RequestCancelled,
     RequestNotFound,
+    StorageError,
 )
 from cluster.settings import CoordinatorSettings, DispatchRoute, RequestType
 from deployments.core.breaker import BreakerBoard, CircuitBreaker
@@ -397,7 +398,12 @@ class RequestCoordinator:
             self._requests.pop(old, None)
         entry.done.set()
         if self._journal is not None:
-            self._journal.remove(entry.request_id)
+            try:
+                self._journal.remove(entry.request_id)
+            except StorageError as exc:
+                # The request is done; left in the journal it is dispatched again after a
+                # restart (at-least-once), which beats stopping the dispatch loop here.
+                logger.error("request %s finished but stays journaled: %s", entry.request_id, exc)
         if self._on_finished is not None:
             self._on_finished(entry.status())
 

@@ -8,17 +8,24 @@ dispatch and before its result: at-least-once).
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import TypeAdapter
 
+from cluster._sqlite import open_database, transaction
 from deployments.core.models import UserRequest
 
 __all__ = ["JournalEntry", "RequestJournal"]
 
 _REQUEST: TypeAdapter[UserRequest] = TypeAdapter(UserRequest)
+# What moving coordinator-journal.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = "the accepted user requests that had not finished (their clients must submit them again)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "request_id TEXT UNIQUE NOT NULL, priority INTEGER NOT NULL, "
+    "submitted_at REAL NOT NULL, request TEXT NOT NULL)"
+)
 
 
 class JournalEntry(NamedTuple):
@@ -29,32 +36,34 @@ class JournalEntry(NamedTuple):
 
 
 class RequestJournal:
-    """SQLite (WAL) table of pending requests; every write commits before it returns."""
+    """SQLite (WAL) table of pending requests; every write commits before it returns.
+
+    A failed write (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk: the request is
+    refused with 503) is rolled back and the next one works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "request_id TEXT UNIQUE NOT NULL, priority INTEGER NOT NULL, "
-            "submitted_at REAL NOT NULL, request TEXT NOT NULL)"
-        )
+        self._db = open_database(path, _SCHEMA, what=WHAT)
 
     def add(self, entry: JournalEntry) -> None:
-        self._db.execute(
-            "INSERT INTO pending (request_id, priority, submitted_at, request) VALUES (?, ?, ?, ?)",
-            (
-                entry.request_id,
-                entry.priority,
-                entry.submitted_at,
-                _REQUEST.dump_json(entry.request).decode(),
-            ),
-        )
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT INTO pending (request_id, priority, submitted_at, request) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    entry.request_id,
+                    entry.priority,
+                    entry.submitted_at,
+                    _REQUEST.dump_json(entry.request).decode(),
+                ),
+            )
 
     def remove(self, request_id: str) -> None:
-        self._db.execute("DELETE FROM pending WHERE request_id = ?", (request_id,))
+        with transaction(self._db):
+            self._db.execute("DELETE FROM pending WHERE request_id = ?", (request_id,))
 
     def pending(self) -> list[JournalEntry]:
         """Every unfinished request, in the order they were accepted."""

@@ -9,11 +9,11 @@ Rules and silences are written through on every HTTP change; alerts, groups and 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+from cluster._sqlite import open_database, transaction
 from cluster.settings import AlertRuleSpec
 from deployments.observability.alert_models import (
     AlertHistoryEntry,
@@ -39,15 +39,27 @@ CREATE INDEX IF NOT EXISTS alert_history_at ON alert_history (at);
 """
 
 
+# What moving alerts.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = (
+    "the alert rules and silences added over HTTP, the active alerts (firing ones fire and "
+    "notify again) and the alert history"
+)
+
+
 class AlertStore:
-    """Rules by name, silences by id, alerts by fingerprint, groups by key, history by time."""
+    """Rules by name, silences by id, alerts by fingerprint, groups by key, history by time.
+
+    Every write runs in :func:`~cluster._sqlite.transaction` under the lock: a failed one
+    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    one works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT)
 
     def rules(self) -> list[AlertRuleSpec]:
         with self._lock:
@@ -55,32 +67,33 @@ class AlertStore:
         return [AlertRuleSpec.model_validate_json(body) for (body,) in rows]
 
     def save_rule(self, rule: AlertRuleSpec) -> None:
-        with self._lock:
+        with self._lock, transaction(self._db):
             self._db.execute(
                 "INSERT OR REPLACE INTO rules (name, body) VALUES (?, ?)",
                 (rule.name, rule.model_dump_json()),
             )
 
     def delete_rule(self, name: str) -> bool:
-        with self._lock:
+        with self._lock, transaction(self._db):
             return self._db.execute("DELETE FROM rules WHERE name = ?", (name,)).rowcount > 0
 
     def silences(self, now: float) -> list[Silence]:
         """Silences not yet over at ``now``; expired ones are deleted."""
         with self._lock:
-            self._db.execute("DELETE FROM silences WHERE ends_at <= ?", (now,))
+            with transaction(self._db):
+                self._db.execute("DELETE FROM silences WHERE ends_at <= ?", (now,))
             rows = self._db.execute("SELECT body FROM silences ORDER BY ends_at").fetchall()
         return [Silence.model_validate_json(body) for (body,) in rows]
 
     def save_silence(self, silence: Silence) -> None:
-        with self._lock:
+        with self._lock, transaction(self._db):
             self._db.execute(
                 "INSERT OR REPLACE INTO silences (id, ends_at, body) VALUES (?, ?, ?)",
                 (silence.id, silence.ends_at, silence.model_dump_json()),
             )
 
     def delete_silence(self, silence_id: str) -> bool:
-        with self._lock:
+        with self._lock, transaction(self._db):
             cursor = self._db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
             return cursor.rowcount > 0
 
@@ -103,8 +116,7 @@ class AlertStore:
         history: Sequence[AlertHistoryEntry],
     ) -> None:
         """Write changed alerts and groups, delete gone ones, append history, in one go."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
+        with self._lock, transaction(self._db):
             self._db.executemany(
                 "INSERT OR REPLACE INTO alerts (fingerprint, body) VALUES (?, ?)",
                 [(a.fingerprint, a.model_dump_json()) for a in alerts],
@@ -134,7 +146,7 @@ class AlertStore:
 
     def purge_history(self, before: float) -> int:
         """Delete history rows older than ``before``; return how many."""
-        with self._lock:
+        with self._lock, transaction(self._db):
             return self._db.execute("DELETE FROM alert_history WHERE at < ?", (before,)).rowcount
 
     def close(self) -> None:

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from cluster._sqlite import open_database, transaction
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import PerfLogSettings
 from deployments.observability.state import PerfAggregate
@@ -144,32 +144,36 @@ class PerfQuery(_Model):
     limit: int = Field(default=1000, ge=1)
 
 
+# What moving perf.sqlite3 aside loses (named in DatabaseUnusable).
+WHAT = "the performance log: every metric and usage row logged or imported so far"
+
+
 class PerfLog:
-    """The SQLite performance log; safe to call from several threads."""
+    """The SQLite performance log; safe to call from several threads (one lock).
+
+    Every write runs in :func:`~cluster._sqlite.transaction`: a failed one
+    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    one works.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
+    """
 
     def __init__(self, path: Path, settings: PerfLogSettings) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._s = settings
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT)
         self._add_columns()
 
     def _add_columns(self) -> None:
         # Logs created before legacy imports (legacy_key) or usage metadata existed lack those
         # columns; replicas sharing the file may open it at once, so check and add in one write
         # transaction.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             for table, column, kind in _ADDED_COLUMNS:
                 columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         self._db.executescript(_LEGACY_KEY_INDEXES)
 
     def import_rows(self, batch: PerfImport, now: float) -> ImportTally:
@@ -191,15 +195,9 @@ class PerfLog:
             )
             for u in batch.usage
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._insert_new(tally, "metrics", metrics, self._s.metrics_retention_days, now)
-                self._insert_new(tally, "usage", usage, self._s.usage_retention_days, now)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            self._insert_new(tally, "metrics", metrics, self._s.metrics_retention_days, now)
+            self._insert_new(tally, "usage", usage, self._s.usage_retention_days, now)
         return tally
 
     def _insert_new(
@@ -223,7 +221,7 @@ class PerfLog:
 
     def log_metric(self, entry: MetricEntry, now: float) -> MetricRecord:
         at = now if entry.at is None else entry.at
-        with self._lock:
+        with self._lock, transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO metrics (agent, action, duration_s, metadata, at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -234,7 +232,7 @@ class PerfLog:
 
     def log_usage(self, entry: UsageEntry, now: float) -> UsageRecord:
         at = now if entry.at is None else entry.at
-        with self._lock:
+        with self._lock, transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO usage (agent, cpu_percent, memory_mb, metadata, at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -286,7 +284,7 @@ class PerfLog:
         """Delete rows past retention; return how many metrics and usage rows went."""
         metrics_cutoff = now - self._s.metrics_retention_days * _DAY_S
         usage_cutoff = now - self._s.usage_retention_days * _DAY_S
-        with self._lock:
+        with self._lock, transaction(self._db):
             metrics = self._db.execute("DELETE FROM metrics WHERE at < ?", (metrics_cutoff,))
             usage = self._db.execute("DELETE FROM usage WHERE at < ?", (usage_cutoff,))
         return metrics.rowcount, usage.rowcount

@@ -13,6 +13,7 @@ import asyncio
 import pickle
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,15 @@ from actors.security.core import SecurityCore
 from actors.security.store import SecurityStore
 from cluster._sqlite import Database, open_database, transaction
 from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
-from cluster.settings import RegistrySettings, SecuritySettings
+from cluster.settings import PerfLogSettings, RegistrySettings, SecuritySettings
+from deployments.core.journal import JournalEntry, RequestJournal
+from deployments.core.models import TextRequest
 from deployments.errors.index import ErrorIndex
 from deployments.errors.models import ErrorEvent, StoredEvent
 from deployments.errors.spool import Spool
+from deployments.observability.alert_models import AlertHistoryEntry
+from deployments.observability.alert_store import AlertStore
+from deployments.observability.perflog import MetricEntry, PerfLog
 from deployments.resources.models import EndedLease
 from deployments.resources.store import SqliteLeaseStore
 from deployments.security.models import Grant
@@ -337,3 +343,60 @@ def test_lease_store_after_a_full_disk_records_again(tmp_path: Path) -> None:
     assert store.history("lease-1000") == ["released"]
     with pytest.raises(DatabaseUnusable, match="VRAM leases"):
         SqliteLeaseStore(garbage(tmp_path / "bad" / "resources.sqlite3"))
+
+
+def test_journal_alerts_and_perflog_write_again_after_a_full_disk(tmp_path: Path) -> None:
+    journal = RequestJournal(tmp_path / "coordinator-journal.sqlite3")
+    request = TextRequest(data="x" * 3000)
+    fill_disk(journal._db)
+    with pytest.raises(DatabaseWriteFailed, match="coordinator-journal"):
+        for i in range(20):
+            journal.add(JournalEntry(f"r{i}", 1, 1.0, request))
+    free_disk(journal._db)
+    journal.add(JournalEntry("after", 1, 1.0, request))
+    assert "after" in [entry.request_id for entry in journal.pending()]
+
+    perf = PerfLog(tmp_path / "perf.sqlite3", PerfLogSettings())
+    fill_disk(perf._db)
+    entry = MetricEntry(agent="a" * 128, action="b" * 128, duration_s=1, metadata={"m": "x" * 500})
+    with pytest.raises(DatabaseWriteFailed, match="perf.sqlite3"):
+        for _ in range(50):
+            perf.log_metric(entry, 1.0)
+    free_disk(perf._db)
+    assert perf.log_metric(entry, 1.0).id > 0
+
+    alerts = AlertStore(tmp_path / "alerts.sqlite3")
+    fill_disk(alerts._db)
+    history = [
+        AlertHistoryEntry(
+            at=float(i),
+            fingerprint=f"{i}",
+            rule="r",
+            state="firing",
+            labels={"x": "y" * 300},
+            value=1,
+        )
+        for i in range(50)
+    ]
+    with pytest.raises(DatabaseWriteFailed, match="alerts.sqlite3"):
+        alerts.sync([], [], [], [], history)
+    assert alerts.history(None, 100) == []
+    free_disk(alerts._db)
+    alerts.sync([], [], [], [], history)
+    assert len(alerts.history(None, 100)) == 50
+
+
+@pytest.mark.parametrize(
+    ("name", "open_it", "loss"),
+    [
+        ("coordinator-journal.sqlite3", RequestJournal, "user requests"),
+        ("alerts.sqlite3", AlertStore, "alert rules"),
+        ("perf.sqlite3", lambda p: PerfLog(p, PerfLogSettings()), "performance log"),
+    ],
+)
+def test_replica_stores_over_garbage_files_name_them(
+    tmp_path: Path, name: str, open_it: Callable[[Path], object], loss: str
+) -> None:
+    path = garbage(tmp_path / name)
+    with pytest.raises(DatabaseUnusable, match=f"{name}.*{loss}"):
+        open_it(path)
