@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from ray.exceptions import RayActorError
+
 __all__ = ["FeedFollower"]
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
         # When the last successful poll was sent: the actor's answer reflects its state at
         # that moment or later, so the local copy was known to be current then.
         self.confirmed_at: float | None = None
+        # Since when the actor cannot be reached at all (its node is gone or it is
+        # restarting), as Ray reports it; None while polls succeed or merely wait.
+        self.unreachable_since: float | None = None
         self._advanced = asyncio.Event()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -119,11 +124,19 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
                 feed: FeedT = await self.poll(self.version, timeout)
             except asyncio.CancelledError:
                 raise
+            except RayActorError:
+                # Its node is gone, or it is restarting: keep following once it is back.
+                if self.unreachable_since is None:
+                    self.unreachable_since = self._clock()
+                    logger.warning("change feed's actor unreachable; retrying", exc_info=True)
+                await asyncio.sleep(_RETRY_DELAY_S)
+                continue
             except Exception:
-                # Loop boundary: the actor may be restarting; keep following once it is back.
+                # Loop boundary: whatever else failed, keep following.
                 logger.warning("change feed unavailable; retrying", exc_info=True)
                 await asyncio.sleep(_RETRY_DELAY_S)
                 continue
+            self.unreachable_since = None
             self.apply(feed)
             self.confirmed_at = sent
             self.last_sync = self._clock()

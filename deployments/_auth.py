@@ -124,11 +124,16 @@ class _SecurityFollower(FeedFollower[SecurityFeed]):
     def require_fresh(self) -> None:
         """Fail closed: raise unless the revocation view was confirmed within the age limit.
 
+        One exception: while Ray reports the security actor unreachable (the SecurityGateway's
+        host is gone, or the actor is restarting), nobody can revoke anything through it, so
+        the last view it gave stands and tokens keep verifying on the hosts still up. A feed
+        that merely stops answering (a stalled or overloaded actor) fails closed.
+
         Raises:
-            RevocationStale: the view is older than ``max_age_s``.
+            RevocationStale: the view is older than ``max_age_s`` and the actor is reachable.
         """
         age = self.age()
-        if age is not None and age > self.max_age_s:
+        if age is not None and age > self.max_age_s and self.unreachable_since is None:
             raise RevocationStale(age, self.max_age_s)
 
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from ray.exceptions import RayActorError
 
 from cluster.errors import ConfigError, RevocationStale, TokenRejected
 from deployments._auth import _SecurityFollower, auth_first, install_auth, require
@@ -210,6 +211,45 @@ def test_a_replica_whose_feed_stalls_rejects_tokens_until_it_catches_up() -> Non
         await _until(lambda: len(actor.calls) >= 4)
         assert follower.version == 2
         follower.require_fresh()  # the third poll, sent at 105.5, confirmed it
+        await follower.stop()
+
+    asyncio.run(scenario())
+
+
+class VanishingActor:
+    """Answers the first poll; then its node is gone: every call raises RayActorError."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @property
+    def wait_changes(self) -> Any:
+        return self
+
+    def remote(self, since: int, timeout_s: float, follower: str) -> Any:  # noqa: ARG002
+        self.calls += 1
+        return self._answer(self.calls)
+
+    async def _answer(self, call: int) -> SecurityFeed:
+        if call > 1:
+            raise RayActorError()
+        return SecurityFeed(version=1, jwks=Jwks(keys=[]), revoked={})
+
+
+def test_while_the_security_actor_is_unreachable_the_last_view_stands() -> None:
+    """The SecurityGateway's host is gone: nobody can revoke, tokens keep verifying."""
+
+    async def scenario() -> None:
+        clock, actor = FakeClock(), VanishingActor()
+        follower = _SecurityFollower(
+            actor, TokenVerifier("aisys", "aisys", 5), 5.0, "core/Core/r1", clock
+        )
+        follower.start()
+        assert await follower.wait_synced(1)
+        await _until(lambda: actor.calls >= 2)
+        clock.now += 60.0
+        follower.require_fresh()  # no RevocationStale: the authority is gone, not lagging
+        assert follower.unreachable_since is not None
         await follower.stop()
 
     asyncio.run(scenario())
