@@ -13,17 +13,18 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 
 from actors._singleton import singleton_options
+from actors._unusable import Unusable
 from actors.logship.models import ShipperStats
 from actors.logship.publish import LogStream
 from actors.logship.shipper import LogShipper
 from actors.logship.store import PositionStore
 from cluster.constants import log_shipper_actor_name
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, DatabaseUnusable
 from cluster.nats_client import NatsClient
 from cluster.settings import LogShippingSettings
 
@@ -44,7 +45,13 @@ class LogShipperActor:
         db_path: str,
     ) -> None:
         stream = LogStream(broker, settings)
-        store = PositionStore(Path(db_path))
+        self._task: asyncio.Task[None] | None = None
+        try:
+            store = PositionStore(Path(db_path))
+        except DatabaseUnusable as exc:
+            # Started, not shipping: every sync() raises the error naming the file and the fix.
+            self._shipper = cast(LogShipper, Unusable(exc))
+            return
         self._shipper = LogShipper(host, settings, Path(ray_temp_dir), store, stream)
         self._task = asyncio.get_running_loop().create_task(self._shipper.run())
 
@@ -53,8 +60,11 @@ class LogShipperActor:
 
         Raises:
             ClusterError: the shipping loop has stopped (its exception is chained).
+            DatabaseUnusable: the positions file is not a usable database.
         """
-        if self._task.done():
+        if self._task is None:
+            await self._shipper.reconfigure(settings)  # raises the DatabaseUnusable
+        elif self._task.done():
             raise ClusterError("logs: the log shipping loop has stopped") from (
                 None if self._task.cancelled() else self._task.exception()
             )

@@ -8,11 +8,11 @@ stores them once. WAL with ``synchronous=NORMAL`` keeps each commit through a pr
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 from actors.logship.tail import FileKey, Position
+from cluster._sqlite import open_database, transaction
 
 __all__ = ["PositionStore"]
 
@@ -31,15 +31,23 @@ CREATE TABLE IF NOT EXISTS positions (
 """
 
 
+# What moving the positions file aside loses (named in DatabaseUnusable).
+WHAT = (
+    "how far each log file of this host was shipped (the shipper starts again from the start "
+    "of every file it follows: lines still in the stream's duplicate window are stored once, "
+    "older ones again)"
+)
+
+
 class PositionStore:
-    """Write-through store of every source's :class:`Position` s."""
+    """Write-through store of every source's :class:`Position` s.
+
+    Raises:
+        DatabaseUnusable: (constructor) the file is not a database or is corrupt.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA, what=WHAT)
 
     def load(self, source: str) -> list[Position]:
         rows = self._db.execute(
@@ -53,8 +61,12 @@ class PositionStore:
         ]
 
     def save(self, source: str, positions: Iterable[Position], gone: Iterable[FileKey]) -> None:
-        """Store ``positions`` and forget ``gone`` files in one transaction."""
-        with self._db:
+        """Store ``positions`` and forget ``gone`` files in one transaction.
+
+        Raises:
+            DatabaseWriteFailed: the disk is full (nothing stored; the next save works).
+        """
+        with transaction(self._db):
             self._db.executemany(
                 "INSERT INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(source, dev, ino) DO UPDATE SET path = excluded.path, "

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from actors.logship.actor import LogShipperActor
+from actors.logship.store import PositionStore
+from actors.logship.tail import FileKey, Position
 from actors.registry.actor import RegistryActor
 from actors.registry.core import RegistryCore
 from actors.registry.models import Registration
@@ -27,7 +30,13 @@ from actors.security.core import SecurityCore
 from actors.security.store import SecurityStore
 from cluster._sqlite import Database, open_database, transaction
 from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
-from cluster.settings import PerfLogSettings, RegistrySettings, SecuritySettings
+from cluster.nats_client import NatsClient
+from cluster.settings import (
+    LogShippingSettings,
+    PerfLogSettings,
+    RegistrySettings,
+    SecuritySettings,
+)
 from deployments.core.journal import JournalEntry, RequestJournal
 from deployments.core.models import TextRequest
 from deployments.errors.index import ErrorIndex
@@ -400,3 +409,29 @@ def test_replica_stores_over_garbage_files_name_them(
     path = garbage(tmp_path / name)
     with pytest.raises(DatabaseUnusable, match=f"{name}.*{loss}"):
         open_it(path)
+
+
+def test_log_positions_save_again_after_a_full_disk(tmp_path: Path) -> None:
+    store = PositionStore(tmp_path / "logship.sqlite3")
+    fill_disk(store._db)
+    positions = [Position("/l/" + "p" * 500 + str(i), FileKey(1, i), 10) for i in range(50)]
+    with pytest.raises(DatabaseWriteFailed, match="logship.sqlite3"):
+        store.save("app", positions, [])
+    assert store.load("app") == []
+    free_disk(store._db)
+    store.save("app", positions[:1], [])
+    assert store.load("app") == positions[:1]
+
+
+def test_log_shipper_actor_over_a_garbage_file_starts_and_sync_raises_the_error(
+    tmp_path: Path,
+) -> None:
+    path = garbage(tmp_path / "logship.sqlite3")
+    broker = NatsClient(url="nats://127.0.0.1:1")
+
+    async def calls() -> None:
+        actor = LogShipperActor("pc2", LogShippingSettings(), str(tmp_path), broker, str(path))
+        with pytest.raises(DatabaseUnusable, match="logship.sqlite3.*shipped"):
+            await actor.sync(LogShippingSettings())
+
+    asyncio.run(calls())
