@@ -200,8 +200,11 @@ class _Check:
         self.name = f"aisys-check-{secrets.token_hex(4)}"
         head = settings.hosts[settings.head_host]
         self._ip = head.node_ip or "127.0.0.1"
-        self.base_url = f"http://127.0.0.1:{settings.ports.http}"
-        self._http = httpx.Client(base_url=self.base_url)
+        tls = settings.ray
+        # Over HTTPS, the name the certificate carries: the head's address.
+        host = self._ip if tls.tls_certfile is not None else "127.0.0.1"
+        self.base_url = f"{tls.http_scheme}://{host}:{settings.ports.http}"
+        self._http = httpx.Client(base_url=self.base_url, verify=tls.http_verify)
         self._zmq = zmq.Context()
         self._token: TokenPair | None = None
         self._dispatched = False

@@ -165,7 +165,7 @@ def _external_url(settings: Settings) -> str:
     if configured:
         return configured.rstrip("/")
     ip = settings.hosts[settings.observability.host].node_ip or "127.0.0.1"
-    return f"http://{ip}:{settings.ports.http}"
+    return f"{settings.ray.http_scheme}://{ip}:{settings.ports.http}"
 
 
 #: Every application aisys deploys, in deployment order.
@@ -233,6 +233,16 @@ def _deployment_config(
     }
 
 
+def _tls_options(settings: Settings) -> dict[str, str]:
+    """Serve's HTTPS options, when ``ray.tls_certfile`` and ``ray.tls_keyfile`` are set."""
+    if settings.ray.tls_certfile is None or settings.ray.tls_keyfile is None:
+        return {}
+    return {
+        "ssl_certfile": str(settings.ray.tls_certfile),
+        "ssl_keyfile": str(settings.ray.tls_keyfile),
+    }
+
+
 def build_serve_config(settings: Settings) -> dict[str, Any]:
     """Return the Serve deploy config for every application, validated by Serve's schema.
 
@@ -245,6 +255,7 @@ def build_serve_config(settings: Settings) -> dict[str, Any]:
             "host": "0.0.0.0",
             "port": settings.ports.http,
             "request_timeout_s": settings.ray.request_timeout_s,
+            **_tls_options(settings),
         },
         "grpc_options": {
             "port": settings.ports.grpc,

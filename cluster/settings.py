@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,6 +199,35 @@ class RaySettings(Section):
         "long-poll (30 s). Streams (Server-Sent Events) outlive it when the client sends "
         "`X-Request-Timeout-Seconds: 0`.",
     )
+
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) for HTTPS on Serve's HTTP port, at the same path on "
+        "every host; with tls_keyfile. Its names must cover the addresses clients use "
+        "(aisys check uses the head's node_ip, or 127.0.0.1).",
+    )
+    tls_keyfile: Path | None = Field(default=None, description="Its PEM private key.")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="What aisys's own HTTPS clients trust; None trusts tls_certfile itself "
+        "(a self-signed certificate).",
+    )
+
+    @model_validator(mode="after")
+    def tls_needs_both_files(self) -> RaySettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both ray.tls_certfile and ray.tls_keyfile for HTTPS, or neither")
+        return self
+
+    @property
+    def http_scheme(self) -> str:
+        return "https" if self.tls_certfile is not None else "http"
+
+    @property
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """What aisys's own HTTPS clients verify the server against (httpx's ``verify``)."""
+        trusted = self.tls_ca_file or self.tls_certfile
+        return ssl.create_default_context(cafile=str(trusted)) if trusted is not None else True
 
 
 class NatsSettings(Section):

@@ -523,6 +523,7 @@ def _applications(
                 )
             )
         profile = settings.hosts[spec.section(settings).host]
+        scheme = settings.ray.http_scheme
         host_ip = next(
             (n.ip for n in nodes if tag in n.tags and n.alive),
             profile.node_ip or _head_ip(settings),
@@ -532,7 +533,7 @@ def _applications(
                 name=spec.name,
                 status=app.get("status", "NOT_DEPLOYED"),
                 host_tag=tag,
-                url=f"http://{host_ip}:{settings.ports.http}{APP_ROUTE_PREFIXES[spec.name]}",
+                url=f"{scheme}://{host_ip}:{settings.ports.http}{APP_ROUTE_PREFIXES[spec.name]}",
                 deployments=deployments,
             )
         )

@@ -1,10 +1,11 @@
-"""The unit `aisys service install` writes, run the way systemd runs it.
+"""The unit `aisys service install` writes, run the way systemd runs it, serving HTTPS.
 
 Its ``ExecStart=`` argv with exactly its ``Environment=`` (on systemd's clean environment) in a
 session of its own; ``systemctl stop`` is SIGTERM to that main process, after which systemd
 SIGKILLs whatever is left in the unit (``KillMode=mixed``), so a clean stop leaves nothing of
 the data dir running. Then the same command again, as at the next boot: the registration made
-before is back.
+before is back. The system serves HTTPS from a self-signed certificate (``ray.tls_certfile``):
+its keeper's ``aisys up`` and ``aisys check`` pass over it, and plain HTTP gets no answer.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from pydantic import SecretStr
 
 from cluster._procs import MARKER_ENV, terminate
 from cluster.service import STOP_TIMEOUT_S
-from cluster.settings import Settings
+from cluster.settings import RaySettings, Settings
 from tests._systemd_unit import directives, exec_start
-from tests.conftest import wait_for_condition
-from tests.integration.conftest import ADMIN_PASSWORD, login, make_settings, settings_file
+from tests._tls import self_signed_certificate
+from tests.conftest import SESSION_RAY_TOKEN, wait_for_condition
+from tests.integration.conftest import ADMIN_PASSWORD, make_settings, settings_file
 
 pytestmark = pytest.mark.integration
 
@@ -136,8 +139,11 @@ class Unit:
 
 @pytest.fixture
 def installed(tmp_path: Path) -> Iterator[Unit]:
-    """``aisys service install --role embedded`` of a private test system, cleaned up after."""
-    settings = make_settings()
+    """``aisys service install --role embedded`` of a private HTTPS system, cleaned up after."""
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    settings = make_settings(
+        ray=RaySettings(auth_token=SecretStr(SESSION_RAY_TOKEN), tls_certfile=cert, tls_keyfile=key)
+    )
     config = settings_file(settings, settings.data_dir)
     units = tmp_path / "units"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AISYS_", "RAY_"))}
@@ -161,26 +167,40 @@ def installed(tmp_path: Path) -> Iterator[Unit]:
         shutil.rmtree(settings.data_dir, ignore_errors=True)
 
 
+def _https(settings: Settings) -> httpx.Client:
+    """A client of the system's HTTPS port that trusts only its certificate, logged in."""
+    base_url = f"https://127.0.0.1:{settings.ports.http}"
+    client = httpx.Client(base_url=base_url, verify=settings.ray.http_verify, timeout=30)
+    grant = {
+        "grant_type": "password",
+        "username": settings.security.admin_user,
+        "password": ADMIN_PASSWORD,
+    }
+    answer = client.post("/security/token", json=grant)
+    assert answer.status_code == 200, answer.text
+    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return client
+
+
 def register(settings: Settings, agent_id: str) -> None:
-    base_url = f"http://127.0.0.1:{settings.ports.http}"
-    token = login(base_url, settings.security.admin_user, ADMIN_PASSWORD)
-    response = httpx.post(
-        f"{base_url}/core/agents",
-        json={"agent_id": agent_id, "host": "10.1.1.1", "port": 7000},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+    client = _https(settings)
+    try:
+        registration = {"agent_id": agent_id, "host": "10.1.1.1", "port": 7000}
+        response = client.post("/core/agents", json=registration)
+    finally:
+        client.close()
     assert response.status_code == 200, response.text
+    # Plain HTTP on the same port gets no answer: the proxy speaks TLS only.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{settings.ports.http}/core/agents", timeout=10)
 
 
 def registered(settings: Settings, agent_id: str) -> bool:
-    base_url = f"http://127.0.0.1:{settings.ports.http}"
-    token = login(base_url, settings.security.admin_user, ADMIN_PASSWORD)
-    response = httpx.get(
-        f"{base_url}/core/agents/{agent_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
+    client = _https(settings)
+    try:
+        response = client.get(f"/core/agents/{agent_id}")
+    finally:
+        client.close()
     return response.status_code == 200 and response.json()["host"] == "10.1.1.1"
 
 
