@@ -1,9 +1,11 @@
 """A state actor whose SQLite file cannot be opened stays up and answers with why.
 
-Raising from a detached actor's constructor gives no better outcome: the actor is dead or
-re-created again and again, and its callers see "actor died" instead of which file is broken
-and what to do. So the actor keeps :class:`Unusable` in place of its core, and every call that
-reaches the core raises the :class:`~cluster.errors.DatabaseUnusable` (HTTP 503 through a
+Raising from the constructor does not help: Ray 2.60 marks an actor whose constructor raises
+DEAD at once (``max_restarts`` does not apply), its callers get ``ActorDiedError`` (which the
+HTTP layer reports as "a state actor is restarting or unreachable; retry shortly"), and the
+next ``get_or_create_*`` creates it again, to fail the same way. So the actor keeps
+:class:`Unusable` in place of its core, and every call that reaches the core raises the
+:class:`~cluster.errors.DatabaseUnusable` (HTTP 503 naming the file and the fix through a
 Serve route, the message in the feed followers' logs) until the file is restored or moved
 aside and aisys is restarted.
 """
