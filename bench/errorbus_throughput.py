@@ -4,7 +4,11 @@ Starts a private aisys system (random ports, temporary data dir) and measures, a
 nats-server:
 
 * raw: a nats-py JetStream ``publish_async`` loop into a stream of the same configuration
-  (file storage), every ack awaited: the baseline;
+  (file storage, the same ``max_bytes``), every ack awaited: the baseline. JetStream reserves a
+  stream's ``max_bytes`` in the store when the stream is created, and the default store is
+  already reserved by ``ERRORS`` and ``LOGS``, so the private system's store is raised by one
+  ``ERRORS`` stream (:func:`store_with_room_for_baseline`, printed) rather than the baseline
+  given a smaller limit: the two streams then differ only in name and subjects;
 * legacy: 8 ZeroMQ PUB sockets sending the legacy framings to the bridge port; counted once the
   ``ERRORS`` stream holds (and has acknowledged) every event;
 * http: ``POST /errors/`` with batches from 4 concurrent clients;
@@ -33,7 +37,7 @@ from nats.aio.msg import Msg
 from bench._system import admin_headers, bench_settings, running_system
 from cluster.constants import ERRORS_STREAM
 from cluster.nats_client import NatsClient, nats_client
-from cluster.settings import ErrorBusSettings, Settings
+from cluster.settings import NatsSettings, Settings
 from deployments.errors.models import ErrorEvent
 from deployments.errors.store import stream_config
 
@@ -48,25 +52,39 @@ def _payload(i: int) -> bytes:
     return f"ERROR:{json.dumps(body)}".encode()
 
 
-async def raw_loop(broker: NatsClient, count: int) -> float:
+def store_with_room_for_baseline(settings: Settings) -> NatsSettings:
+    """``settings.nats`` with a store that holds one more stream of ``ERRORS``'s ``max_bytes``.
+
+    JetStream refuses a stream whose ``max_bytes`` does not fit in what the store has left
+    (error 10047), and the default store is what ``ERRORS`` and ``LOGS`` reserve plus little.
+    """
+    extra = settings.errors.max_stream_mb
+    return settings.nats.model_copy(update={"max_store_mb": settings.nats.max_store_mb + extra})
+
+
+async def raw_loop(settings: Settings, broker: NatsClient, count: int) -> float:
     """Events/s of nats-py publish_async into a stream configured like ERRORS."""
     nc = await broker.connect()
     js = nc.jetstream()
-    config = stream_config(ErrorBusSettings())
+    config = stream_config(settings.errors)
     await js.add_stream(dataclasses.replace(config, name="BENCH_RAW", subjects=["benchraw.>"]))
-    payloads = [
-        ErrorEvent(agent=f"bench{i % 8}", message=f"bench event {i}").model_dump_json().encode()
-        for i in range(count)
-    ]
-    start = time.perf_counter()
-    futures = [
-        await js.publish_async(f"benchraw.error.bench{i % 8}", p, headers={"Nats-Msg-Id": str(i)})
-        for i, p in enumerate(payloads)
-    ]
-    await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - start
-    await js.delete_stream("BENCH_RAW")
-    await nc.close()
+    try:
+        payloads = [
+            ErrorEvent(agent=f"bench{i % 8}", message=f"bench event {i}").model_dump_json().encode()
+            for i in range(count)
+        ]
+        start = time.perf_counter()
+        futures = [
+            await js.publish_async(
+                f"benchraw.error.bench{i % 8}", p, headers={"Nats-Msg-Id": str(i)}
+            )
+            for i, p in enumerate(payloads)
+        ]
+        await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - start
+    finally:
+        await js.delete_stream("BENCH_RAW")
+        await nc.close()
     return count / elapsed
 
 
@@ -185,9 +203,18 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=500)
     args = parser.parse_args()
     settings = bench_settings()  # random bridge ports too
+    default_store = settings.nats.max_store_mb
+    settings = settings.model_copy(update={"nats": store_with_room_for_baseline(settings)})
+    print(
+        f"baseline stream BENCH_RAW configured like ERRORS (max_bytes "
+        f"{settings.errors.max_stream_mb} MiB); the private NATS store is "
+        f"{settings.nats.max_store_mb} MiB instead of {default_store} MiB to hold it beside "
+        "ERRORS and LOGS",
+        flush=True,
+    )
     with running_system(settings):
         broker = nats_client(settings)
-        raw = asyncio.run(raw_loop(broker, args.events))
+        raw = asyncio.run(raw_loop(settings, broker, args.events))
         legacy = legacy_rate(settings, broker, args.events)
         http = http_rate(settings, args.events)
         lat = asyncio.run(latency(settings, broker, args.latency_samples))
