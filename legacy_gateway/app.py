@@ -9,6 +9,7 @@
 No ``from __future__ import annotations`` here: FastAPI reads the route annotations at runtime.
 """
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
 from deployments.security.models import Scope
 from legacy_gateway._ports import Services
+from legacy_gateway.builtin_records import builtin_records
 from legacy_gateway.error_bridge import BridgeStats, ErrorBridge
 from legacy_gateway.feeds import FeedStats, LegacyFeeds
 from legacy_gateway.gateway import HostGateway, PortStats
@@ -65,15 +67,26 @@ class _HostPorts:
         )
         self.follower = RegistryFollower(registry)
         self.follower.start()
+        hosts = (args.mainpc_host, args.pc2_host)
+        bridge = args.errors.bridge
+        # The consolidated services' legacy names resolve to these ports (a registration wins).
+        builtins = builtin_records(
+            args.gateway,
+            host,
+            hosts,
+            args.node_ips,
+            time.time(),
+            error_bus=(args.pc2_host, bridge.sub_port, bridge.bind),
+        )
         link = RegistryLink(
             registry,
             self.follower,
             args.gateway.reply_timeout_s,
             advertised_host=args.node_ips.get(host),
             quotas=args.registry,
+            builtins=builtins,
         )
         self.authenticator = Authenticator(args.auth)
-        hosts = (args.mainpc_host, args.pc2_host)
         deployment = serve.get_replica_context().deployment
         self.gateway = HostGateway(
             args.gateway, host, link, self.authenticator, hosts, deployment=deployment

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from pydantic import JsonValue, ValidationError
@@ -78,6 +79,9 @@ class RegistryLink:
             None: no such address is known (one machine), so theirs is kept.
         quotas: the registry's settings, to refuse a registration over a quota on the local
             view without a call to the actor (which checks again); None: the actor only.
+        builtins: records every lookup finds when the registry holds no agent of that name
+            (the consolidated services' legacy names,
+            :func:`legacy_gateway.builtin_records.builtin_records`); a registration wins.
     """
 
     def __init__(
@@ -87,8 +91,10 @@ class RegistryLink:
         write_timeout_s: float,
         advertised_host: str | None = None,
         quotas: RegistrySettings | None = None,
+        builtins: Mapping[str, AgentRecord] | None = None,
     ) -> None:
         self._actor = actor
+        self._builtins: dict[str, AgentRecord] = dict(builtins or {})
         self._quotas = quotas
         self._follower = follower
         self._write_timeout_s = write_timeout_s
@@ -117,16 +123,32 @@ class RegistryLink:
             ClusterError: the view was never loaded, so "not found" would be a guess.
         """
         self._require_loaded()
-        return self._follower.view.get(agent_id)
+        return self._follower.view.get(agent_id) or self._builtins.get(agent_id)
 
     def peek(self, agent_id: str) -> AgentRecord | None:
         """The agent's record as the view holds it now, without the loaded check."""
+        return self._follower.view.get(agent_id) or self._builtins.get(agent_id)
+
+    def registered(self, agent_id: str) -> AgentRecord | None:
+        """The agent's registration, never a built-in record (same error as :meth:`lookup`)."""
+        self._require_loaded()
         return self._follower.view.get(agent_id)
+
+    @property
+    def builtins(self) -> Mapping[str, AgentRecord]:
+        """The built-in records (by name), whether or not a registration hides them."""
+        return self._builtins
 
     def records(self) -> list[AgentRecord]:
         """Every record of the local view (same error as :meth:`lookup`)."""
         self._require_loaded()
         return self._follower.view.list_agents()
+
+    def directory(self) -> list[AgentRecord]:
+        """:meth:`records` and the built-in records no registration hides (status listings)."""
+        records = self.records()
+        view = self._follower.view
+        return records + [r for name, r in self._builtins.items() if view.get(name) is None]
 
     def _require_loaded(self) -> None:
         if self._follower.last_sync <= 0:
@@ -300,7 +322,7 @@ def get_agent_endpoint(
 
 
 def list_agents(link: RegistryLink) -> Reply:
-    return Reply(status="success", agents=[r.agent_id for r in link.records()])
+    return Reply(status="success", agents=[r.agent_id for r in link.directory()])
 
 
 class HealthPort:
@@ -405,7 +427,7 @@ class DigitalTwinPort:
             if request.text == "ping":  # SDT@B answered raw ping with its health dict
                 return health_reply(self.service, self._link)
             if request.text == "GET_ALL_STATUS":  # section 3.2: the bare map, no "status" key
-                return json.dumps(all_status(self._link.records())).encode()
+                return json.dumps(all_status(self._link.directory())).encode()
             return unknown(request)
         if isinstance(request, CommandRequest):
             return self._command(request, received)
@@ -437,9 +459,9 @@ class DigitalTwinPort:
                 return error_reply(Dialect.ACTION, "Missing required parameter: payload")
             return self._twin.report_model_vram(payload, Dialect.ACTION)
         if action == "get_all_agents":
-            return Reply(status="success", agents=all_status(self._link.records()))
+            return Reply(status="success", agents=all_status(self._link.directory()))
         if action == "get_registered_agents":
-            agents = [registered_agent(r) for r in self._link.records()]
+            agents = [registered_agent(r) for r in self._link.directory()]
             return Reply(status="success", agents=agents)
         if action == "get_agent_info":
             return agent_info(self._link, fields)

@@ -274,7 +274,7 @@ class TwinActions:
         return guarded(_SERVICE, Dialect.ACTION, ask())
 
     def get_ok_agents(self, fields: Fields) -> Reply:  # noqa: ARG002
-        names = [r.agent_id for r in self._link.records() if legacy_status(r.health) == "ok"]
+        names = [r.agent_id for r in self._link.directory() if legacy_status(r.health) == "ok"]
         return Reply(status="success", count=len(names), agents=names)
 
     def register_status(self, fields: Fields) -> Outcome:
@@ -286,7 +286,7 @@ class TwinActions:
         if state is None:
             known = ", ".join(sorted(_STATUS))
             return error_reply(Dialect.ACTION, f"status {status!r} is not one of {known}")
-        if self._link.lookup(name) is None:
+        if self._link.registered(name) is None:
             return error_reply(
                 Dialect.ACTION,
                 f"Agent {name} is not registered; register it with registration_data first",
