@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import abc
+import asyncio
 import inspect
 import json
 import time
@@ -53,6 +54,8 @@ from legacy_gateway.server import Outcome, Received
 __all__ = [
     "DISCOVER",
     "ENDPOINT",
+    "HEALTH_PROBE_TIMEOUT_S",
+    "HEALTH_READING_MAX_AGE_S",
     "HEALTH_VERBS",
     "LEGACY_STATUS",
     "ActionPort",
@@ -65,10 +68,15 @@ __all__ = [
     "legacy_status",
     "lookup_key",
     "number",
+    "probe_problem",
     "text",
 ]
 
 HEALTH_VERBS: Final = frozenset({"ping", "health", "health_check"})
+#: A health reply reuses a reading of the port's aisys service this recent (seconds).
+HEALTH_READING_MAX_AGE_S: Final = 1.0
+#: How long a health reply waits for the port's aisys service before calling it degraded.
+HEALTH_PROBE_TIMEOUT_S: Final = 2.0
 
 #: A registry check state in the status words legacy agents stored and their clients test
 #: (``legacy-protocol.md`` 1.1: ``get_ok_agents`` and PHM want ``"ok"``; the error bus marked a
@@ -112,6 +120,20 @@ async def guarded(service: str, dialect: Dialect, call: Awaitable[Reply | bytes]
         return error_reply(dialect, str(cause if isinstance(cause, AisysError) else exc))
     except (RayError, RayServeException) as exc:
         return error_reply(dialect, f"{service}: the aisys service is unavailable ({exc!s:.200})")
+
+
+async def probe_problem(
+    service: str, probe: Awaitable[object], timeout_s: float = HEALTH_PROBE_TIMEOUT_S
+) -> str | None:
+    """None when ``probe`` (a call to the aisys service behind ``service``) answers in time,
+    else what went wrong, for a ``degraded`` health reply."""
+    try:
+        await asyncio.wait_for(probe, timeout_s)
+    except TimeoutError:
+        return f"{service}: the aisys service did not answer within {timeout_s:g}s"
+    except (AisysError, RayError, RayServeException) as exc:
+        return f"{service}: the aisys service is unavailable ({exc!s:.200})"
+    return None
 
 
 class RecordSource(Protocol):
@@ -263,15 +285,46 @@ class ActionPort(abc.ABC):
 
     def __init__(self) -> None:
         self.started_at = time.time()
+        # (monotonic time, problem or None) of the last probe of the aisys service
+        self._reading: tuple[float, str | None] | None = None
+
+    def probe(self) -> Awaitable[object] | None:
+        """A call that fails while the aisys service behind this port is down or unhealthy.
+
+        None (the default): nothing behind the port to check; its health is always ``ok``.
+        """
+        return None
 
     def health(self) -> Outcome:
-        """The port's health dict (legacy H1/H3 shape); may be a coroutine."""
+        """The port's health dict (legacy H1/H3 shape): ``ok``, or ``degraded`` while the aisys
+        service behind it (:meth:`probe`) fails; a coroutine when that needs a call."""
+        reading = self._reading
+        if reading is not None and time.monotonic() - reading[0] < HEALTH_READING_MAX_AGE_S:
+            return self.health_reply(reading[1])
+        try:
+            probe = self.probe()
+        except (ValueError, AisysError, RayError, RayServeException) as exc:  # not found
+            problem = f"{self.service}: the aisys service is unavailable ({exc!s:.200})"
+            self._reading = (time.monotonic(), problem)
+            return self.health_reply(problem)
+        if probe is None:
+            return self.health_reply(None)
+
+        async def answer() -> Reply:
+            problem = await probe_problem(self.service, probe)
+            self._reading = (time.monotonic(), problem)
+            return self.health_reply(problem)
+
+        return answer()
+
+    def health_reply(self, problem: str | None) -> Reply:
+        """The health dict for a probe's outcome: ``problem`` None is ``ok``."""
         return Reply(
-            status="ok",
+            status="ok" if problem is None else "degraded",
             service=self.service,
-            ready=True,
+            ready=problem is None,
             initialized=True,
-            message=f"{self.service} is healthy",
+            message=f"{self.service} is healthy" if problem is None else problem,
             timestamp=iso_time(time.time()),
             uptime=round(time.time() - self.started_at, 3),
         )

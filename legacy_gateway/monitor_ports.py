@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from legacy_gateway._ports import (
     text,
 )
 from legacy_gateway.registry_port import RegistryLink
+from legacy_gateway.server import Outcome
 from legacy_gateway.twin_cache import TwinCache, TwinUnavailable
 
 __all__ = [
@@ -95,6 +97,9 @@ class PerformanceLoggerPort(ActionPort):
 
     def _hub(self) -> Any:
         return self._services.deployment(*_HUB)
+
+    def probe(self) -> Awaitable[object]:
+        return self._hub().check_health.remote()  # type: ignore[no-any-return]
 
     def actions(self) -> ActionTable:
         return {
@@ -194,10 +199,25 @@ class PerformanceLoggerHealthPort:
     def __init__(self, main: PerformanceLoggerPort) -> None:
         self._main = main
 
-    def handle(self, request: object, received: object) -> Reply:  # noqa: ARG002
+    def handle(self, request: object, received: object) -> Outcome:  # noqa: ARG002
+        """``ok``, or ``degraded`` while the hub behind the main port is (its health reading)."""
+        health = self._main.health()
+        if isinstance(health, Reply):
+            return self._reply(health)
+        assert not isinstance(health, bytes)
+        pending = health
+
+        async def answer() -> Reply:
+            reply = await pending
+            assert isinstance(reply, Reply)
+            return self._reply(reply)
+
+        return answer()
+
+    def _reply(self, health: Reply) -> Reply:
         return Reply(
             agent=self.service,
-            status="ok",
+            status=health.status,
             timestamp=iso_time(time.time()),
             uptime=round(time.time() - self._main.started_at, 3),
         )
@@ -228,6 +248,9 @@ class PerformanceMonitorPort(ActionPort):
 
     def _hub(self) -> Any:
         return self._services.deployment(*_HUB)
+
+    def probe(self) -> Awaitable[object]:
+        return self._hub().check_health.remote()  # type: ignore[no-any-return]
 
     def actions(self) -> ActionTable:
         return {
@@ -383,14 +406,18 @@ class PredictiveHealthMonitorPort(ActionPort):
         self._twin = twin
         self._host = host
 
-    def health(self) -> Reply:
-        base = super().health()
-        assert isinstance(base, Reply)
+    def probe(self) -> Awaitable[object]:
+        return self._services.deployment(*_HUB).check_health.remote()  # type: ignore[no-any-return]
+
+    def health_reply(self, problem: str | None) -> Reply:
+        """``ok`` only while the hub is healthy and the twin's figures are current."""
         metrics: dict[str, JsonValue] = dict(_health_counts(self._link.records()))
         try:
             metrics["system_metrics"] = _host_resources(self._twin, self._host)
         except TwinUnavailable as exc:  # the health reply must not fail on stale figures
             metrics["system_metrics"] = {"error": str(exc)}
+            problem = problem or f"{self.service}: {exc}"
+        base = super().health_reply(problem)
         return Reply.model_validate({**base.model_dump(), "agent_specific_metrics": metrics})
 
     def actions(self) -> ActionTable:

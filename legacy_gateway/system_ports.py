@@ -18,9 +18,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any, Final
 
 from pydantic import JsonValue
+from ray.serve.exceptions import RayServeException
 
 from cluster.constants import APP_CORE
 from deployments.resources.models import GpuList, LeaseList, LeaseRequest, TaskRequest
@@ -45,6 +47,7 @@ from legacy_gateway._ports import (
     Services,
     guarded,
     number,
+    probe_problem,
     text,
 )
 from legacy_gateway.server import Outcome, Received
@@ -97,8 +100,18 @@ class VramOptimizerPort(ActionPort):
         self._services = services
         self._mainpc, self._pc2 = mainpc, pc2
 
-    def health(self) -> Reply:
-        return Reply(status="ok", service=self.service, timestamp=iso_time(time.time()))
+    def probe(self) -> Awaitable[object]:
+        return self._services.resources().thresholds.remote()  # type: ignore[no-any-return]
+
+    def health_reply(self, problem: str | None) -> Reply:
+        if problem is None:
+            return Reply(status="ok", service=self.service, timestamp=iso_time(time.time()))
+        return Reply(
+            status="degraded",
+            service=self.service,
+            message=problem,
+            timestamp=iso_time(time.time()),
+        )
 
     def actions(self) -> ActionTable:
         return {action: self._mma(action) for action in _MMA_ACTIONS}
@@ -210,6 +223,9 @@ class ResourceManagerPort(ActionPort):
         self._twin = twin
         self._host = host
         self._limits = {"cpu": 80.0, "memory": 80.0, "gpu": 80.0}
+
+    def probe(self) -> Awaitable[object]:
+        return self._services.resources().thresholds.remote()  # type: ignore[no-any-return]
 
     def actions(self) -> ActionTable:
         return {
@@ -342,6 +358,9 @@ class _TaskPort(ActionPort):
         self._functions = functions
         self._host = host
 
+    def probe(self) -> Awaitable[object]:
+        return self._services.resources().thresholds.remote()  # type: ignore[no-any-return]
+
     async def run(self, kind: JsonValue, data: JsonValue, priority: JsonValue) -> Reply:
         if not isinstance(kind, str) or not kind or data in (None, "", {}, []):
             return error_reply(Dialect.ACTION, "Invalid task format. Required fields: type, data")
@@ -411,10 +430,22 @@ class SuggestionPort:
             return guarded(self.service, Dialect.ACTION, self._suggest())
         verb = request.action if isinstance(request, ActionRequest) else None
         if verb in HEALTH_VERBS or (isinstance(request, RawRequest) and request.text == "ping"):
-            return Reply(status="ok", service=self.service, message="suggestion port is healthy")
+            return self._health()
         if isinstance(request, InvalidRequest):
             return error_reply(request.dialect, request.reason)
         return error_reply(dialect_of(request), "Send the raw string get_suggestion")
+
+    async def _health(self) -> Reply:
+        """``ok`` while CoreOrchestrator's queue (what ``get_suggestion`` reads) answers."""
+        try:
+            probe = self._services.deployment(*_CORE).queue.remote()
+        except (ValueError, RayServeException) as exc:
+            problem: str | None = f"{self.service}: the aisys service is unavailable ({exc!s:.200})"
+        else:
+            problem = await probe_problem(self.service, probe)
+        if problem is None:
+            return Reply(status="ok", service=self.service, message="suggestion port is healthy")
+        return Reply(status="degraded", service=self.service, message=problem)
 
     async def _suggest(self) -> Reply:
         view = await self._services.deployment(*_CORE).queue.remote()

@@ -38,9 +38,8 @@ class UnifiedSystemPort(ActionPort):
         self._link = link
         self._host = host
 
-    def health(self) -> Reply:
-        base = super().health()
-        assert isinstance(base, Reply)
+    def health_reply(self, problem: str | None) -> Reply:
+        base = super().health_reply(problem)
         records = self._link.records()
         healthy = sum(1 for r in records if r.health.value == "passing")
         extra: dict[str, JsonValue] = {
