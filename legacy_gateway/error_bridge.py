@@ -131,8 +131,10 @@ class ErrorBridge:
         for sock in (self._sub, self._pub):
             sock.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, self._settings.receive_hwm)
-        # A frame over the limit is never buffered: libzmq drops that publisher's connection.
-        self._sub.setsockopt(zmq.MAXMSGSIZE, self._settings.max_message_bytes)
+        # A frame over 16 x the limit is never buffered: libzmq drops that publisher's
+        # connection (and what it sent next). Below that a message over the limit is read,
+        # counted as oversized and dropped, and the publisher's later messages still arrive.
+        self._sub.setsockopt(zmq.MAXMSGSIZE, 16 * self._settings.max_message_bytes)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._sub.bind(f"tcp://{bind}:{self._settings.sub_port}")
         self._pub.bind(f"tcp://{bind}:{self._settings.pub_port}")

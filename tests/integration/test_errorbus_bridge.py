@@ -246,7 +246,8 @@ def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_runni
         legacy_pub(bridge.settings.bridge.sub_port) as sock,
     ):
         bridge.wait_joined(sock, "probe-fuzz")
-        sent = 0
+        limit = bridge.settings.bridge.max_message_bytes
+        sent = oversized = 0
         for _ in range(300):
             count = rng.choice([1, 1, 2, 3, 5])
             frames = [
@@ -256,6 +257,7 @@ def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_runni
                 frames[0] = b"ERROR:"  # a real topic with a junk body
             sock.send_multipart(frames)
             sent += 1
+            oversized += sum(len(f) for f in frames) > limit
         sock.send_string("ERROR:" + json.dumps({"agent": "after", "message": "still-alive"}))
         deadline = time.monotonic() + 60
         while "still-alive" not in bridge.seen:
@@ -263,10 +265,12 @@ def test_fuzzed_frames_are_each_recorded_as_malformed_and_the_bridge_keeps_runni
             time.sleep(0.05)
         assert bridge.bridge.running
         stats = bridge.bridge.stats
-        assert stats.malformed == sent
+        # Over errors.bridge.max_message_bytes: dropped unread and counted; the rest recorded.
+        assert 0 < oversized < sent
+        assert (stats.oversized, stats.malformed) == (oversized, sent - oversized)
         stored = asyncio.run(read_stream(nats_server.client))
         malformed = [s.event for s in stored if s.event.error_type == MALFORMED_TYPE]
-        assert len(malformed) == sent
+        assert len(malformed) == sent - oversized
         assert all(e.details["raw_b64"] is not None for e in malformed)
 
 

@@ -1,8 +1,8 @@
 """The 7150 bridge's bounds with real sockets and no NATS: message size and queue depth.
 
 The publisher is a stand-in that records what reaches it, so what is measured is the bridge's
-own reading: a message over ``errors.bridge.max_message_bytes`` (frames each under it) is
-dropped and counted, one frame over it drops the connection unread, and the rest go through.
+own reading: a message over ``errors.bridge.max_message_bytes`` is dropped and counted, one
+frame over 16 times that drops the connection unread, and the rest go through.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ async def test_the_sub_socket_carries_the_hwm_and_frame_limit() -> None:
     bridge = ErrorBridge(RecordingPublisher(), settings, 256 * 1024)  # type: ignore[arg-type]
     bridge.start()
     try:
-        assert _sub_options(bridge) == (123, 64 * 1024)
+        assert _sub_options(bridge) == (123, 16 * 64 * 1024)  # frames: 16 x the message cap
         assert bridge._queue.maxsize == 1000
     finally:
         await bridge.close()

@@ -52,8 +52,12 @@ def _rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
-def _pid(class_name: str) -> int:
-    actors = list_actors(filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")])
+def _pid(settings: Settings, class_name: str) -> int:
+    # The session system's own dashboard: other Ray instances may run on this machine.
+    address = f"http://127.0.0.1:{settings.ports.dashboard}"
+    actors = list_actors(
+        address=address, filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")]
+    )
     assert actors, f"no live actor of class {class_name}"
     pid = actors[0].pid
     assert pid is not None, f"{class_name} has no pid yet"
@@ -148,8 +152,8 @@ def test_a_registration_flood_hits_the_caps_and_every_port_keeps_answering(
     assert aisys_system.core.registry == caps, "the session system runs the default quotas"
     port = aisys_system.legacy_gateway.ports["mainpc"][LegacyService.SERVICE_REGISTRY]
     before = cast(dict[str, int], ray.get(registry.sizes.remote(), timeout=30))
-    registry_pid = _pid("RegistryActor")
-    gateway_pid = _pid("ServeReplica:legacy:LegacyGatewayMainpc")
+    registry_pid = _pid(aisys_system, "RegistryActor")
+    gateway_pid = _pid(aisys_system, "ServeReplica:legacy:LegacyGatewayMainpc")
     rss_before = {"registry": _rss(registry_pid), "gateway": _rss(gateway_pid)}
 
     # A known agent the watcher looks up throughout.
