@@ -75,7 +75,7 @@ Frames = list[bytes]
 
 
 def _base_agent_lookup(agent: str) -> bytes:
-    """BaseAgent's lookup frame (legacy-protocol.md 2.3): enrichment fields on every request."""
+    """BaseAgent's lookup frame (docs/legacy-protocol.md 2.3): enrichment fields each time."""
     request = {
         "action": "get_agent_endpoint",
         "agent_name": agent,

@@ -275,7 +275,7 @@ def _default_log_sources() -> dict[str, list[str]]:
 
 
 def _default_log_patterns() -> list[LogPattern]:
-    # The legacy error bus's log scanner (legacy-protocol.md section 4.14), case-insensitive.
+    # The legacy error bus's log scanner (docs/legacy-protocol.md section 4.14), case-insensitive.
     return [
         LogPattern(pattern="connection refused", error_type="connection_error", severity="error"),
         LogPattern(pattern="timeout", error_type="timeout_error", severity="warning"),

@@ -106,7 +106,7 @@ class ErrorBusSettings(DeploymentSettings):
 
 
 class LegacyService(StrEnum):
-    """A legacy port the gateway can answer (``legacy-protocol.md`` section 5)."""
+    """A legacy port the gateway can answer (``docs/legacy-protocol.md`` section 5)."""
 
     SERVICE_REGISTRY = "service_registry"
     SERVICE_REGISTRY_HEALTH = "service_registry_health"

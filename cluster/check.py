@@ -129,7 +129,7 @@ class _Deadline:
 
 
 class _LegacyReply(BaseModel):
-    """The fields of the legacy replies the check reads (section 1.3 of legacy-protocol.md)."""
+    """The fields of the legacy replies the check reads (section 1.3 of docs/legacy-protocol.md)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -140,7 +140,7 @@ class HostProfile(Section):
 
 
 class PortSettings(Section):
-    """Ports of DESIGN.md section 2. Tests replace them with free random ports."""
+    """Ports (docs/architecture.md, "Hosts, tags, ports"). Tests use free random ports."""
 
     gcs: Port = 6380
     dashboard: Port = 8265

@@ -1,12 +1,12 @@
 """Decode one legacy request frame into a typed request, and encode replies as JSON.
 
-The legacy agents speak three dialects on the same ports (``legacy-protocol.md`` section 1, 3.2,
+The legacy agents speak three dialects on the same ports (docs/legacy-protocol.md sections 1, 3.2,
 4.1, 4.2): ``{"action": ...}`` objects answered with ``success``/``error``, ``{"command": ...}``
 objects answered with ``SUCCESS``/``NOT_FOUND``/``ERROR``, and raw strings such as ``ping``;
 RequestCoordinator's clients also send ``{"type": "text"|"audio"|"vision", ...}`` (4.3).
-:func:`decode` never raises: a frame it cannot read becomes an :class:`InvalidRequest` that
-carries the dialect and the text of the error reply. Replies are pydantic models, so
-:func:`encode` always produces valid JSON (times are ISO strings, never ``datetime``).
+:func:`decode` never raises: a frame it cannot read becomes an :class:`InvalidRequest` that carries
+the dialect and the text of the error reply. Replies are pydantic models, so :func:`encode` always
+produces valid JSON (times are ISO strings, never ``datetime``).
 
 Example::
 

@@ -1,6 +1,6 @@
 """CurveZMQ on the legacy ports, switched on as the legacy ``secure_zmq`` module did it.
 
-The legacy agents' secure mode (``legacy-protocol.md`` 3.4) kept pyzmq ``zmq.auth`` certificate
+The legacy agents' secure mode (``docs/legacy-protocol.md`` 3.4) kept pyzmq ``zmq.auth`` certificate
 files in one directory: ``server.key_secret`` (the server's key pair) and the clients' public
 keys (``*.key``). With ``legacy_gateway.curve_certificates_dir`` set, every legacy port is a
 CURVE server with that key pair, and a ZAP authenticator on the gateway's context lets in only

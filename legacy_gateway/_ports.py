@@ -79,7 +79,7 @@ HEALTH_READING_MAX_AGE_S: Final = 1.0
 HEALTH_PROBE_TIMEOUT_S: Final = 2.0
 
 #: A registry check state in the status words legacy agents stored and their clients test
-#: (``legacy-protocol.md`` 1.1: ``get_ok_agents`` and PHM want ``"ok"``; the error bus marked a
+#: (``docs/legacy-protocol.md`` 1.1: ``get_ok_agents`` and PHM want ``"ok"``; the error bus marked a
 #: failing agent ``"error"``).
 LEGACY_STATUS: Final[dict[Health, str]] = {
     Health.PASSING: "ok",

@@ -3,8 +3,8 @@
 The fifteen consolidated agents no longer register anywhere, yet legacy clients still look them
 up by name: DynamicIdentityAgent DISCOVERs ``RequestCoordinator`` on 7120, BaseAgent asks
 ServiceRegistry's ``get_agent_endpoint`` on 7100 for any peer it has no address of
-(``legacy-protocol.md`` 2.3, 3.1, 6). Each legacy name resolves to the gateway port that answers
-for it now: the address of the host serving that port (its host profile's ``node_ip``, as a
+(docs/legacy-protocol.md 2.3, 3.1, 6). Each legacy name resolves to the gateway port that
+answers for it now: the address of the host serving that port (its host profile's ``node_ip``, as a
 loopback registrant on that host is published) and that legacy service's port from
 ``legacy_gateway.ports`` (the error bus: ``errors.bridge.sub_port`` on the ErrorBus host).
 

@@ -1,6 +1,6 @@
 """RequestCoordinator (26002) translated to CoreOrchestrator's request coordinator.
 
-The legacy main port dispatched on ``type`` (text/audio/vision, ``legacy-protocol.md`` 4.3);
+The legacy main port dispatched on ``type`` (text/audio/vision, ``docs/legacy-protocol.md`` 4.3);
 its clients also send actions RequestCoordinator never implemented, which are implemented here:
 ProactiveAgent's ``execute_task`` and ``send_reminder`` (queued as text requests) and
 VRAMOptimizer's ``get_queue_status`` and ``ping``. Requests go to the CoreOrchestrator replica

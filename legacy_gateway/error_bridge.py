@@ -1,4 +1,4 @@
-"""The legacy error bus on port 7150, bridged to ErrorBus (``legacy-protocol.md`` 3.3, 4.14).
+"""The legacy error bus on port 7150, bridged to ErrorBus (``docs/legacy-protocol.md`` 3.3, 4.14).
 
 The legacy agents *connect* a PUB socket to 7150, so the bridge **binds** a SUB there and
 subscribes to everything. Each message, in whichever of the legacy framings, is normalised to an

@@ -1,7 +1,7 @@
 """The two pickled PUB feeds RequestCoordinator listened to, read safely.
 
 StreamingInterruptHandler publishes ``pickle.dumps({"type": "interrupt", "timestamp": t})`` on
-its PUB (:5576) and StreamingLanguageAnalyzer its analyses on :5577 (``legacy-protocol.md``
+its PUB (:5576) and StreamingLanguageAnalyzer its analyses on :5577 (``docs/legacy-protocol.md``
 4.3 and 6). Unpickling untrusted bytes can run arbitrary code, so :func:`safe_loads` uses an
 unpickler that resolves no global except ``set``/``frozenset`` (and the ``bytes`` rebuilder of
 old protocols): only plain data (dict,

@@ -1,8 +1,9 @@
 """The monitoring agents' legacy ports, translated to the ObservabilityHub and the registry.
 
 * PerformanceLoggerAgent (5632 where clients connect, 7128 declared; health 5633): the four
-  actions of ``legacy-protocol.md`` 4.8 on the hub's SQLite performance log. LearningAdjusterAgent
-  sends ``get_agent_metrics``/``get_agent_resource_usage`` with ISO ``start_time``/``end_time``.
+  actions of docs/legacy-protocol.md 4.8 on the hub's SQLite performance log.
+  LearningAdjusterAgent sends ``get_agent_metrics``/``get_agent_resource_usage`` with ISO
+  ``start_time``/``end_time``.
 * PerformanceMonitor (7103, 4.6): ``get_metrics`` (host figures from the twin, per-service
   response times from the performance log), ``get_alerts`` (the hub's firing alerts) and
   ``log_metric``.
@@ -52,7 +53,7 @@ __all__ = [
 
 _HUB: Final = ("ObservabilityHub", APP_OBSERVABILITY)
 _QUERY_LIMIT: Final = 1000
-#: Agents SystemHealthManager watched (``legacy-protocol.md`` 4.9).
+#: Agents SystemHealthManager watched (``docs/legacy-protocol.md`` 4.9).
 _MEMORY_AGENTS: Final = {
     "orchestrator": "MemoryOrchestratorService",
     "scheduler": "MemoryScheduler",

@@ -4,7 +4,7 @@ Both legacy services are now the agent registry actor of CoreOrchestrator. Reads
 lookups, DISCOVER, ``list_agents``, health) come from the local :class:`RegistryView` that a
 :class:`RegistryFollower` keeps current, with no Ray call per request; writes go to the actor and
 wait until the local view has the change, so a client that registers and then looks itself up
-on the same port finds itself (``legacy-protocol.md`` 1.3, 2.2, 3.1, 3.2, 4.1, 4.2).
+on the same port finds itself (``docs/legacy-protocol.md`` 1.3, 2.2, 3.1, 3.2, 4.1, 4.2).
 
 A lookup of a known agent is answered before the request is decoded into a typed request:
 a byte-identical frame from the frame table, any other lookup (BaseAgent's carry a fresh
@@ -180,7 +180,7 @@ class RegistryLink:
 
 
 def health_reply(name: str, link: RegistryLink) -> Reply:
-    """The H1 health dict (``legacy-protocol.md`` 1.2) of service ``name``."""
+    """The H1 health dict (``docs/legacy-protocol.md`` 1.2) of service ``name``."""
     return Reply(
         status="ok" if link.healthy else "degraded",
         ready=link.healthy,

@@ -1,7 +1,7 @@
 """AuthenticationAgent (7116, health 8116) and AgentTrustScorer (5626, and 7122) on the gateway.
 
 The legacy agents kept opaque tokens and unsalted SHA-256 passwords in memory and scored trust
-without history (``legacy-protocol.md`` 4.15-4.16). Here every action goes to the
+without history (``docs/legacy-protocol.md`` 4.15-4.16). Here every action goes to the
 SecurityGateway: ``register`` creates a *legacy identity* (scrypt hash, 8+ characters, at most
 ``security.legacy_identities_max`` of them), not an HTTP user; ``login`` returns an aisys access
 JWT of kind ``legacy`` that ``validate_token`` accepts (checked locally, revocations included)

@@ -1,6 +1,6 @@
 """The system and resource agents' legacy ports, translated to CoreOrchestrator and the scheduler.
 
-* VRAMOptimizerAgent (5572, and 5588 where ModelManagerAgent falls back; ``legacy-protocol.md``
+* VRAMOptimizerAgent (5572, and 5588 where ModelManagerAgent falls back; ``docs/legacy-protocol.md``
   4.13): the four ``action`` frames MMA really sends, answered by the ResourceScheduler's
   ledger, and the optimizer's own ``command`` dialect (``GET_VRAM_STATUS`` from NVML through the
   scheduler with the models held under leases and those ModelManagerAgent reported,

@@ -1,4 +1,4 @@
-"""SystemDigitalTwin's metric, load and VRAM actions (``legacy-protocol.md`` 3.2 and 4.2).
+"""SystemDigitalTwin's metric, load and VRAM actions (``docs/legacy-protocol.md`` 3.2 and 4.2).
 
 The registry side of 7120 is :class:`legacy_gateway.registry_port.DigitalTwinPort`; these are
 the rest of the twin's dialects, answered from the local copy of CoreOrchestrator's twin (host

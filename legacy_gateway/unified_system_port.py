@@ -1,4 +1,4 @@
-"""UnifiedSystemAgent's legacy ports (7125, health 5569; ``legacy-protocol.md`` 4.4).
+"""UnifiedSystemAgent's legacy ports (7125, health 5569; ``docs/legacy-protocol.md`` 4.4).
 
 The Serve applications are its "services": ``list_services`` and ``get_service_status`` read
 them from CoreOrchestrator, ``restart_service`` redeploys one and ``start_service`` redeploys

@@ -1,6 +1,6 @@
 """Legacy stores made the way the legacy agents made them, for ``aisys import-legacy`` tests.
 
-The schemas are the legacy DDL, verbatim (``legacy-protocol.md`` §4.8, §4.14, §4.16); rows are
+The schemas are the legacy DDL, verbatim (``docs/legacy-protocol.md`` §4.8, §4.14, §4.16); rows are
 written as the legacy code wrote them (``str(datetime.now())`` through sqlite3, ``time.time()``,
 ``json.dumps``), plus the damaged rows a real store accumulates. Every builder returns what a
 correct import must make of its store, so tests compare against it.

@@ -1,6 +1,6 @@
 """Read the legacy error bus's SQLite into ErrorBus events.
 
-The bus (``legacy-protocol.md`` §4.14) kept ``errors(id, timestamp, agent, error_type, message,
+The bus (``docs/legacy-protocol.md`` §4.14) kept ``errors(id, timestamp, agent, error_type, message,
 severity, context)`` — ``timestamp`` mostly ``time.time()``, ``context`` the JSON of the
 report's ``details`` — and ``agent_health(id, agent, status, last_heartbeat, error_count)``, a
 per-agent summary. Each ``errors`` row is normalised by the 7150 bridge's own reader

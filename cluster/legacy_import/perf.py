@@ -1,6 +1,6 @@
 """Read the legacy PerformanceLoggerAgent's SQLite into performance-log rows.
 
-The logger (``legacy-protocol.md`` §4.8) kept ``metrics(metric_id, agent, action, duration,
+The logger (``docs/legacy-protocol.md`` §4.8) kept ``metrics(metric_id, agent, action, duration,
 timestamp, metadata)`` and ``resource_usage(usage_id, agent, cpu_percent, memory_mb, timestamp,
 metadata)``; ``timestamp`` is whatever the client sent (an ISO string from ``datetime.now()``,
 the PC's local time, or epoch seconds) and ``metadata`` is ``json.dumps`` of a dict, kept with

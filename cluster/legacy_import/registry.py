@@ -1,6 +1,6 @@
 """Read the legacy ServiceRegistry's Redis backend into :class:`ImportedAgent` s.
 
-The legacy registry (``legacy-protocol.md`` §4.1) stores one JSON string per agent under
+The legacy registry (``docs/legacy-protocol.md`` §4.1) stores one JSON string per agent under
 ``service_registry:<agent_id>``: ``{host, port, health_check_port, agent_type, capabilities,
 metadata, last_registered}``, where ``last_registered`` is ``datetime.utcnow().isoformat()``.
 Keys are listed with ``SCAN`` (not ``KEYS``: the legacy Redis is shared and may be large) and

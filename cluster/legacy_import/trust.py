@@ -1,6 +1,6 @@
 """Read the legacy AgentTrustScorer's SQLite into trust evidence.
 
-The scorer (``legacy-protocol.md`` §4.16) kept ``model_scores(model_id, trust_score,
+The scorer (``docs/legacy-protocol.md`` §4.16) kept ``model_scores(model_id, trust_score,
 total_interactions, successful_interactions, last_updated)`` and one ``performance_logs(id,
 model_id, success, response_time, error_message, timestamp)`` row per call, stamped with
 ``datetime.now()`` (the PC's local time). Its score formula ignored history, so the scores are

@@ -1,7 +1,7 @@
 """Turn a legacy error-bus message (any of the framings E1-E6) into an :class:`ErrorEvent`.
 
 The legacy agents publish errors in four framings and many field spellings
-(``legacy-protocol.md`` sections 3.3 and 4.14)::
+(``docs/legacy-protocol.md`` sections 3.3 and 4.14)::
 
     E1/E2/E5  one frame   b'ERROR:{json}'
     E3        two frames  [b'ERROR:', b'{json}']

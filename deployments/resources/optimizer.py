@@ -1,6 +1,6 @@
 """VRAM optimizer policy and the ModelManagerAgent handshake, answered from the lease ledger.
 
-Policy (the legacy VRAMOptimizerAgent's, ``legacy-protocol.md`` section 4.13): on a GPU whose
+Policy (the legacy VRAMOptimizerAgent's, ``docs/legacy-protocol.md`` section 4.13): on a GPU whose
 accounted usage is at or above ``critical_ratio`` ask the owner of the largest model to unload
 it; at or above ``warning_ratio`` the least recently used model idle longer than
 ``idle_timeout_s``; and the idle sweep asks for every model idle that long. No Ray here.

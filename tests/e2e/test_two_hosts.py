@@ -138,7 +138,7 @@ def test_legacy_registration_through_pc2_7120_is_returned_by_mainpc_7100(
 ) -> None:
     ports = two_hosts.ports
     name = f"e2e-legacy-{secrets.token_hex(4)}"
-    registration = {  # what BaseAgent sends to localhost:7120 on PC2 (legacy-protocol.md 2.2)
+    registration = {  # what BaseAgent sends to localhost:7120 on PC2 (docs/legacy-protocol.md 2.2)
         "action": "register_agent",
         "agent_name": name,
         "status": "HEALTHY",

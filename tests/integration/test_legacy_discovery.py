@@ -1,6 +1,6 @@
 """The consolidated services' legacy names, discovered on the deployed gateway's lookup ports.
 
-What a legacy client does with no address of a consolidated agent (``legacy-protocol.md`` 2.3,
+What a legacy client does with no address of a consolidated agent (``docs/legacy-protocol.md`` 2.3,
 3.1): DynamicIdentityAgent DISCOVERs ``RequestCoordinator`` on 7120, BaseAgent asks
 ServiceRegistry on 7100 for ``AuthenticationAgent``; each then connects to the endpoint it got,
 which must be the gateway port of the host serving that service now.

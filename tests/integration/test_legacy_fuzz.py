@@ -142,7 +142,7 @@ def _is_reply(reply: object) -> bool:
         return False
     if isinstance(reply.get("status"), str):
         return True
-    # Raw GET_ALL_STATUS (legacy-protocol.md 3.2): the bare agent map, without a status key.
+    # Raw GET_ALL_STATUS (docs/legacy-protocol.md 3.2): the bare agent map, without a status key.
     entry = {"location", "status", "last_seen"}
     return all(isinstance(v, dict) and set(v) == entry for v in reply.values())
 

@@ -1,4 +1,4 @@
-"""Legacy clients' frames (legacy-protocol.md) against the deployed gateway, field by field.
+"""Legacy clients' frames (docs/legacy-protocol.md) against the deployed gateway, field by field.
 
 The session system runs both deployments of the ``legacy`` app on the one test node, each on
 random ports: ``mainpc`` (ServiceRegistry, its health port, SystemDigitalTwin) and ``pc2``

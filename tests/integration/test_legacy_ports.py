@@ -1,6 +1,6 @@
 """The monitoring, resource and system agents' legacy ports, played with the legacy frames.
 
-Each test sends what legacy-protocol.md says the legacy clients send (sections 3.2, 4.2-4.13)
+Each test sends what docs/legacy-protocol.md says the legacy clients send (sections 3.2, 4.2-4.13)
 to the deployed gateway on its (random) ports and checks the replies field by field against
 what those clients read, and that the action reached the aisys service that owns it.
 """

@@ -1,4 +1,4 @@
-"""The legacy codec reads the frames of legacy-protocol.md and always writes valid JSON."""
+"""The legacy codec reads the frames of docs/legacy-protocol.md and always writes valid JSON."""
 
 from __future__ import annotations
 

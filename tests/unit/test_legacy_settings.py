@@ -14,7 +14,7 @@ def test_defaults_bind_the_legacy_ports_of_each_host(tmp_path: Path) -> None:
     gateway = load_settings(data_dir=tmp_path).legacy_gateway
     assert gateway.host == "mainpc"
     assert gateway.bind == "0.0.0.0"
-    # legacy-protocol.md section 5: the ports the legacy code really bound on each host.
+    # docs/legacy-protocol.md section 5: the ports the legacy code really bound on each host.
     assert sorted(gateway.ports["mainpc"].values()) == [
         5569,
         5572,

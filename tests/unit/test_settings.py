@@ -1,4 +1,4 @@
-"""Settings: defaults match DESIGN.md, env and files override, bad values name the fix."""
+"""Settings: defaults match docs/architecture.md; env and files override; errors name fixes."""
 
 from __future__ import annotations
 
