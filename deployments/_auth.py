@@ -18,6 +18,8 @@ A replica whose revocation view was last confirmed longer ago than
 No ``from __future__ import annotations``: FastAPI reads the dependency's annotations at runtime.
 """
 
+import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -32,6 +34,7 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from ray._private import state as ray_state
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
@@ -61,6 +64,8 @@ __all__ = [
     "query_names",
     "require",
 ]
+
+logger = logging.getLogger(__name__)
 
 _STATE_KEY = "aisys_authenticator"
 _SCOPE_ATTR = "aisys_scope"
@@ -97,6 +102,7 @@ class _SecurityFollower(FeedFollower[SecurityFeed]):
         max_age_s: float,
         name: str,
         clock: Callable[[], float] = time.monotonic,
+        actor_state: Callable[[], str | None] | None = None,
     ) -> None:
         # Polls return at least every max_age_s / 4, so an idle feed stays well within age.
         super().__init__(actor, poll_timeout_s=max_age_s / 4, clock=clock)
@@ -105,6 +111,45 @@ class _SecurityFollower(FeedFollower[SecurityFeed]):
         self.max_age_s = max_age_s
         self.name = name
         self.feed: SecurityFeed | None = None
+        self._actor_state = actor_state or self._state_from_gcs
+        self._watch: asyncio.Task[None] | None = None
+
+    def _state_from_gcs(self) -> str | None:
+        """The security actor's state in the GCS (ALIVE, RESTARTING, DEAD, ...)."""
+        info = ray_state.actors(actor_id=self._actor._actor_id.hex())
+        return str(info["State"]) if info else None
+
+    def start(self) -> None:
+        super().start()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_reachability())
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        await super().stop()
+
+    async def _watch_reachability(self) -> None:
+        """While the view is too old, ask the GCS whether the actor is there at all.
+
+        A call to an actor whose node died waits, queued, until Ray restarts the actor (never,
+        while its host's tag is gone) instead of failing, so the follow loop alone cannot tell
+        a lost SecurityGateway host from a stalled feed. The GCS can: the actor is RESTARTING
+        (or DEAD) rather than ALIVE.
+        """
+        while True:
+            await asyncio.sleep(self.max_age_s / 4)
+            age = self.age()
+            if age is None or age <= self.max_age_s or self.unreachable_since is not None:
+                continue
+            try:
+                state = await asyncio.to_thread(self._actor_state)
+            except Exception:  # noqa: BLE001 (GCS unreachable too: nothing to learn; fail closed)
+                logger.warning("could not read the security actor's state", exc_info=True)
+                continue
+            if state is not None and state != "ALIVE" and self.age() is not None:
+                logger.warning("security actor is %s: keeping the last revocation view", state)
+                self.unreachable_since = self._clock()
 
     @property
     def version(self) -> int:

@@ -253,3 +253,58 @@ def test_while_the_security_actor_is_unreachable_the_last_view_stands() -> None:
         await follower.stop()
 
     asyncio.run(scenario())
+
+
+class HangingActor:
+    """Answers the first poll; then every poll waits forever (a call queued for an actor that
+    Ray cannot restart while its host is gone)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @property
+    def wait_changes(self) -> Any:
+        return self
+
+    def remote(self, since: int, timeout_s: float, follower: str) -> Any:  # noqa: ARG002
+        self.calls += 1
+        return self._answer(self.calls)
+
+    async def _answer(self, call: int) -> SecurityFeed:
+        if call > 1:
+            await asyncio.Event().wait()
+        return SecurityFeed(version=1, jwks=Jwks(keys=[]), revoked={})
+
+
+@pytest.mark.parametrize(("state", "stands"), [("RESTARTING", True), ("ALIVE", False)])
+def test_a_hanging_feed_is_judged_by_the_actors_state_in_the_gcs(state: str, stands: bool) -> None:
+    """RESTARTING (its host is gone): the last view stands. ALIVE but silent: fail closed."""
+
+    async def scenario() -> None:
+        clock, actor = FakeClock(), HangingActor()
+        asked: list[str] = []
+
+        def actor_state() -> str:
+            asked.append(state)
+            return state
+
+        follower = _SecurityFollower(
+            actor, TokenVerifier("aisys", "aisys", 5), 0.2, "core/Core/r1", clock, actor_state
+        )
+        follower.start()
+        assert await follower.wait_synced(1)
+        clock.now += 1.0  # the view is 1 s old: over the 0.2 s limit
+        for _ in range(200):
+            if asked:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        assert asked, "the watch never asked the GCS"
+        if stands:
+            follower.require_fresh()
+        else:
+            with pytest.raises(RevocationStale):
+                follower.require_fresh()
+        await follower.stop()
+
+    asyncio.run(scenario())
