@@ -10,10 +10,13 @@ brings an existing tree there (a data dir from before, or one `aisys restore` ju
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "make_private"]
+from pydantic import SecretStr
+
+__all__ = ["PRIVATE_UMASK", "ensure_secret", "make_private", "read_secret"]
 
 PRIVATE_UMASK = 0o077
 
@@ -55,3 +58,25 @@ def _chmod(path: Path, mode: int) -> int:
         return 0
     path.chmod(mode)
     return 1
+
+
+def read_secret(override: SecretStr | None, path: Path) -> str | None:
+    """A cluster secret: the setting that overrides it, else its file, else None."""
+    if override is not None:
+        return override.get_secret_value()
+    if path.is_file():
+        return path.read_text().strip() or None
+    return None
+
+
+def ensure_secret(override: SecretStr | None, path: Path) -> str:
+    """:func:`read_secret`, generating 32 random bytes (hex) into ``path`` (0600) once."""
+    secret = read_secret(override, path)
+    if secret is not None:
+        return secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret

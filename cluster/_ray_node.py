@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -15,6 +14,7 @@ import psutil
 
 from actors.probe.nvml import NVML_DOUBLE_ENV
 from actors.probe.nvml_double import device_count
+from cluster._files import ensure_secret, read_secret
 from cluster._procs import MARKER_ENV, marked_processes, stop_marked
 from cluster.errors import ClusterError, ConfigError
 from cluster.gcs_store import GcsStore
@@ -46,24 +46,12 @@ def node_marker(settings: Settings) -> str:
 
 
 def read_ray_token(settings: Settings) -> str | None:
-    if settings.ray.auth_token is not None:
-        return settings.ray.auth_token.get_secret_value()
-    if settings.ray_token_path.is_file():
-        return settings.ray_token_path.read_text().strip() or None
-    return None
+    return read_secret(settings.ray.auth_token, settings.ray_token_path)
 
 
 def ensure_ray_token(settings: Settings) -> str:
     """Return the cluster's Ray token, generating it once into the data dir (mode 0600)."""
-    token = read_ray_token(settings)
-    if token is not None:
-        return token
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(32)
-    fd = os.open(settings.ray_token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
+    return ensure_secret(settings.ray.auth_token, settings.ray_token_path)
 
 
 def export_ray_auth(settings: Settings, *, generate: bool = False) -> bool:

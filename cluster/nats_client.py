@@ -19,8 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +27,7 @@ import nats
 from nats.aio.client import Client
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster._files import ensure_secret, read_secret
 from cluster.errors import ConfigError
 from cluster.settings import Settings
 
@@ -104,25 +103,12 @@ class NatsClient(BaseModel):
 
 def read_nats_password(settings: Settings) -> str | None:
     """The embedded server's password: ``nats.password``, else the data dir's file, else None."""
-    if settings.nats.password is not None:
-        return settings.nats.password.get_secret_value()
-    path = settings.nats_password_path
-    if path.is_file():
-        return path.read_text().strip() or None
-    return None
+    return read_secret(settings.nats.password, settings.nats_password_path)
 
 
 def ensure_nats_password(settings: Settings) -> str:
     """Return the embedded server's password, generating it once into the data dir (0600)."""
-    password = read_nats_password(settings)
-    if password is not None:
-        return password
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_hex(32)
-    fd = os.open(settings.nats_password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
-    return password
+    return ensure_secret(settings.nats.password, settings.nats_password_path)
 
 
 def nats_client(settings: Settings) -> NatsClient:
