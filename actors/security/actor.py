@@ -8,6 +8,7 @@ verifier to long-poll, so a revocation is enforced everywhere within a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -138,10 +139,8 @@ class SecurityActor:
             if not state.pending or remaining <= 0:
                 return state
             reported = self._reported
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reported.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def rotate_key(self) -> tuple[str, int]:
         kid = self._core.rotate_key()

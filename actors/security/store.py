@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -261,11 +262,8 @@ class SecurityStore:
 
         Forgetting is best effort: on a full disk the feed still carries every revocation.
         """
-        try:
-            with transaction(self._db):
-                self._db.execute("DELETE FROM revoked WHERE exp < ?", (now - 3600,))
-        except DatabaseWriteFailed:
-            pass
+        with contextlib.suppress(DatabaseWriteFailed), transaction(self._db):
+            self._db.execute("DELETE FROM revoked WHERE exp < ?", (now - 3600,))
         return dict(self._db.execute("SELECT jti, exp FROM revoked"))
 
     def version(self) -> int:
