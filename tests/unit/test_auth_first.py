@@ -216,10 +216,13 @@ def test_a_replica_whose_feed_stalls_rejects_tokens_until_it_catches_up() -> Non
     asyncio.run(scenario())
 
 
-class VanishingActor:
-    """Answers the first poll; then its node is gone: every call raises RayActorError."""
+class LostActor:
+    """Answers the first poll; then its node is gone. Every later call raises RayActorError
+    (``raises``), or waits forever, as a call queued for an actor that Ray cannot restart while
+    its host is gone does."""
 
-    def __init__(self) -> None:
+    def __init__(self, raises: bool) -> None:
+        self.raises = raises
         self.calls = 0
 
     @property
@@ -231,8 +234,10 @@ class VanishingActor:
         return self._answer(self.calls)
 
     async def _answer(self, call: int) -> SecurityFeed:
-        if call > 1:
+        if call > 1 and self.raises:
             raise RayActorError()
+        if call > 1:
+            await asyncio.Event().wait()
         return SecurityFeed(version=1, jwks=Jwks(keys=[]), revoked={})
 
 
@@ -240,7 +245,7 @@ def test_while_the_security_actor_is_unreachable_the_last_view_stands() -> None:
     """The SecurityGateway's host is gone: nobody can revoke, tokens keep verifying."""
 
     async def scenario() -> None:
-        clock, actor = FakeClock(), VanishingActor()
+        clock, actor = FakeClock(), LostActor(raises=True)
         follower = _SecurityFollower(
             actor, TokenVerifier("aisys", "aisys", 5), 5.0, "core/Core/r1", clock
         )
@@ -255,33 +260,12 @@ def test_while_the_security_actor_is_unreachable_the_last_view_stands() -> None:
     asyncio.run(scenario())
 
 
-class HangingActor:
-    """Answers the first poll; then every poll waits forever (a call queued for an actor that
-    Ray cannot restart while its host is gone)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    @property
-    def wait_changes(self) -> Any:
-        return self
-
-    def remote(self, since: int, timeout_s: float, follower: str) -> Any:  # noqa: ARG002
-        self.calls += 1
-        return self._answer(self.calls)
-
-    async def _answer(self, call: int) -> SecurityFeed:
-        if call > 1:
-            await asyncio.Event().wait()
-        return SecurityFeed(version=1, jwks=Jwks(keys=[]), revoked={})
-
-
 @pytest.mark.parametrize(("state", "stands"), [("RESTARTING", True), ("ALIVE", False)])
 def test_a_hanging_feed_is_judged_by_the_actors_state_in_the_gcs(state: str, stands: bool) -> None:
     """RESTARTING (its host is gone): the last view stands. ALIVE but silent: fail closed."""
 
     async def scenario() -> None:
-        clock, actor = FakeClock(), HangingActor()
+        clock, actor = FakeClock(), LostActor(raises=False)
         asked: list[str] = []
 
         def actor_state() -> str:
