@@ -21,6 +21,7 @@ __all__ = [
     "ResourceSettings",
     "SecuritySettings",
     "TrustSettings",
+    "WorkerSettings",
 ]
 
 
@@ -363,6 +364,37 @@ class OptimizerSettings(Section):
         return self
 
 
+class WorkerSettings(Section):
+    """Model workers: long-lived Ray actors under a VRAM lease (deployments/resources)."""
+
+    classes: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "deployments.resources.vram_worker:VramWorker": ["report", "hold", "free"]
+        },
+        description="'module:Class' a worker may run -> the methods callable over HTTP.",
+    )
+    max_workers: int = Field(default=32, ge=1, description="Most workers alive at once.")
+    idle_s: float = Field(
+        default=300.0, gt=0, description="A worker with no call this long is an unload candidate."
+    )
+    call_max_bytes: int = Field(
+        default=1_048_576, ge=1024, le=67_108_864, description="Largest call body or result."
+    )
+    call_timeout_s: float = Field(default=60.0, gt=0, description="Longest worker call.")
+    start_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest wait for a worker's class to construct."
+    )
+    usage_tolerance_mb: int = Field(
+        default=256, ge=0, description="Measured use above the lease by more than this is over."
+    )
+    learned_margin_mb: int = Field(
+        default=256, ge=0, description="Added to max(declared, learned peak) at admission."
+    )
+    oom_growth: float = Field(
+        default=1.5, ge=1.0, le=4.0, description="An OOM raises the learned peak to lease x this."
+    )
+
+
 class ResourceSettings(DeploymentSettings):
     """ResourceScheduler (``/resources``): VRAM leases, the queue, tasks and the optimizer."""
 
@@ -420,6 +452,7 @@ class ResourceSettings(DeploymentSettings):
         description="Modules (and their submodules) whose functions POST /resources/tasks runs.",
     )
     optimizer: OptimizerSettings = OptimizerSettings()
+    workers: WorkerSettings = WorkerSettings()
 
     @field_validator("declared_gpus")
     @classmethod

@@ -30,7 +30,9 @@ the single exception handler in :mod:`deployments._http` maps it to::
     │   ├── LeaseUnavailable        409  no GPU can ever hold the request (or none is visible)
     │   ├── LeaseNotFound           404  no active or queued lease with that id
     │   ├── HostOverloaded          503  the host is above its CPU/memory threshold
-    │   └── TaskNotFound            404  no task with that id
+    │   ├── TaskNotFound            404  no task with that id
+    │   ├── WorkerNotFound          404  no model worker with that id
+    │   └── WorkerFailed            502  a model worker's call or start failed
     └── SecurityError               500  base for the SecurityGateway
         ├── TokenRejected           401  missing, malformed, expired, revoked or foreign token
         ├── CredentialsRejected     401  wrong user/password or agent secret
@@ -93,6 +95,8 @@ __all__ = [
     "ResourceError",
     "SpoolFull",
     "TaskNotFound",
+    "WorkerFailed",
+    "WorkerNotFound",
     "ValidationFailed",
     "QuotaExceeded",
     "AlertRuleNotFound",
@@ -415,6 +419,29 @@ class TaskNotFound(ResourceError):
         super().__init__(f"task '{task_id}' is unknown")
         self.args = (task_id,)
         self.task_id = task_id
+
+
+class WorkerNotFound(ResourceError):
+    """No live model worker has ``worker_id``."""
+
+    http_status = 404
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker '{worker_id}' is unknown or over")
+        self.args = (worker_id,)
+        self.worker_id = worker_id
+
+
+class WorkerFailed(ResourceError):
+    """A model worker's call (or start) failed; ``reason`` says how (and what was done)."""
+
+    http_status = 502
+
+    def __init__(self, worker_id: str, reason: str) -> None:
+        super().__init__(f"worker '{worker_id}': {reason}")
+        self.args = (worker_id, reason)
+        self.worker_id = worker_id
+        self.reason = reason
 
 
 class SecurityError(AisysError):

@@ -135,6 +135,9 @@ def _resources_args(settings: Settings) -> dict[str, Any]:
         # The legacy ModelManagerAgent runs on MainPC, the head.
         "model_manager_host": settings.tag_of(settings.head_host),
         "auth": _auth_args(settings),
+        # Over-use of a lease is an ErrorBus event (deployments/resources/workers.py).
+        "nats": _nats(settings),
+        "errors": settings.errors.model_dump(mode="json"),
     }
 
 

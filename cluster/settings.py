@@ -67,6 +67,7 @@ from cluster._settings_services import (
     ResourceSettings,
     SecuritySettings,
     TrustSettings,
+    WorkerSettings,
 )
 from cluster.errors import ConfigError
 
@@ -105,6 +106,7 @@ __all__ = [
     "SupervisionSettings",
     "TrustSettings",
     "TwinSettings",
+    "WorkerSettings",
     "load_settings",
 ]
 

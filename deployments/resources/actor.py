@@ -9,6 +9,7 @@ places and follows Ray tasks. All state is touched from the actor's one event lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -23,8 +24,12 @@ from actors._unusable import Unusable
 from actors.probe.actor import get_or_create_host_probe
 from actors.probe.models import HostReading
 from cluster.constants import RESOURCES_ACTOR_NAME
-from cluster.errors import DatabaseUnusable, ValidationFailed
-from cluster.settings import DeclaredGpu, ResourceSettings
+from cluster.errors import DatabaseUnusable, ValidationFailed, WorkerNotFound
+from cluster.nats_client import NatsClient
+from cluster.settings import DeclaredGpu, ErrorBusSettings, ResourceSettings
+from deployments.errors.models import ErrorEvent
+from deployments.errors.publisher import ErrorPublisher
+from deployments.errors.spool import Spool
 from deployments.resources._owners import ask_to_unload
 from deployments.resources.models import (
     GpuList,
@@ -34,6 +39,7 @@ from deployments.resources.models import (
     LeaseStatus,
     TaskRequest,
     TaskStatus,
+    UsageReport,
 )
 from deployments.resources.optimizer import (
     LoadedModel,
@@ -48,7 +54,17 @@ from deployments.resources.scheduler import LeaseScheduler
 from deployments.resources.store import SqliteLeaseStore
 from deployments.resources.task_records import TaskRecords
 from deployments.resources.tasks import check_function_allowed, pick_host, place_task
+from deployments.resources.usage import measure
 from deployments.resources.views import gpu_list, lease_models, usage_ratio
+from deployments.resources.worker_models import (
+    WorkerCall,
+    WorkerCallResult,
+    WorkerList,
+    WorkerRequest,
+    WorkerStatus,
+)
+from deployments.resources.worker_store import WorkerStore
+from deployments.resources.workers import WORKER_OWNER, WorkerPool
 
 __all__ = ["ResourcesActor", "get_or_create_resources"]
 
@@ -74,6 +90,7 @@ class ResourcesActor:
         db_path: str,
         hosts: dict[str, list[DeclaredGpu]],
         model_manager_host: str,
+        errors: tuple[NatsClient, ErrorBusSettings] | None = None,
     ) -> None:
         self._settings = settings
         usable = True
@@ -81,9 +98,20 @@ class ResourcesActor:
             self._sched = LeaseScheduler(
                 settings, SqliteLeaseStore(Path(db_path)), time.time, on_grant=self._on_grant
             )
+            self._workers = WorkerPool(settings.workers, self._sched, WorkerStore(Path(db_path)))
         except DatabaseUnusable as exc:
             self._sched = cast(LeaseScheduler, Unusable(exc))
+            self._workers = cast(WorkerPool, Unusable(exc))
             usable = False
+        self._over: set[str] = set()  # leases whose over-use was reported (until back under)
+        self._publisher: ErrorPublisher | None = None
+        if errors is not None and usable:
+            spool = Spool(
+                Path(db_path).parent / "resources-error-spool.sqlite3",
+                errors[1].spool_max_mb * 1024 * 1024,
+            )
+            self._publisher = ErrorPublisher(errors[0], errors[1], spool)
+            self._publisher.start()
         opt = settings.optimizer
         self._thresholds = Thresholds(
             warning_ratio=opt.warning_ratio,
@@ -121,7 +149,28 @@ class ResourcesActor:
         return self._sched.get(lease_id)
 
     async def list_leases(self) -> LeaseList:
-        return self._sched.leases()
+        return self._sched.leases().model_copy(update={"usage": self._usage()})
+
+    def _usage(self) -> UsageReport:
+        tolerance = self._settings.workers.usage_tolerance_mb
+        return measure(self._sched, self._workers.pid_leases(), tolerance, self._workers.peaks)
+
+    # Model workers
+
+    async def start_worker(self, request: WorkerRequest) -> WorkerStatus:
+        return await self._workers.start(request)
+
+    async def list_workers(self) -> WorkerList:
+        return self._workers.listing()
+
+    async def get_worker(self, worker_id: str) -> WorkerStatus:
+        return self._workers.get(worker_id)
+
+    async def call_worker(self, worker_id: str, call: WorkerCall) -> WorkerCallResult:
+        return await self._workers.call(worker_id, call)
+
+    async def stop_worker(self, worker_id: str) -> WorkerStatus:
+        return await self._workers.stop(worker_id)
 
     async def gpus(self) -> GpuList:
         return gpu_list(self._sched)
@@ -204,6 +253,8 @@ class ResourcesActor:
         waiting = self._waiting.pop(lease.lease_id, None)
         if waiting is not None:
             self._start(waiting[0], waiting[1], lease, own_lease=True)
+        elif lease.owner.startswith(WORKER_OWNER):
+            asyncio.get_running_loop().create_task(self._workers.launch(lease))
 
     def _start(
         self,
@@ -267,8 +318,38 @@ class ResourcesActor:
                 logger.warning("probe of host %s did not answer: %s", tag, exc)
                 continue
             self._sched.observe(reading)
+        self._workers.renew()
         for ended in self._sched.sweep():
             self._fail_waiting(ended.lease_id, ended.reason)
+            await self._workers.lease_ended(ended.lease_id, ended.reason)
+        report = self._usage()
+        self._workers.learn_from(report)
+        await self._report_over_use(report)
+
+    async def _report_over_use(self, report: UsageReport) -> None:
+        """One ErrorBus event per lease whose holder uses more than it leased (+ tolerance)."""
+        over = [u for u in report.leases if u.over]
+        new = [u for u in over if u.lease_id not in self._over]
+        self._over = {u.lease_id for u in over}
+        events = [
+            ErrorEvent(
+                host=u.host,
+                agent="resources",
+                error_type="vram_over_lease",
+                severity="warning",
+                message=f"{u.owner} uses {u.used_mb} MiB on {u.host} GPU {u.gpu_index}, "
+                f"leased {u.leased_mb} MiB",
+                details=u.model_dump(mode="json"),
+            )
+            for u in new
+        ]
+        for event in events:
+            logger.warning("%s", event.message)
+        if events and self._publisher is not None:
+            try:
+                await self._publisher.publish(events)
+            except Exception:  # the spool is full or an event too large: logged, not fatal
+                logger.exception("resources: over-use events not published")
 
     def _fail_waiting(self, lease_id: str, reason: str) -> None:
         """A task whose queued lease ended before it was granted fails (and stops counting)."""
@@ -280,6 +361,10 @@ class ResourcesActor:
             )
 
     async def _poll_forever(self) -> None:
+        try:
+            await self._workers.rediscover()
+        except Exception:
+            logger.exception("resources: finding the workers again failed")
         while True:
             try:
                 await self._poll_once()
@@ -292,13 +377,20 @@ class ResourcesActor:
         while True:
             await asyncio.sleep(self._settings.optimizer.interval_s)
             now, thresholds = time.time(), self._thresholds
-            models = lease_models(self._sched)
+            models = lease_models(self._sched) + self._workers.idle_models(now)
             decisions = idle_sweep(models, thresholds, now)
             for key in list(self._sched.gpus):
                 here = [m for m in models if (m.host, m.gpu_index) == key]
                 decision = plan_for_gpu(usage_ratio(self._sched, key), here, thresholds, now)
                 decisions += [decision] if decision else []
             for decision in {d.model_name + d.owner: d for d in decisions}.values():
+                if decision.owner.startswith(WORKER_OWNER):
+                    worker_id = decision.owner.removeprefix(WORKER_OWNER)
+                    reason = f"unloaded by the VRAM optimizer ({decision.reason})"
+                    with contextlib.suppress(WorkerNotFound):  # it ended meanwhile
+                        await self._workers.stop(worker_id, reason)
+                    self.decisions = [*self.decisions, (now, decision, True)][-_DECISIONS_KEPT:]
+                    continue
                 asked = decision.endpoint is not None and await asyncio.to_thread(
                     ask_to_unload,
                     decision.endpoint,
@@ -314,6 +406,7 @@ def get_or_create_resources(
     host_tag: str,
     hosts: dict[str, list[DeclaredGpu]],
     model_manager_host: str,
+    errors: tuple[NatsClient, ErrorBusSettings] | None = None,
 ) -> Any:
     """Return the handle of the scheduler actor, creating it pinned to ``host_tag`` if absent.
 
@@ -323,10 +416,11 @@ def get_or_create_resources(
         host_tag: the host the actor lives on.
         hosts: every host tag to read GPUs on, with its declared GPU table.
         model_manager_host: host tag of the legacy ModelManagerAgent's GPU.
+        errors: NATS and the ErrorBus settings to publish over-use events with.
     """
     return (
         ray.remote(ResourcesActor)
         # A lease request retried after a crash at worst queues twice (until its TTL ends).
         .options(**singleton_options(RESOURCES_ACTOR_NAME, host_tag))
-        .remote(settings, str(db_path), hosts, model_manager_host)
+        .remote(settings, str(db_path), hosts, model_manager_host, errors)
     )

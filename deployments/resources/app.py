@@ -11,14 +11,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve import Application
 
-from cluster.errors import ClusterError
-from cluster.settings import DeclaredGpu, ResourceSettings
+from cluster.errors import ClusterError, ValidationFailed
+from cluster.nats_client import NatsClient
+from cluster.settings import DeclaredGpu, ErrorBusSettings, ResourceSettings
 from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments._http import install_error_handlers
 from deployments.resources.actor import get_or_create_resources
@@ -32,6 +33,13 @@ from deployments.resources.models import (
     TaskStatus,
 )
 from deployments.resources.optimizer import Thresholds
+from deployments.resources.worker_models import (
+    WorkerCall,
+    WorkerCallResult,
+    WorkerList,
+    WorkerRequest,
+    WorkerStatus,
+)
 from deployments.security.models import Scope
 
 __all__ = ["ResourceScheduler", "ResourcesAppArgs", "build_app"]
@@ -50,6 +58,8 @@ class ResourcesAppArgs(BaseModel):
     hosts: dict[str, list[DeclaredGpu]]
     model_manager_host: str
     auth: AuthArgs
+    nats: NatsClient | None = None
+    errors: ErrorBusSettings | None = None
 
 
 api = FastAPI(
@@ -74,7 +84,9 @@ class ResourceScheduler:
             args.host_tag,
             args.hosts,
             args.model_manager_host,
+            (args.nats, args.errors) if args.nats and args.errors else None,
         )
+        self._call_max_bytes = args.settings.workers.call_max_bytes
 
     async def check_health(self) -> None:
         try:
@@ -155,6 +167,58 @@ class ResourceScheduler:
     )
     async def task_status(self, task_id: str) -> TaskStatus:
         status: TaskStatus = await self._actor.task_status.remote(task_id)
+        return status
+
+    @api.post(
+        "/workers",
+        status_code=201,
+        summary="Start a model worker (an allow-listed Ray actor class) under a VRAM lease",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def start_worker(self, request: WorkerRequest) -> WorkerStatus:
+        status: WorkerStatus = await self._actor.start_worker.remote(request)
+        return status
+
+    @api.get("/workers", summary="Live model workers", dependencies=[require(Scope.READ)])
+    async def list_workers(self) -> WorkerList:
+        workers: WorkerList = await self._actor.list_workers.remote()
+        return workers
+
+    @api.get(
+        "/workers/{worker_id}",
+        summary="A model worker: state, lease, host and GPU, process",
+        dependencies=[require(Scope.READ)],
+    )
+    async def get_worker(self, worker_id: str) -> WorkerStatus:
+        status: WorkerStatus = await self._actor.get_worker.remote(worker_id)
+        return status
+
+    @api.post(
+        "/workers/{worker_id}/call",
+        summary="Call an allow-listed method of a model worker with JSON arguments",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def call_worker(self, worker_id: str, raw: Request) -> WorkerCallResult:
+        body = await raw.body()
+        if len(body) > self._call_max_bytes:
+            raise ValidationFailed(
+                f"call body of {len(body)} bytes is over resources.workers.call_max_bytes "
+                f"({self._call_max_bytes})"
+            )
+        try:
+            call = WorkerCall.model_validate_json(body)
+        except ValidationError as exc:
+            raise ValidationFailed(f"not a worker call: {exc}") from exc
+        result: WorkerCallResult = await self._actor.call_worker.remote(worker_id, call)
+        return result
+
+    @api.delete(
+        "/workers/{worker_id}",
+        summary="Stop a model worker and release its lease",
+        dependencies=[require(Scope.RESOURCES_LEASE)],
+    )
+    async def stop_worker(self, worker_id: str) -> WorkerStatus:
+        status: WorkerStatus = await self._actor.stop_worker.remote(worker_id)
         return status
 
     @api.get(

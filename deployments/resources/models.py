@@ -12,6 +12,7 @@ from actors.probe.models import GpuProcess, GpuSource
 __all__ = [
     "EndedLease",
     "GpuList",
+    "GpuMemoryUse",
     "GpuStatus",
     "HostStatus",
     "LeaseGrant",
@@ -19,12 +20,14 @@ __all__ = [
     "LeaseList",
     "LeaseRequest",
     "LeaseStatus",
+    "LeaseUsage",
     "PRIORITY_NAMES",
     "QueuedLease",
     "TaskRequest",
     "TaskState",
     "TaskStatus",
     "UnloadEndpoint",
+    "UsageReport",
     "priority_value",
 ]
 
@@ -172,6 +175,7 @@ class LeaseList(_Model):
 
     granted: list[LeaseGrant]
     queued: list[QueuedLease]
+    usage: UsageReport | None = Field(default=None, description="Leased vs measured VRAM.")
 
 
 class GpuStatus(_Model):
@@ -256,3 +260,33 @@ class TaskStatus(_Model):
     finished_at: float | None = None
     result: JsonValue = None
     error: str | None = None
+
+
+class GpuMemoryUse(_Model):
+    """A process on a GPU that no lease explains."""
+
+    host: str
+    gpu_index: int
+    pid: int
+    used_mb: int | None
+
+
+class LeaseUsage(_Model):
+    """A lease's VRAM: leased vs what NVML measures for the processes holding it."""
+
+    lease_id: str
+    owner: str
+    host: str
+    gpu_index: int
+    leased_mb: int
+    used_mb: int | None = Field(description="None: no process of the holder is on the GPU.")
+    pids: list[int]
+    over: bool = Field(description="used_mb is above leased_mb by more than the tolerance.")
+
+
+class UsageReport(_Model):
+    """``GET /resources/usage`` (also in ``GET /resources/leases``)."""
+
+    leases: list[LeaseUsage]
+    unexplained: list[GpuMemoryUse]
+    learned_peaks: dict[str, int] = Field(description="Kind -> highest VRAM measured (MiB).")

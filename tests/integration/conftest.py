@@ -134,6 +134,8 @@ def make_settings(nvml_table: Path = NVML_DOUBLE_TABLE, **overrides: object) -> 
                 "nvml_double": str(nvml_table),
                 # The optimizer checks GPU usage every second (test_resources_http.py).
                 "optimizer": {"interval_s": 1.0},
+                # Model workers idle after 2 s are unloaded to admit others (test_gpu_workers.py).
+                "workers": {"idle_s": 2.0},
                 # A shared 2-core test machine is often at 100 % CPU: no backpressure here
                 # (tested in tests/unit/test_resource_tasks.py).
                 "cpu_threshold_percent": 100,
