@@ -7,7 +7,11 @@ grants a VRAM lease through the ResourceScheduler's own ledger
 under the lease with its ``num_gpus`` share (:func:`~deployments.resources.tasks.place_task`, as
 ``POST /resources/tasks`` does), and prints the task's ``CUDA_VISIBLE_DEVICES``, Ray's GPU ids
 and the VRAM NVML measured for the task's process once it allocated the leased amount through
-the CUDA driver API. Without a driver it says so and exits 0. It always reads the real driver:
+the CUDA driver API. Then it starts one model worker
+(:class:`~deployments.resources.vram_worker.VramWorker`, through the same
+:class:`~deployments.resources.workers.WorkerPool` as ``POST /resources/workers``) under a lease
+of its own, has it hold the same amount and prints the VRAM NVML measures for the worker's
+process. Without a driver it says so and exits 0. It always reads the real driver:
 the NVML double (``resources.nvml_double``) is ignored here. Nothing is invented: a figure NVML
 does not give is printed as missing, with the reason.
 
@@ -19,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import ctypes
+import asyncio
 import logging
 import os
 import shutil
@@ -34,6 +38,7 @@ import pynvml
 from actors.probe.gpu import NvmlProbe
 from actors.probe.models import GpuReading, HostReading
 from actors.probe.nvml import NVML_DOUBLE_ENV
+from deployments.resources.vram_worker import CudaMemory
 
 __all__ = ["hold_vram", "main"]
 
@@ -52,33 +57,6 @@ def _describe(gpu: GpuReading) -> str:
         f"{gpu.used_mb} used, {gpu.free_mb} free, utilization {util}; "
         f"processes: {procs or 'none'}"
     )
-
-
-class _Cuda:
-    """Just enough of the CUDA driver API (libcuda, via ctypes) to hold VRAM in this process."""
-
-    def __init__(self) -> None:
-        self._lib = ctypes.CDLL("libcuda.so.1")
-        self._device = ctypes.c_int()
-        self._ptr = ctypes.c_uint64()
-        self._call("cuInit", 0)
-        self._call("cuDeviceGet", ctypes.byref(self._device), 0)
-        self._ctx = ctypes.c_void_p()
-        self._call("cuDevicePrimaryCtxRetain", ctypes.byref(self._ctx), self._device)
-        self._call("cuCtxSetCurrent", self._ctx)
-
-    def _call(self, name: str, *args: Any) -> None:
-        code = getattr(self._lib, name)(*args)
-        if code != 0:
-            raise RuntimeError(f"{name} failed with CUDA error {code}")
-
-    def allocate(self, mb: int) -> None:
-        self._call("cuMemAlloc_v2", ctypes.byref(self._ptr), ctypes.c_size_t(mb * _MIB))
-
-    def close(self) -> None:
-        if self._ptr.value:
-            self._lib.cuMemFree_v2(self._ptr)
-        self._lib.cuDevicePrimaryCtxRelease_v2(self._device)
 
 
 def _nvml_used_mb(index: int, pid: int) -> tuple[int | None, str]:
@@ -118,7 +96,7 @@ def hold_vram(mb: int) -> dict[str, Any]:
         "assigned_resources": context.get_assigned_resources(),  # type: ignore[no-untyped-call]
     }
     try:
-        cuda = _Cuda()
+        cuda = CudaMemory()
     except (OSError, RuntimeError) as exc:
         report["error"] = f"CUDA driver API unavailable: {exc}"
         return report
@@ -132,6 +110,41 @@ def hold_vram(mb: int) -> dict[str, Any]:
     finally:
         cuda.close()
     return report
+
+
+async def _worker_check(scheduler: Any, work: Path, vram_mb: int, out: TextIO) -> bool:
+    """Start one model worker (:class:`VramWorker`) under a lease, as ``POST
+    /resources/workers`` does, have it hold ``vram_mb`` and print what NVML measures for it."""
+    from cluster.settings import WorkerSettings
+    from deployments.resources.worker_models import WorkerCall, WorkerRequest
+    from deployments.resources.worker_store import WorkerStore
+    from deployments.resources.workers import WorkerPool
+
+    pool = WorkerPool(WorkerSettings(), scheduler, WorkerStore(work / "leases.sqlite3"))
+    worker = await pool.start(
+        WorkerRequest(
+            cls="deployments.resources.vram_worker:VramWorker",
+            vram_mb=vram_mb,
+            host=TAG,
+            max_wait_s=0,
+        )
+    )
+    try:
+        if worker.state != "ready" or worker.pid is None:
+            out.write(f"worker: not started: {worker.state}: {worker.error}\n")
+            return False
+        out.write(
+            f"worker {worker.worker_id}: pid {worker.pid} on GPU {worker.gpu_index}, "
+            f"lease {worker.vram_mb} MiB\n"
+        )
+        await pool.call(worker.worker_id, WorkerCall(method="hold", args=[vram_mb]))
+        used, note = _nvml_used_mb(worker.gpu_index or 0, worker.pid)
+        shown = "none" if used is None else f"{used} MiB"
+        out.write(f"worker VRAM: held {vram_mb} MiB; NVML: {shown} ({note})\n")
+        return used is not None
+    finally:
+        if worker.worker_id in pool.workers:
+            await pool.stop(worker.worker_id, "gpu-check done")
 
 
 def _lease_and_run(reading: HostReading, vram_mb: int, out: TextIO) -> int:
@@ -186,7 +199,8 @@ def _lease_and_run(reading: HostReading, vram_mb: int, out: TextIO) -> int:
             f"task VRAM: allocated {report['allocated_mb']} MiB; NVML: {shown} "
             f"({report['nvml_note']})\n"
         )
-        return 0 if used is not None else 1
+        worker_ok = asyncio.run(_worker_check(scheduler, work, vram_mb, out))
+        return 0 if used is not None and worker_ok else 1
     finally:
         if ray.is_initialized():
             ray.shutdown()
