@@ -127,6 +127,7 @@ class ResourcesActor:
             settings.tasks_max_active, settings.tasks_kept, settings.task_retention_s, time.time
         )
         self._waiting: dict[str, tuple[str, TaskRequest]] = {}  # lease id -> task
+        self._task_pids: dict[int, tuple[str, str]] = {}  # pid -> (task id, lease id)
         if not usable:
             self._loops: list[asyncio.Task[None]] = []
             return
@@ -153,7 +154,9 @@ class ResourcesActor:
 
     def _usage(self) -> UsageReport:
         tolerance = self._settings.workers.usage_tolerance_mb
-        return measure(self._sched, self._workers.pid_leases(), tolerance, self._workers.peaks)
+        pids = {pid: owner[1] for pid, owner in self._task_pids.items()}
+        pids.update(self._workers.pid_leases())
+        return measure(self._sched, pids, tolerance, self._workers.peaks)
 
     # Model workers
 
@@ -229,7 +232,7 @@ class ResourcesActor:
             grant = self._sched.request(
                 LeaseRequest(
                     owner=f"task:{task_id}",
-                    vram_mb=request.vram_mb,
+                    vram_mb=self._workers.admission_mb(request.function, request.vram_mb),
                     host=request.host,
                     priority=request.priority,
                 )
@@ -244,6 +247,12 @@ class ResourcesActor:
             self._tasks[task_id] = status
             self._start(task_id, request, None, host)
         return self._tasks[task_id]
+
+    async def task_started(self, task_id: str, lease_id: str, pid: int) -> None:
+        """A task under a lease runs in process ``pid`` (until it finishes)."""
+        if task_id in self._tasks and self._tasks[task_id].finished_at is None:
+            self._task_pids[pid] = (task_id, lease_id)
+            self._tasks[task_id] = self._tasks[task_id].model_copy(update={"pid": pid})
 
     async def task_status(self, task_id: str) -> TaskStatus:
         """The task's record; raises :class:`TaskNotFound` (unknown, or aged out)."""
@@ -268,7 +277,13 @@ class ResourcesActor:
         assert host is not None
         try:
             ref = place_task(
-                request.function, request.args, request.kwargs, request.num_cpus, lease, host
+                request.function,
+                request.args,
+                request.kwargs,
+                request.num_cpus,
+                lease,
+                host,
+                task_id,
             )
         except Exception as exc:
             # Not left "waiting" forever (it would hold a place in tasks_max_active).
@@ -292,6 +307,7 @@ class ResourcesActor:
             update = {"state": "failed", "error": str(exc)[-2000:]}
         update["finished_at"] = time.time()
         self._tasks[task_id] = self._tasks[task_id].model_copy(update=update)
+        self._task_pids = {p: o for p, o in self._task_pids.items() if o[0] != task_id}
         if own_lease is not None:
             self._sched.release(own_lease, "its task ended")
 
@@ -324,6 +340,10 @@ class ResourcesActor:
             await self._workers.lease_ended(ended.lease_id, ended.reason)
         report = self._usage()
         self._workers.learn_from(report)
+        tasks = {lease: self._tasks[task].function for task, lease in self._task_pids.values()}
+        for usage in report.leases:
+            if usage.lease_id in tasks and usage.used_mb is not None:
+                self._workers.learn(tasks[usage.lease_id], usage.used_mb)
         await self._report_over_use(report)
 
     async def _report_over_use(self, report: UsageReport) -> None:

@@ -197,6 +197,13 @@ class ResourceScheduler:
         "/workers/{worker_id}/call",
         summary="Call an allow-listed method of a model worker with JSON arguments",
         dependencies=[require(Scope.RESOURCES_LEASE)],
+        # Read as bytes (bounded by call_max_bytes before parsing): documented as a WorkerCall.
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": WorkerCall.model_json_schema()}},
+            }
+        },
     )
     async def call_worker(self, worker_id: str, raw: Request) -> WorkerCallResult:
         body = await raw.body()

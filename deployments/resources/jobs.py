@@ -6,11 +6,14 @@ import json
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import ray
 
-__all__ = ["log_task", "placement_report"]
+from deployments.resources.vram_worker import VramWorker
+
+__all__ = ["hold_vram", "log_task", "placement_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +50,20 @@ def log_task(data: Any) -> dict[str, object]:
     text = json.dumps(data, sort_keys=True, default=str)
     logger.info("legacy task processed on %s: %s", socket.gethostname(), text[:2000])
     return {"hostname": socket.gethostname(), "logged_bytes": len(text.encode())}
+
+
+def hold_vram(mb: int, seconds: float) -> dict[str, object]:
+    """Hold ``mb`` MiB on the leased GPU for ``seconds`` (at most 600), then free it.
+
+    A load that NVML sees under its lease (with the NVML double, only the fit is checked:
+    :class:`~deployments.resources.vram_worker.VramWorker`).
+    """
+    if not 0 <= seconds <= 600:
+        raise ValueError(f"seconds must be 0..600, not {seconds}")
+    worker = VramWorker()
+    report = worker.hold(mb)
+    try:
+        time.sleep(seconds)
+    finally:
+        worker.free()
+    return report

@@ -258,6 +258,7 @@ class TaskStatus(_Model):
     host: str | None
     submitted_at: float
     finished_at: float | None = None
+    pid: int | None = Field(default=None, description="Its process while it runs under a lease.")
     result: JsonValue = None
     error: str | None = None
 

@@ -17,6 +17,7 @@ import ray
 from pydantic import JsonValue
 
 from actors.probe.models import HostReading
+from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.errors import ClusterError, HostOverloaded, ValidationFailed
 from deployments.resources.models import LeaseGrant
 from deployments.resources.scheduler import HOST_PIN
@@ -70,10 +71,25 @@ def host_has_gpus(tag: str, num_gpus: float) -> None:
     )
 
 
+def _report_pid(task_id: str, lease_id: str) -> None:
+    """Tell the scheduler actor this process runs the task (its VRAM then counts for the lease)."""
+    try:
+        actor = ray.get_actor(RESOURCES_ACTOR_NAME, namespace=RAY_NAMESPACE)
+    except ValueError:
+        return  # no scheduler actor (make gpu-check places tasks without one)
+    actor.task_started.remote(task_id, lease_id, os.getpid())
+
+
 @ray.remote(max_retries=0)
 def _run(
-    function: str, args: list[JsonValue], kwargs: dict[str, JsonValue], gpu_index: int | None
+    function: str,
+    args: list[JsonValue],
+    kwargs: dict[str, JsonValue],
+    gpu_index: int | None,
+    owner: tuple[str, str] | None = None,
 ) -> Any:
+    if owner is not None:
+        _report_pid(*owner)
     saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
     if gpu_index is not None:
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -96,12 +112,14 @@ def place_task(
     num_cpus: float,
     lease: LeaseGrant | None,
     host: str,
+    task_id: str | None = None,
 ) -> Any:
     """Submit ``function`` as a Ray task; return its ObjectRef.
 
     Args:
         lease: the lease whose GPU share and host the task uses; None for CPU work on ``host``.
         host: the host tag of CPU work (ignored with a lease).
+        task_id: the scheduler's id of the task; with a lease, the task reports its pid.
     """
     if lease is None:
         options: dict[str, Any] = {"num_gpus": 0, "resources": {host: HOST_PIN}}
@@ -110,6 +128,7 @@ def place_task(
         host_has_gpus(lease.host, lease.num_gpus)
         options = {"num_gpus": lease.num_gpus, "resources": dict(lease.resources)}
         gpu_index = lease.gpu_index
+    owner = (task_id, lease.lease_id) if task_id is not None and lease is not None else None
     return _run.options(num_cpus=num_cpus, **options).remote(
-        function, args, dict(kwargs), gpu_index
+        function, args, dict(kwargs), gpu_index, owner
     )

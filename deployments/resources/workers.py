@@ -286,8 +286,9 @@ class WorkerPool:
 
     async def rediscover(self) -> None:
         """After a restart: find each stored worker's actor again, or release its lease."""
-        for worker in self._store.load():
-            self.workers[worker.worker_id] = worker
+        stored = self._store.load()
+        self.workers.update((worker.worker_id, worker) for worker in stored)
+        for worker in stored:
             if worker.state == "waiting":
                 continue  # its lease is still queued (or was granted while we were down)
             try:
@@ -349,7 +350,7 @@ class WorkerPool:
     async def _restart_after_oom(self, worker_id: str, exc: BaseException) -> None:
         worker = self.workers[worker_id]
         peak = math.ceil(worker.vram_mb * self._settings.oom_growth)
-        self._learn(worker.kind, peak)
+        self.learn(worker.kind, peak)
         await self._end(worker_id, "failed", f"out of GPU memory: {exc}"[-1000:])
         if worker.restarts >= 1:
             return
@@ -417,7 +418,7 @@ class WorkerPool:
         for usage in report.leases:
             worker = by_lease.get(usage.lease_id)
             if worker is not None and usage.used_mb is not None:
-                self._learn(worker.kind, usage.used_mb)
+                self.learn(worker.kind, usage.used_mb)
 
     def idle(self, now: float) -> list[WorkerStatus]:
         return [
@@ -440,7 +441,8 @@ class WorkerPool:
             for w in self.idle(now)
         ]
 
-    def _learn(self, kind: str, peak_mb: int) -> None:
+    def learn(self, kind: str, peak_mb: int) -> None:
+        """Raise ``kind``'s learned peak to ``peak_mb`` (stored) if it is higher."""
         if peak_mb > self.peaks.get(kind, 0):
             self.peaks[kind] = peak_mb
             self._store.set_peak(kind, peak_mb, self._clock())

@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+import ray
 
+from cluster import system
+from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.settings import Settings
+from deployments.resources.worker_models import WorkerList
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration
@@ -191,3 +195,86 @@ def test_an_out_of_memory_worker_restarts_once_on_a_gpu_with_more_room(
     assert call(http, worker["worker_id"], "hold", 30000).status_code == 502
     final = http.get(f"/resources/workers/{worker['worker_id']}").json()
     assert final["state"] == "failed" and final["restarts"] == 1
+
+
+def test_a_dead_worker_releases_its_lease(
+    aisys_system: Settings, http: httpx.Client, workers: list[str]
+) -> None:
+    worker = start(http, workers, vram_mb=1000, host="pc2", kind="it-dies").json()
+    assert worker["state"] == "ready", worker
+    system.connect(aisys_system)
+    ray.kill(ray.get_actor(worker["actor_name"], namespace=RAY_NAMESPACE), no_restart=True)
+
+    def gone() -> bool:
+        status = http.get(f"/resources/workers/{worker['worker_id']}").json()
+        return bool(status["state"] == "failed" and "died" in status["error"])
+
+    wait_for_condition(gone, timeout_s=30, interval_s=0.5)
+    ended = http.get(f"/resources/leases/{worker['lease_id']}").json()
+    assert ended["state"] == "released"
+
+
+def test_a_restarted_scheduler_finds_live_workers_and_releases_orphaned_leases(
+    aisys_system: Settings, http: httpx.Client, workers: list[str]
+) -> None:
+    alive = start(http, workers, vram_mb=1000, host="pc2", kind="it-alive").json()
+    orphan = start(http, workers, vram_mb=1000, host="pc2", kind="it-orphan").json()
+    assert alive["state"] == orphan["state"] == "ready"
+    system.connect(aisys_system)
+    scheduler = ray.get_actor(RESOURCES_ACTOR_NAME, namespace=RAY_NAMESPACE)
+    ray.kill(scheduler, no_restart=False)
+    # While the scheduler is down, one worker's actor goes too.
+    ray.kill(ray.get_actor(orphan["actor_name"], namespace=RAY_NAMESPACE), no_restart=True)
+
+    def settled() -> bool:
+        listed = cast(WorkerList, ray.get(scheduler.list_workers.remote(), timeout=5)).workers
+        return [w.worker_id for w in listed] == [alive["worker_id"]]
+
+    wait_for_condition(settled, timeout_s=60, interval_s=0.5)
+    found = http.get(f"/resources/workers/{alive['worker_id']}").json()
+    assert (found["state"], found["pid"], found["lease_id"]) == (
+        "ready",
+        alive["pid"],
+        alive["lease_id"],
+    )
+    assert http.get(f"/resources/leases/{alive['lease_id']}").json()["state"] == "granted"
+    assert call(http, alive["worker_id"], "report").json()["result"]["pid"] == alive["pid"]
+    lost = http.get(f"/resources/workers/{orphan['worker_id']}").json()
+    assert lost["state"] == "failed" and "gone after a restart" in lost["error"]
+    assert http.get(f"/resources/leases/{orphan['lease_id']}").json()["state"] == "released"
+
+
+@pytest.mark.usefixtures("workers")
+def test_a_task_process_counts_for_its_lease(aisys_system: Settings, http: httpx.Client) -> None:
+    table = aisys_system.resources.nvml_double
+    assert table is not None
+    original = table.read_text()
+    body = {
+        "function": "deployments.resources.jobs:hold_vram",
+        "args": [500, 15],
+        "vram_mb": 1000,
+        "host": "pc2",
+    }
+    submitted = http.post("/resources/tasks", json=body)
+    assert submitted.status_code == 202, submitted.text
+    task_id = submitted.json()["task_id"]
+    status: dict[str, Any] = {}
+
+    def running() -> bool:
+        status.update(http.get(f"/resources/tasks/{task_id}").json())
+        return status.get("pid") is not None
+
+    wait_for_condition(running, timeout_s=60, interval_s=0.5)
+    try:
+        _write_pc2(table, original, [{"pid": status["pid"], "used_mb": 700}])
+        wait_for_condition(
+            lambda: lease_usage(http, status["lease_id"]).get("used_mb") == 700, 30, 0.5
+        )
+        row = lease_usage(http, status["lease_id"])
+        assert (row["owner"], row["pids"], row["over"]) == (
+            f"task:{task_id}",
+            [status["pid"]],
+            False,
+        )
+    finally:
+        _write_pc2(table, original, [])

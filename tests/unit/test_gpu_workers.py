@@ -79,7 +79,7 @@ def test_admission_uses_the_learned_peak_plus_margin_once_known(tmp_path) -> Non
     clock = FakeClock()
     _, pool = make(tmp_path, clock)
     assert pool.admission_mb("llm", 2000) == 2000
-    pool._learn("llm", 3000)
+    pool.learn("llm", 3000)
     assert pool.admission_mb("llm", 2000) == 3000 + 256
     assert pool.admission_mb("llm", 4000) == 4000 + 256
     # Persisted: a new pool on the same file knows it.
