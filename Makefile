@@ -74,7 +74,7 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases observability legacy_gateway
+BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases observability legacy_gateway gpu_workers
 
 bench: dev-venv
 	@for b in $(BENCHES); do echo "######## bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done

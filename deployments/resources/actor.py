@@ -24,7 +24,7 @@ from actors._unusable import Unusable
 from actors.probe.actor import get_or_create_host_probe
 from actors.probe.models import HostReading
 from cluster.constants import RESOURCES_ACTOR_NAME
-from cluster.errors import DatabaseUnusable, ValidationFailed, WorkerNotFound
+from cluster.errors import DatabaseUnusable, ValidationFailed, WorkerFailed, WorkerNotFound
 from cluster.nats_client import NatsClient
 from cluster.settings import DeclaredGpu, ErrorBusSettings, ResourceSettings
 from deployments.errors.models import ErrorEvent
@@ -161,7 +161,11 @@ class ResourcesActor:
     # Model workers
 
     async def start_worker(self, request: WorkerRequest) -> WorkerStatus:
-        return await self._workers.start(request)
+        """The worker, ready or waiting for its lease; :class:`WorkerFailed` if it failed."""
+        status = await self._workers.start(request)
+        if status.state == "failed":
+            raise WorkerFailed(status.worker_id, status.error or "the worker failed to start")
+        return status
 
     async def list_workers(self) -> WorkerList:
         return self._workers.listing()

@@ -17,6 +17,7 @@ import ray
 from pydantic import JsonValue
 
 from actors.probe.models import HostReading
+from actors.probe.nvml import bind_host
 from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.errors import ClusterError, HostOverloaded, ValidationFailed
 from deployments.resources.models import LeaseGrant
@@ -87,9 +88,12 @@ def _run(
     kwargs: dict[str, JsonValue],
     gpu_index: int | None,
     owner: tuple[str, str] | None = None,
+    host: str | None = None,
 ) -> Any:
     if owner is not None:
         _report_pid(*owner)
+    if host is not None:
+        bind_host(host)  # NVML (or its double) is read for the leased host's devices
     saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
     if gpu_index is not None:
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -130,5 +134,5 @@ def place_task(
         gpu_index = lease.gpu_index
     owner = (task_id, lease.lease_id) if task_id is not None and lease is not None else None
     return _run.options(num_cpus=num_cpus, **options).remote(
-        function, args, dict(kwargs), gpu_index, owner
+        function, args, dict(kwargs), gpu_index, owner, lease and lease.host
     )

@@ -190,7 +190,7 @@ class WorkerPool:
         self._put(status)
         if isinstance(lease, LeaseGrant):
             await self.launch(lease)
-        return self.workers[worker_id]
+        return self.get(worker_id)
 
     async def _choose(
         self, request: WorkerRequest, need: int, avoid: GpuKey | None
@@ -244,9 +244,10 @@ class WorkerPool:
                 }
             )
         )
+        handle: Any = None
         try:
             host_has_gpus(lease.host, lease.num_gpus)
-            handle: Any = (
+            handle = (
                 ray.remote(WorkerHost)
                 .options(
                     name=name,
@@ -268,6 +269,7 @@ class WorkerPool:
             )
             pid = await asyncio.wait_for(handle.pid.remote(), self._settings.start_timeout_s)
         except Exception as exc:  # the class failed to construct, or no node can hold it
+            self._handles[worker.worker_id] = handle  # killed by _end (a slow start too)
             await self._end(worker.worker_id, "failed", f"start failed: {exc}"[-2000:])
             return
         self._handles[worker.worker_id] = handle

@@ -102,6 +102,11 @@ def test_a_worker_runs_under_its_lease_on_the_host_and_gpu_chosen(
     assert call(http, worker["worker_id"], "__init__").status_code == 422
     big = call(http, worker["worker_id"], "report", "x" * 1_100_000)
     assert big.status_code == 422 and "call_max_bytes" in big.text
+    # A class whose constructor fails: 502, and its lease is not kept.
+    broken = start(http, workers, vram_mb=100, host="pc2", args=["unexpected"])
+    assert broken.status_code == 502 and "start failed" in broken.text
+    owners = [lease["owner"] for lease in http.get("/resources/leases").json()["granted"]]
+    assert [o for o in owners if o.startswith("worker:")] == [f"worker:{worker['worker_id']}"]
 
     stopped = http.delete(f"/resources/workers/{worker['worker_id']}").json()
     assert stopped["state"] == "stopped"
@@ -262,6 +267,7 @@ def test_a_task_process_counts_for_its_lease(aisys_system: Settings, http: httpx
 
     def running() -> bool:
         status.update(http.get(f"/resources/tasks/{task_id}").json())
+        assert status["state"] in ("waiting", "running"), status
         return status.get("pid") is not None
 
     wait_for_condition(running, timeout_s=60, interval_s=0.5)
