@@ -284,3 +284,26 @@ def test_a_task_process_counts_for_its_lease(aisys_system: Settings, http: httpx
         )
     finally:
         _write_pc2(table, original, [])
+
+
+def test_the_vram_optimizer_unloads_an_idle_worker_under_pressure(
+    aisys_system: Settings, http: httpx.Client, workers: list[str]
+) -> None:
+    table = aisys_system.resources.nvml_double
+    assert table is not None
+    original = table.read_text()
+    worker = start(http, workers, vram_mb=1000, host="pc2", kind="it-pressure").json()
+    assert worker["state"] == "ready", worker
+    try:
+        # Another process takes 11 GiB of the 3060: usage is critical (> 0.9), and the idle
+        # worker (2 s without a call) is the optimizer's candidate.
+        _write_pc2(table, original, [{"pid": 4242, "used_mb": 11190}])
+
+        def unloaded() -> bool:
+            status = http.get(f"/resources/workers/{worker['worker_id']}").json()
+            return bool(status["state"] == "stopped" and "VRAM optimizer" in status["error"])
+
+        wait_for_condition(unloaded, timeout_s=30, interval_s=0.5)
+        assert http.get(f"/resources/leases/{worker['lease_id']}").json()["state"] == "released"
+    finally:
+        _write_pc2(table, original, [])
