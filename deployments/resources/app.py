@@ -206,12 +206,14 @@ class ResourceScheduler:
         },
     )
     async def call_worker(self, worker_id: str, raw: Request) -> WorkerCallResult:
-        body = await raw.body()
-        if len(body) > self._call_max_bytes:
-            raise ValidationFailed(
-                f"call body of {len(body)} bytes is over resources.workers.call_max_bytes "
-                f"({self._call_max_bytes})"
-            )
+        body = b""
+        async for chunk in raw.stream():  # read no further than the limit
+            body += chunk
+            if len(body) > self._call_max_bytes:
+                raise ValidationFailed(
+                    f"call body is over resources.workers.call_max_bytes "
+                    f"({self._call_max_bytes} bytes)"
+                )
         try:
             call = WorkerCall.model_validate_json(body)
         except ValidationError as exc:

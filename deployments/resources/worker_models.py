@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from deployments.resources.models import Priority, priority_value
 
@@ -47,6 +47,12 @@ class WorkerRequest(_Model):
     @classmethod
     def priority_names_map_to_numbers(cls, value: object) -> object:
         return priority_value(value)
+
+    @model_validator(mode="after")
+    def a_device_index_needs_a_host(self) -> WorkerRequest:
+        if isinstance(self.gpu, int) and self.host == "any":
+            raise ValueError("gpu names a device index, so host must name a host tag too")
+        return self
 
     @property
     def kind_name(self) -> str:

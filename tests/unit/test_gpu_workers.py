@@ -160,6 +160,12 @@ def test_the_worker_store_keeps_live_workers_only(tmp_path) -> None:
     assert store.load() == []
 
 
+def test_a_device_index_needs_a_host() -> None:
+    with pytest.raises(ValueError, match="host must name a host tag"):
+        WorkerRequest(cls=WORKER, vram_mb=1, gpu=0)
+    assert WorkerRequest(cls=WORKER, vram_mb=1, gpu=0, host="pc2").kind_name == WORKER
+
+
 def test_out_of_memory_errors_are_recognised() -> None:
     assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(type("OutOfMemoryError", (Exception,), {})("boom"))
