@@ -50,13 +50,16 @@ the single exception handler in :mod:`deployments._http` maps it to::
         ├── DatabaseUnusable    503  the file is not a database or is corrupt; restore or move it
         └── DatabaseWriteFailed 503  a write failed (disk full, file busy); nothing was stored
 
-Every subclass passes *all* of its constructor arguments to ``super().__init__`` so that
-instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``.
+Instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``, so
+:class:`AisysError` keeps the arguments each instance was constructed with (positional, keywords
+bound to their parameters) as ``args``, whatever message a subclass passes to its base.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Any, Self
 
 __all__ = [
     "CheckFailed",
@@ -113,9 +116,20 @@ class AisysError(Exception):
     component = "aisys"
     http_status = 500
 
+    _constructed_with: tuple[Any, ...]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        self = super().__new__(cls)
+        # cls(*args) must rebuild this instance (pickling, Ray): keep its constructor arguments.
+        self._constructed_with = (
+            inspect.signature(cls.__init__).bind(self, *args, **kwargs).args[1:] if kwargs else args
+        )
+        return self
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.args = self._constructed_with
 
     def __str__(self) -> str:
         return f"{self.component}: {self.message}"
@@ -145,8 +159,6 @@ class MissingHostTag(ClusterError):
         super().__init__(
             f"no node carries host tag '{tag}' (needed by {needed_by}); {hint}",
         )
-        # Re-assign after the base call so pickling via cls(*args) keeps working.
-        self.args = (tag, needed_by, hint)
         self.tag = tag
         self.needed_by = needed_by
         self.hint = hint
@@ -177,7 +189,6 @@ class QuotaExceeded(AisysError):
 
     def __init__(self, what: str, limit: int | float, setting: str) -> None:
         super().__init__(f"{what}: the limit is {limit:g} (setting {setting})")
-        self.args = (what, limit, setting)
         self.what = what
         self.limit = limit
         self.setting = setting
@@ -199,7 +210,6 @@ class QueueFull(CoreError):
             f"the request queue is full ({limit} queued); retry later "
             "(or raise AISYS_CORE__COORDINATOR__QUEUE_MAX_SIZE)"
         )
-        self.args = (limit,)
         self.limit = limit
 
 
@@ -210,7 +220,6 @@ class RequestNotFound(CoreError):
 
     def __init__(self, request_id: str) -> None:
         super().__init__(f"request '{request_id}' is unknown or has aged out")
-        self.args = (request_id,)
         self.request_id = request_id
 
 
@@ -224,7 +233,6 @@ class NoRoute(CoreError):
             f"no healthy downstream for {request_type} requests: {target}; register an agent "
             "with that capability"
         )
-        self.args = (request_type, target)
         self.request_type = request_type
         self.target = target
 
@@ -239,7 +247,6 @@ class CircuitOpen(CoreError):
             f"circuit breaker of '{downstream}' is open after repeated failures; "
             f"a trial request is allowed in {retry_in_s:.1f}s"
         )
-        self.args = (downstream, retry_in_s)
         self.downstream = downstream
         self.retry_in_s = retry_in_s
 
@@ -251,7 +258,6 @@ class DispatchFailed(CoreError):
 
     def __init__(self, downstream: str, reason: str) -> None:
         super().__init__(f"dispatch to '{downstream}' failed: {reason}")
-        self.args = (downstream, reason)
         self.downstream = downstream
         self.reason = reason
 
@@ -264,7 +270,6 @@ class RequestCancelled(CoreError):
     def __init__(self, request_id: str, session_id: str | None) -> None:
         whose = f"session '{session_id}'" if session_id else "every session"
         super().__init__(f"request '{request_id}' was cancelled by an interrupt of {whose}")
-        self.args = (request_id, session_id)
         self.request_id = request_id
         self.session_id = session_id
 
@@ -276,7 +281,6 @@ class ServiceNotFound(CoreError):
 
     def __init__(self, app: str, known: list[str]) -> None:
         super().__init__(f"no Serve application '{app}'; running: {', '.join(known) or 'none'}")
-        self.args = (app, known)
         self.app = app
         self.known = known
 
@@ -288,7 +292,6 @@ class UnknownHost(CoreError):
 
     def __init__(self, host: str, known: list[str]) -> None:
         super().__init__(f"no host '{host}' in the digital twin; known: {', '.join(known)}")
-        self.args = (host, known)
         self.host = host
         self.known = known
 
@@ -306,7 +309,6 @@ class AgentNotFound(RegistryError):
 
     def __init__(self, agent_id: str) -> None:
         super().__init__(f"agent '{agent_id}' is not registered")
-        self.args = (agent_id,)
         self.agent_id = agent_id
 
 
@@ -317,7 +319,6 @@ class RegistryConflict(RegistryError):
 
     def __init__(self, agent_id: str, reason: str) -> None:
         super().__init__(f"agent '{agent_id}': {reason}")
-        self.args = (agent_id, reason)
         self.agent_id = agent_id
         self.reason = reason
 
@@ -338,7 +339,6 @@ class EventTooLarge(ErrorBusError):
             f"event '{event_id}' is {size} bytes as JSON, over the limit of {limit}; shorten its "
             "message, details or stack trace (or raise AISYS_ERRORS__MAX_EVENT_BYTES)"
         )
-        self.args = (event_id, size, limit)
         self.event_id = event_id
         self.size = size
         self.limit = limit
@@ -360,7 +360,6 @@ class SpoolFull(ErrorBusError):
             f"needed; {len(stored)} event(s) of this request were stored, retry the rest later "
             "(or raise AISYS_ERRORS__SPOOL_MAX_MB)"
         )
-        self.args = (needed_bytes, free_bytes, stored)
         self.needed_bytes = needed_bytes
         self.free_bytes = free_bytes
         self.stored = stored
@@ -379,7 +378,6 @@ class LeaseUnavailable(ResourceError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"lease unavailable: {reason}")
-        self.args = (reason,)
         self.reason = reason
 
 
@@ -390,7 +388,6 @@ class LeaseNotFound(ResourceError):
 
     def __init__(self, lease_id: str) -> None:
         super().__init__(f"lease '{lease_id}' is not granted or queued")
-        self.args = (lease_id,)
         self.lease_id = lease_id
 
 
@@ -401,7 +398,6 @@ class HostOverloaded(ResourceError):
 
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(f"host '{host}' is overloaded: {reason}; retry later")
-        self.args = (host, reason)
         self.host = host
         self.reason = reason
 
@@ -413,7 +409,6 @@ class TaskNotFound(ResourceError):
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task '{task_id}' is unknown")
-        self.args = (task_id,)
         self.task_id = task_id
 
 
@@ -430,7 +425,6 @@ class TokenRejected(SecurityError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"token rejected: {reason}")
-        self.args = (reason,)
         self.reason = reason
 
 
@@ -441,7 +435,6 @@ class CredentialsRejected(SecurityError):
 
     def __init__(self, subject: str) -> None:
         super().__init__(f"invalid credentials for '{subject}'")
-        self.args = (subject,)
         self.subject = subject
 
 
@@ -452,7 +445,6 @@ class PermissionDenied(SecurityError):
 
     def __init__(self, subject: str, scope: str) -> None:
         super().__init__(f"'{subject}' lacks the '{scope}' scope this route needs")
-        self.args = (subject, scope)
         self.subject = subject
         self.scope = scope
 
@@ -464,7 +456,6 @@ class IdentityExists(SecurityError):
 
     def __init__(self, kind: str, name: str) -> None:
         super().__init__(f"{kind} '{name}' already exists")
-        self.args = (kind, name)
         self.kind = kind
         self.name = name
 
@@ -476,7 +467,6 @@ class IdentityNotFound(SecurityError):
 
     def __init__(self, kind: str, name: str) -> None:
         super().__init__(f"{kind} '{name}' does not exist")
-        self.args = (kind, name)
         self.kind = kind
         self.name = name
 
@@ -491,7 +481,6 @@ class IdentityLimitReached(SecurityError):
             f"the {kind} limit is reached ({limit}); an admin can delete unused ones "
             f"(or raise {setting})"
         )
-        self.args = (kind, limit, setting)
         self.kind = kind
         self.limit = limit
         self.setting = setting
@@ -506,7 +495,6 @@ class RateLimited(SecurityError):
         super().__init__(
             f"too many {what} for {key}; retry in {max(1, math.ceil(retry_after_s))} s"
         )
-        self.args = (what, key, retry_after_s)
         self.what = what
         self.key = key
         self.retry_after_s = retry_after_s
@@ -523,7 +511,6 @@ class RevocationStale(SecurityError):
             "security feed is not reaching it, so no token is accepted until it catches up; "
             "retry shortly"
         )
-        self.args = (age_s, limit_s)
         self.age_s = age_s
         self.limit_s = limit_s
 
@@ -544,7 +531,6 @@ class PortInUse(LegacyGatewayError):
             f"port {port} is already in use by {owner}; stop that process or map the legacy "
             "service to another port in legacy_gateway.ports"
         )
-        self.args = (port, owner)
         self.port = port
         self.owner = owner
 
@@ -562,7 +548,6 @@ class AlertRuleNotFound(ObservabilityError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"alert rule '{name}' does not exist")
-        self.args = (name,)
         self.name = name
 
 
@@ -573,7 +558,6 @@ class SilenceNotFound(ObservabilityError):
 
     def __init__(self, silence_id: str) -> None:
         super().__init__(f"silence '{silence_id}' does not exist")
-        self.args = (silence_id,)
         self.silence_id = silence_id
 
 
@@ -589,7 +573,6 @@ class LegacySourceUnreadable(AisysError):
 
     def __init__(self, source: str, location: str, reason: str) -> None:
         super().__init__(f"{source} ({location}): {reason}")
-        self.args = (source, location, reason)
         self.source = source
         self.location = location
         self.reason = reason
@@ -606,7 +589,6 @@ class StorageError(AisysError):
 
     def __init__(self, path: str, reason: str, fix: str) -> None:
         super().__init__(f"{path}: {reason}; {fix}")
-        self.args = (path, reason, fix)
         self.path = path
         self.reason = reason
         self.fix = fix
