@@ -27,7 +27,7 @@ from pydantic import JsonValue
 from actors.registry.models import AgentRecord, Health
 from cluster.constants import APP_OBSERVABILITY
 from deployments.observability.perflog import MetricEntry, MetricRecord, UsageEntry
-from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
+from legacy_gateway._codec import HEALTH_VERBS, Dialect, Reply, error_reply, iso_time
 from legacy_gateway._ports import (
     ActionPort,
     ActionTable,
@@ -337,7 +337,7 @@ class HealthMonitorPort(ActionPort):
     """HealthMonitor: every registered agent's health, as the hub's probes last saw it."""
 
     service = "HealthMonitor"
-    health_verbs = frozenset({"health", "health_check"})  # its ping answers "pong"
+    health_verbs = HEALTH_VERBS - {"ping"}  # its ping answers "pong"
 
     def __init__(self, link: RegistryLink, port: int) -> None:
         super().__init__()

@@ -18,8 +18,8 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
 
 from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
@@ -30,6 +30,7 @@ from actors.registry.models import AgentRecord, Heartbeat, Registration
 from cluster.errors import AisysError, ClusterError
 from cluster.settings import RegistrySettings
 from legacy_gateway._codec import (
+    HEALTH_VERBS,
     ActionRequest,
     CommandRequest,
     Dialect,
@@ -39,25 +40,28 @@ from legacy_gateway._codec import (
     Reply,
     TypedRequest,
     dialect_of,
+    encode,
     error_reply,
     iso_time,
     unknown,
 )
-from legacy_gateway._ports import DISCOVER, ENDPOINT, FrameCache, lookup_key
 from legacy_gateway.server import Outcome, Received
 from legacy_gateway.twin_actions import TwinActions, agent_info, all_status, registered_agent
 
 __all__ = [
+    "DISCOVER",
+    "ENDPOINT",
     "DigitalTwinPort",
     "FrameCache",
     "HealthPort",
+    "RecordSource",
     "RegistryLink",
     "ServiceRegistryPort",
     "health_reply",
+    "lookup_key",
     "reachable_host",
 ]
 
-_HEALTH_ACTIONS: Final = frozenset({"ping", "health", "health_check"})
 #: Tag of every registration made through the gateway.
 LEGACY_TAG: Final = "legacy"
 #: Registration fields the legacy ServiceRegistry took (``dependencies`` it dropped).
@@ -65,6 +69,116 @@ _REGISTRATION_FIELDS: Final = (
     *("agent_id", "agent_type", "host", "port"),
     *("health_check_port", "capabilities", "metadata"),
 )
+
+
+class RecordSource(Protocol):
+    """Where a :class:`FrameCache` checks its records (the registry link's local view)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def peek(self, agent_id: str) -> AgentRecord | None: ...
+
+
+#: Lookup frames longer than this are not read by the replay path (the smallest allowed
+#: ``max_frame_bytes``, so the replay never answers a frame the normal path would refuse).
+_LOOKUP_MAX_BYTES: Final = 1024
+ENDPOINT: Final = "get_agent_endpoint"
+DISCOVER: Final = "DISCOVER"
+_ENDPOINT_BYTES: Final = ENDPOINT.encode()
+
+
+def lookup_key(frame: bytes) -> tuple[str, str] | None:
+    """``(ENDPOINT or DISCOVER, agent name)`` of a lookup frame, else None; one JSON decode.
+
+    Reads what the normal path reads and nothing else: the enrichment fields BaseAgent adds
+    to every request (a new ``request_id`` and ``timestamp`` each time) do not matter.
+    """
+    if len(frame) > _LOOKUP_MAX_BYTES or (
+        _ENDPOINT_BYTES not in frame and b"ISCOVER" not in frame.upper()
+    ):
+        return None
+    try:
+        obj = json.loads(frame.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "command" in obj:
+        command, payload = obj["command"], obj.get("payload", {})
+        if not isinstance(command, str) or command.upper() != DISCOVER:
+            return None
+        name = payload.get("name") if isinstance(payload, dict) else None
+        kind = DISCOVER
+    elif obj.get("action") == ENDPOINT:
+        name, kind = obj.get("agent_name"), ENDPOINT
+    else:
+        return None
+    return (kind, name) if isinstance(name, str) and name else None
+
+
+class FrameCache:
+    """Encoded hot-read replies per agent name, and the small request frames that asked.
+
+    A reply stays valid while the view holds the record it was built from (records are
+    immutable and replaced on every change); it is checked against the view's version, so a
+    lookup costs one dict lookup while the registry does not change. :meth:`replay` answers a
+    byte-identical request frame without decoding it; frames over 1 KiB, or carrying a
+    ``request_id`` (never sent twice), are not remembered, so the frame table holds at most
+    ``_MAX_FRAMES`` KiB. Used from one port's thread only.
+    """
+
+    _MAX_FRAMES: Final = 4096
+    _MAX_NAMES: Final = 10_000
+
+    def __init__(self, build: Callable[[AgentRecord], Reply], link: RecordSource) -> None:
+        self._build = build
+        self._link = link
+        # name -> (view version it was last checked at, record it was built from, reply)
+        self._replies: dict[str, tuple[int, AgentRecord, bytes]] = {}
+        self._requests: dict[bytes, str] = {}
+
+    def frame(self, record: AgentRecord, request: bytes) -> bytes:
+        """The reply for ``record``; ``request`` (the frame that asked) is remembered for it."""
+        self._remember(request, record.agent_id)
+        cached = self._replies.get(record.agent_id)
+        if cached is not None and cached[1] is record:
+            return cached[2]
+        if len(self._replies) >= self._MAX_NAMES:
+            self._replies.clear()
+        encoded = encode(self._build(record))
+        # Version -1: the first cached() checks the record against the view before trusting it.
+        self._replies[record.agent_id] = (-1, record, encoded)
+        return encoded
+
+    def cached(self, name: str) -> bytes | None:
+        """The reply for agent ``name`` if the view still holds the record it was built from."""
+        entry = self._replies.get(name)
+        if entry is None:
+            return None
+        version = self._link.version  # read before the record: a change in between shows
+        if entry[0] == version:
+            return entry[2]
+        if self._link.peek(name) is not entry[1]:
+            return None
+        self._replies[name] = (version, entry[1], entry[2])
+        return entry[2]
+
+    def replay(self, request: bytes) -> bytes | None:
+        """The cached reply to a request frame seen before, if its record is unchanged."""
+        name = self._requests.get(request)
+        return None if name is None else self.cached(name)
+
+    def forget(self, name: str) -> None:
+        """Drop the reply for ``name`` (it is answered from elsewhere now)."""
+        self._replies.pop(name, None)
+
+    def _remember(self, request: bytes, name: str) -> None:
+        if len(request) > _LOOKUP_MAX_BYTES or b'"request_id"' in request:
+            return
+        if len(self._requests) >= self._MAX_FRAMES:
+            self._requests.clear()
+        self._requests[request] = name
 
 
 class RegistryLink:
@@ -362,12 +476,12 @@ class ServiceRegistryPort:
     def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
             return error_reply(request.dialect, request.reason)
-        if isinstance(request, RawRequest) and request.text in _HEALTH_ACTIONS:
+        if isinstance(request, RawRequest) and request.text in HEALTH_VERBS:
             return health_reply(self.service, self._link)
         if not isinstance(request, ActionRequest):
             return unknown(request)
         action = request.action
-        if action in _HEALTH_ACTIONS:
+        if action in HEALTH_VERBS:
             return health_reply(self.service, self._link)
         if action == ENDPOINT:
             return get_agent_endpoint(self._link, request.fields, self._endpoints, received.data)
@@ -439,7 +553,7 @@ class DigitalTwinPort:
         action, fields = request.action, request.fields
         if action == "ping":
             return Reply(status="ok", message="pong", timestamp=iso_time(time.time()))
-        if action in _HEALTH_ACTIONS:
+        if action in HEALTH_VERBS:
             return health_reply(self.service, self._link)
         if action == "register_agent":
             simple = "registration_data" not in fields and "agent_id" not in fields

@@ -19,28 +19,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from pydantic import ValidationError
-from ray.exceptions import RayError
-
-from cluster.errors import AisysError, IdentityExists, TokenRejected
+from cluster.errors import IdentityExists, TokenRejected
 from deployments._auth import Authenticator
 from deployments.security.models import LegacySession, NewLegacyIdentity, TrustOutcome
-from legacy_gateway._codec import (
-    ActionRequest,
-    Dialect,
-    InvalidRequest,
-    LegacyRequest,
-    RawRequest,
-    Reply,
-    error_reply,
-    iso_time,
-    unknown,
-)
+from legacy_gateway._codec import Dialect, LegacyRequest, Reply, error_reply, iso_time
+from legacy_gateway._ports import ActionPort, Fields
 from legacy_gateway.server import Outcome, Received
 
 __all__ = ["AuthenticationPort", "SecurityHealthPort", "TrustScorerPort"]
 
-_HEALTH: Final = frozenset({"ping", "health", "health_check"})
 #: NIST SP 800-63B's minimum for memorised secrets (the legacy agent took any password).
 LEGACY_PASSWORD_MIN: Final = 8
 
@@ -50,17 +37,6 @@ Handler = Callable[[dict[str, Any], Received], Awaitable[Reply]]
 def _text(fields: dict[str, Any], key: str) -> str | None:
     value = fields.get(key)
     return value if isinstance(value, str) and value else None
-
-
-async def _guarded(service: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
-    """Run an action; the SecurityGateway being down or refusing becomes an error reply."""
-    try:
-        return await call()
-    except (AisysError, ValidationError) as exc:
-        cause = getattr(exc, "cause", None)
-        return error_reply(Dialect.ACTION, str(cause if isinstance(cause, AisysError) else exc))
-    except RayError as exc:
-        return error_reply(Dialect.ACTION, f"{service} unavailable: {type(exc).__name__}")
 
 
 def _health(service: str, security: Authenticator) -> Reply:
@@ -85,40 +61,34 @@ class SecurityHealthPort:
         return _health(self.service, self._security)
 
 
-class _ActionPort(abc.ABC):
-    """A legacy ``action`` port whose actions go to the SecurityGateway."""
-
-    service: str
+class _SecurityPort(ActionPort):
+    """A legacy ``action`` port whose actions go to the SecurityGateway (its handlers are
+    given the request's connection, for per-sender limits)."""
 
     def __init__(self, security: Authenticator) -> None:
+        super().__init__()
         self._security = security
 
+    def health(self) -> Reply:
+        return _health(self.service, self._security)
+
     @abc.abstractmethod
-    def actions(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         """The port's legacy actions and their handlers."""
 
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
-        if isinstance(request, InvalidRequest):
-            return error_reply(request.dialect, request.reason)
-        if isinstance(request, RawRequest) and request.text in _HEALTH:
-            return _health(self.service, self._security)
-        if not isinstance(request, ActionRequest):
-            return unknown(request)
-        if request.action in _HEALTH:
-            return _health(self.service, self._security)
-        handler = self.actions().get(request.action)
+    def action(self, name: str, received: Received) -> Callable[[Fields], Outcome] | None:
+        handler = self.handlers().get(name)
         if handler is None:
-            return unknown(request)
-        fields = request.fields
-        return _guarded(self.service, lambda: handler(fields, received))
+            return None
+        return lambda fields: handler(fields, received)
 
 
-class AuthenticationPort(_ActionPort):
+class AuthenticationPort(_SecurityPort):
     """The legacy AuthenticationAgent's ``action`` dialect."""
 
     service = "AuthenticationAgent"
 
-    def actions(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         return {
             "register": self._register,
             "login": self._login,
@@ -173,12 +143,12 @@ class AuthenticationPort(_ActionPort):
         return Reply(status="success", valid=True)
 
 
-class TrustScorerPort(_ActionPort):
+class TrustScorerPort(_SecurityPort):
     """The legacy AgentTrustScorer's ``action`` dialect (``model_id`` is the agent)."""
 
     service = "AgentTrustScorer"
 
-    def actions(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         return {
             "log_performance": self._log,
             "get_trust_score": self._score,

@@ -28,6 +28,7 @@ from cluster.constants import APP_CORE
 from deployments.resources.models import GpuList, LeaseList, LeaseRequest, TaskRequest
 from deployments.resources.optimizer import LoadedModel, Thresholds
 from legacy_gateway._codec import (
+    HEALTH_VERBS,
     ActionRequest,
     Dialect,
     InvalidRequest,
@@ -40,7 +41,6 @@ from legacy_gateway._codec import (
     iso_time,
 )
 from legacy_gateway._ports import (
-    HEALTH_VERBS,
     ActionPort,
     ActionTable,
     Fields,
