@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute
 
 from actors.follower import FeedFollower
 from actors.security.actor import get_or_create_security
+from cluster.aio import cancel_and_wait
 from cluster.errors import (
     ClusterError,
     ConfigError,
@@ -124,9 +125,7 @@ class _SecurityFollower(FeedFollower[SecurityFeed]):
         self._watch = asyncio.get_running_loop().create_task(self._watch_reachability())
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        await cancel_and_wait([self._watch])
         await super().stop()
 
     async def _watch_reachability(self) -> None:

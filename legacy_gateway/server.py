@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import psutil
 import zmq
 
+from cluster.aio import cancel_and_wait
 from cluster.errors import PortInUse
 from legacy_gateway._codec import (
     Dialect,
@@ -285,12 +286,7 @@ class LegacyServer:
         self._close_sockets()
 
     async def close(self) -> None:
-        tasks = list(self._pending)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._pending))
         self._signal_stop()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, _STOP_WAIT_S)

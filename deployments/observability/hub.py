@@ -29,6 +29,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from actors.logship.models import ShipperStats
 from actors.registry.models import AgentRecord
+from cluster.aio import cancel_and_wait
 from cluster.settings import ObservabilitySettings
 from deployments.observability.alert_models import Notification
 from deployments.observability.alert_store import AlertStore
@@ -127,9 +128,7 @@ class HubCore:
 
     async def close(self) -> None:
         """Cancel a running probe sweep."""
-        if self._sweep is not None and not self._sweep.done():
-            self._sweep.cancel()
-            await asyncio.gather(self._sweep, return_exceptions=True)
+        await cancel_and_wait([self._sweep])
 
     def _start_sweep(self, agents: list[AgentRecord]) -> None:
         now = self._clock()
