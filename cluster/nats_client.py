@@ -114,12 +114,11 @@ def ensure_nats_password(settings: Settings) -> str:
 def nats_client(settings: Settings) -> NatsClient:
     """How aisys's processes reach the broker ``settings`` name, with aisys's credentials."""
     password = settings.nats.password.get_secret_value() if settings.nats.password else None
+    url = settings.nats_url
     if settings.nats.url:
         if password is None:
-            return NatsClient(url=settings.nats.url)
-        return NatsClient(url=settings.nats.url, user=settings.nats.user, password=password)
-    ip = settings.hosts[settings.nats.host].node_ip or "127.0.0.1"
-    url = f"nats://{ip}:{settings.ports.nats}"
+            return NatsClient(url=url)
+        return NatsClient(url=url, user=settings.nats.user, password=password)
     if password is not None:
         return NatsClient(url=url, user=settings.nats.user, password=password)
     return NatsClient(

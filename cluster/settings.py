@@ -400,6 +400,14 @@ class Settings(BaseSettings):
         return self.data_dir / "nats_password"
 
     @property
+    def nats_url(self) -> str:
+        """The broker's URL: ``nats.url``, else the NATS host's ``node_ip`` and port."""
+        if self.nats.url:
+            return self.nats.url
+        ip = self.hosts[self.nats.host].node_ip or "127.0.0.1"
+        return f"nats://{ip}:{self.ports.nats}"
+
+    @property
     def errors_dir(self) -> Path:
         """ErrorBus's spool and query index live here (on the ErrorBus host)."""
         return self.data_dir / "errors"

@@ -148,11 +148,6 @@ def embedded_nats(settings: Settings) -> NatsServer:
     )
 
 
-def nats_url(settings: Settings) -> str:
-    """The broker's URL as ``settings`` name it (credentials: :func:`nats_client`)."""
-    return nats_client(settings).url
-
-
 def _token(settings: Settings) -> str:
     token = read_ray_token(settings)
     if token is None:
