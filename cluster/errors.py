@@ -2,7 +2,7 @@
 
 Every error raised on purpose by aisys code derives from :class:`AisysError`. Each carries
 structured fields, a message prefixed with the component that raised it, and an HTTP status that
-the single exception handler in :mod:`deployments._http` maps it to::
+the single exception handler in :mod:`deployments.http` maps it to::
 
     AisysError                      500  base class, never raised directly
     ├── ConfigError                 500  settings or serve config cannot work as given

@@ -77,7 +77,7 @@ def _core_args(settings: Settings) -> dict[str, Any]:
 
 
 def _auth_args(settings: Settings) -> dict[str, Any]:
-    """What every replica needs to verify tokens (``deployments._auth.AuthArgs``)."""
+    """What every replica needs to verify tokens (``deployments.auth.AuthArgs``)."""
     return {
         "settings": settings.security.model_dump(mode="json"),
         "data_dir": str(settings.data_dir),

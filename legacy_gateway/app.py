@@ -23,11 +23,11 @@ from actors.registry.follower import RegistryFollower
 from cluster.errors import ClusterError
 from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.errors.core import SPOOL_FILE
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
+from deployments.http import install_error_handlers
 from deployments.security.models import Scope
 from legacy_gateway._ports import Services
 from legacy_gateway.builtin_records import builtin_records

@@ -29,7 +29,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from cluster.constants import APP_LEGACY
 from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
-from deployments._auth import Authenticator
+from deployments.auth import Authenticator
 from legacy_gateway._curve import CurveServer
 from legacy_gateway._ports import HealthOnlyPort, Services
 from legacy_gateway.coordinator_port import (

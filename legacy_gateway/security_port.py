@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from cluster.errors import IdentityExists, TokenRejected
-from deployments._auth import Authenticator
+from deployments.auth import Authenticator
 from deployments.security.models import LegacySession, NewLegacyIdentity, TrustOutcome
 from legacy_gateway._codec import Dialect, LegacyRequest, Reply, error_reply, iso_time
 from legacy_gateway._ports import ActionPort, Fields

@@ -31,8 +31,7 @@ from actors.registry.models import AgentQuery, AgentRecord, Change, Health, Hear
 from actors.registry.view import RegistryView
 from cluster.errors import AgentNotFound, ClusterError, DispatchFailed
 from cluster.settings import CoreSettings, DeclaredGpu
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.core.coordinator import DeploymentTarget, RequestCoordinator, Target
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.grpc_ingress import CoreGrpcMethods
@@ -65,6 +64,7 @@ from deployments.core.twin_models import (
     SimulateLoadResult,
     TwinSnapshot,
 )
+from deployments.http import install_error_handlers
 from deployments.security.models import Scope
 
 __all__ = ["AgentList", "CoreAppArgs", "CoreOrchestrator", "build_app"]

@@ -22,7 +22,7 @@ from ray.exceptions import RayTaskError
 
 from actors.registry.models import AgentQuery, AgentRecord, Heartbeat, Registration
 from cluster.errors import AisysError, PermissionDenied
-from deployments._auth import Authenticator
+from deployments.auth import Authenticator
 from deployments.core.models import RequestStatus, SubmitReceipt, UserRequest
 from deployments.core.proto import aisys_core_pb2 as pb
 from deployments.security.models import Scope

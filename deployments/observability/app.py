@@ -40,13 +40,13 @@ from cluster.settings import (
     ObservabilitySettings,
     RegistrySettings,
 )
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.supervision import zmq_health_probe
 from deployments.errors.models import ErrorCounts
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
+from deployments.http import install_error_handlers
 from deployments.observability.alert_models import (
     Alert,
     AlertHistoryEntry,

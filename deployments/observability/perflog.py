@@ -21,9 +21,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from cluster._sqlite import open_database, transaction
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import PerfLogSettings
+from cluster.sqlite import open_database, transaction
 from deployments.observability.state import PerfAggregate
 
 __all__ = [
@@ -151,7 +151,7 @@ WHAT = "the performance log: every metric and usage row logged or imported so fa
 class PerfLog:
     """The SQLite performance log; safe to call from several threads (one lock).
 
-    Every write runs in :func:`~cluster._sqlite.transaction`: a failed one
+    Every write runs in :func:`~cluster.sqlite.transaction`: a failed one
     (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 

@@ -19,8 +19,8 @@ from ray.serve import Application
 
 from cluster.errors import ClusterError
 from cluster.settings import DeclaredGpu, ResourceSettings
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.http import install_error_handlers
 from deployments.resources.actor import get_or_create_resources
 from deployments.resources.models import (
     GpuList,

@@ -1,7 +1,7 @@
 """SecurityGateway (``/security``): token grants, verification, revocation, identities, trust.
 
 Stateful work goes to the security actor on this host (which holds the signing keys); token
-verification here, as in every service, is local (:mod:`deployments._auth`).
+verification here, as in every service, is local (:mod:`deployments.auth`).
 
 No ``from __future__ import annotations`` here: FastAPI reads route annotations at runtime.
 """
@@ -14,8 +14,8 @@ from ray import serve
 from ray.serve import Application
 
 from cluster.errors import ClusterError
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.http import install_error_handlers
 from deployments.security.models import (
     Claims,
     Grant,

@@ -333,7 +333,7 @@ def install_auth(api: FastAPI, authenticator: TokenAuthority) -> None:
     if late:
         raise ConfigError(
             f"routes {late} check their token after parsing the request; call "
-            "deployments._auth.auth_first(api) right after creating the app"
+            "deployments.auth.auth_first(api) right after creating the app"
         )
 
 
