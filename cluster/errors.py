@@ -7,7 +7,8 @@ the single exception handler in :mod:`deployments.http` maps it to::
     AisysError                      500  base class, never raised directly
     ├── ConfigError                 500  settings or serve config cannot work as given
     ├── ClusterError                503  Ray/NATS not reachable, a host tag has no node, ...
-    │   └── MissingHostTag          503  a deployment is pinned to a tag no node carries
+    │   ├── MissingHostTag          503  a deployment is pinned to a tag no node carries
+    │   └── ViewLagging             503  a write is stored but this replica's view lags behind it
     ├── ValidationFailed            422  a request is well-formed JSON but not acceptable
     ├── CheckFailed                 500  a step of `aisys check` did not see what it expected
     ├── QuotaExceeded               409  a count or size quota (a setting) would be exceeded
@@ -97,6 +98,7 @@ __all__ = [
     "SpoolFull",
     "TaskNotFound",
     "ValidationFailed",
+    "ViewLagging",
     "QuotaExceeded",
     "AlertRuleNotFound",
     "ObservabilityError",
@@ -162,6 +164,22 @@ class MissingHostTag(ClusterError):
         self.tag = tag
         self.needed_by = needed_by
         self.hint = hint
+
+
+class ViewLagging(ClusterError):
+    """A write was stored by a state actor, but this replica's local view did not reach it
+    within ``timeout_s``: a read here may not show it yet (the write itself is not undone)."""
+
+    def __init__(self, state: str, version: int, seen: int, timeout_s: float) -> None:
+        super().__init__(
+            f"the {state} stored the change (version {version}) but this replica's view is "
+            f"still at version {seen} after {timeout_s:g}s; its change feed is behind, retry "
+            "the read shortly"
+        )
+        self.state = state
+        self.version = version
+        self.seen = seen
+        self.timeout_s = timeout_s
 
 
 class ValidationFailed(AisysError):

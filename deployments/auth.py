@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute
 
 from actors.follower import FeedFollower
 from actors.security.actor import get_or_create_security
+from actors.security.client import SecurityClient
 from cluster.aio import cancel_and_wait
 from cluster.errors import (
     ClusterError,
@@ -194,14 +195,16 @@ class Authenticator:
     """Verifies bearer tokens for one replica."""
 
     def __init__(self, args: AuthArgs) -> None:
-        self.actor = get_or_create_security(args.settings, Path(args.data_dir), args.host_tag)
+        handle = get_or_create_security(args.settings, Path(args.data_dir), args.host_tag)
         self.open_reads = args.settings.open_reads
         self._verifier = TokenVerifier(
             args.settings.issuer, args.settings.audience, args.settings.leeway_s
         )
         self.follower = _SecurityFollower(
-            self.actor, self._verifier, args.settings.revocation_max_age_s, _follower_name()
+            handle, self._verifier, args.settings.revocation_max_age_s, _follower_name()
         )
+        #: The security actor's typed calls; a revocation waits for this replica's follower.
+        self.security = SecurityClient(handle, self.follower)
         self.follower.start()
 
     async def authenticate(self, authorization: str | None) -> Claims:
@@ -221,9 +224,6 @@ class Authenticator:
             raise ClusterError("security: signing keys not loaded yet; retry shortly")
         self.follower.require_fresh()
         return self._verifier.verify(token.strip())
-
-    async def wait_version(self, version: int) -> bool:
-        return await self.follower.wait_for(version)
 
 
 async def _claims_for(

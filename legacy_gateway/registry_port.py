@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
 
+from actors.registry.client import RegistryClient
 from actors.registry.core import check_quotas
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentRecord, Heartbeat, Registration
@@ -207,11 +208,10 @@ class RegistryLink:
         quotas: RegistrySettings | None = None,
         builtins: Mapping[str, AgentRecord] | None = None,
     ) -> None:
-        self._actor = actor
+        self._registry = RegistryClient(actor, follower, write_timeout_s)
         self._builtins: dict[str, AgentRecord] = dict(builtins or {})
         self._quotas = quotas
         self._follower = follower
-        self._write_timeout_s = write_timeout_s
         self._advertised_host = advertised_host
         self.started_at = time.time()
 
@@ -277,20 +277,20 @@ class RegistryLink:
                 registrations by ("unknown" when ZeroMQ does not know it).
 
         Raises:
-            AisysError: the registry refused it (:class:`QuotaExceeded` over a quota).
+            AisysError: the registry refused it (:class:`QuotaExceeded` over a quota), or
+                :class:`ViewLagging`: it is stored but the local view did not catch up in time.
             ray.exceptions.RayError: the registry actor is unreachable.
         """
         source = source or "unknown"
         if self._quotas is not None:  # a flood over a cap costs no Ray call
             check_quotas(self._quotas, self._follower.view, registration, source)
-        change = await self._actor.register.remote(registration, source)
-        await self._follower.wait_for(change.version, self._write_timeout_s)
-        record: AgentRecord = change.record
-        return record
+        change = await self._registry.visible(self._registry.register(registration, source))
+        assert change.record is not None  # an upsert always carries its record
+        return change.record
 
     async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> None:
         """Record a check result for a registered agent (same errors as :meth:`register`)."""
-        await self._actor.heartbeat.remote(agent_id, heartbeat)
+        await self._registry.heartbeat(agent_id, heartbeat)
 
 
 def health_reply(name: str, link: RegistryLink) -> Reply:

@@ -68,6 +68,7 @@ class _SecurityPort(ActionPort):
     def __init__(self, security: Authenticator) -> None:
         super().__init__()
         self._security = security
+        self._client = security.security
 
     def health(self) -> Reply:
         return _health(self.service, self._security)
@@ -106,7 +107,7 @@ class AuthenticationPort(_SecurityPort):
             )
         new = NewLegacyIdentity.model_validate({"name": user, "password": password})
         try:
-            await self._security.actor.register_legacy.remote(new)
+            await self._client.register_legacy(new)
         except IdentityExists:
             return error_reply(Dialect.ACTION, "User already exists")
         return Reply(status="success", message="User registered successfully")
@@ -115,9 +116,7 @@ class AuthenticationPort(_SecurityPort):
         user, password = _text(fields, "user_id"), _text(fields, "password")
         if user is None or password is None:
             return error_reply(Dialect.ACTION, "Missing user_id or password")
-        session: LegacySession = await self._security.actor.legacy_login.remote(
-            user, password, received.peer()
-        )
+        session: LegacySession = await self._client.legacy_login(user, password, received.peer())
         reply = {"token": session.token, "expires_at": iso_time(session.expires_at)}
         return Reply(status="success", message="Login successful", session=reply)
 
@@ -126,10 +125,9 @@ class AuthenticationPort(_SecurityPort):
         if token is None:
             return error_reply(Dialect.ACTION, "Missing token")
         try:
-            _, version, _ = await self._security.actor.revoke.remote(token)
+            await self._client.revoke_visible(token)
         except TokenRejected:
             return error_reply(Dialect.ACTION, "Invalid token")
-        await self._security.wait_version(version)
         return Reply(status="success", message="Logout successful")
 
     async def _validate(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
@@ -167,14 +165,14 @@ class TrustScorerPort(_SecurityPort):
             }
         )
         # Bounded per sender: one reporter cannot talk an agent's score up (or down) at will.
-        report = await self._security.actor.record_outcome.remote(agent, outcome, received.peer())
+        report = await self._client.record_outcome(agent, outcome, received.peer())
         return Reply(status="success", new_trust_score=report.score)
 
     async def _score(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         agent = _text(fields, "model_id")
         if agent is None:
             return error_reply(Dialect.ACTION, "Missing model_id")
-        report = await self._security.actor.trust_report.remote(agent, 0)
+        report = await self._client.trust_report(agent, 0)
         return Reply(status="success", trust_score=report.score)
 
     async def _history(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
@@ -184,7 +182,7 @@ class TrustScorerPort(_SecurityPort):
         limit = fields.get("limit", 10)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
             return error_reply(Dialect.ACTION, "limit must be an integer from 1 to 1000")
-        report = await self._security.actor.trust_report.remote(agent, limit)
+        report = await self._client.trust_report(agent, limit)
         history = [
             {
                 "success": item["success"],
@@ -196,7 +194,7 @@ class TrustScorerPort(_SecurityPort):
         return Reply(status="success", history=history)
 
     async def _scores(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
-        scores: dict[str, float] = await self._security.actor.scores.remote()
+        scores: dict[str, float] = await self._client.scores()
         agent = _text(fields, "agent")
         if agent is not None:
             scores = {agent: scores.get(agent, 0.5)}

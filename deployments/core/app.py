@@ -26,8 +26,9 @@ from ray.serve import Application
 
 from actors.probe.actor import get_or_create_host_probe
 from actors.registry.actor import get_or_create_registry
+from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
-from actors.registry.models import AgentQuery, AgentRecord, Change, Health, Heartbeat, Registration
+from actors.registry.models import AgentQuery, AgentRecord, Health, Heartbeat, Registration
 from actors.registry.view import RegistryView
 from cluster.errors import AgentNotFound, ClusterError, DispatchFailed
 from cluster.settings import CoreSettings, DeclaredGpu
@@ -117,8 +118,8 @@ class CoreOrchestrator(CoreGrpcMethods):
         registry = get_or_create_registry(
             settings.registry, Path(args.data_dir) / "registry.sqlite3", args.host_tag
         )
-        self._registry = registry
         self._follower = RegistryFollower(registry)
+        self._registry = RegistryClient(registry, self._follower)
         self._follower.start()
         coordinator = settings.coordinator
         self._zmq = zmq.asyncio.Context()
@@ -126,7 +127,7 @@ class CoreOrchestrator(CoreGrpcMethods):
         self._client = LazyPirateClient(
             self._zmq, coordinator.dispatch_timeout_s, coordinator.dispatch_attempts
         )
-        self._trust = TrustLink(self._authenticator.actor)
+        self._trust = TrustLink(self._authenticator.security)
         metrics = CoordinatorMetrics()
 
         def finished(status: RequestStatus) -> None:
@@ -186,7 +187,7 @@ class CoreOrchestrator(CoreGrpcMethods):
 
     async def _mark(self, agent_id: str, heartbeat: Heartbeat) -> None:
         try:
-            await self._registry.heartbeat.remote(agent_id, heartbeat)
+            await self._registry.heartbeat(agent_id, heartbeat)
         except RayTaskError as exc:
             # An agent deregistered since the sweep began has nothing left to mark.
             if not isinstance(exc.cause, AgentNotFound):
@@ -210,19 +211,13 @@ class CoreOrchestrator(CoreGrpcMethods):
             raise ClusterError("core: the registry actor has not answered yet; retry shortly")
         return self._follower.view
 
-    async def _settled(self, change: Change) -> AgentRecord | None:
-        if not await self._follower.wait_for(change.version):
-            logger.warning("local registry view lags behind version %d", change.version)
-        return change.record
-
     @api.post(
         "/agents",
         summary="Register an agent (idempotent by agent_id)",
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def register(self, registration: Registration) -> AgentRecord:
-        change: Change = await self._registry.register.remote(registration)
-        record = await self._settled(change)
+        record = (await self._registry.visible(self._registry.register(registration))).record
         assert record is not None  # an upsert always carries its record
         return record
 
@@ -232,8 +227,9 @@ class CoreOrchestrator(CoreGrpcMethods):
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> AgentRecord:
-        change: Change = await self._registry.heartbeat.remote(agent_id, heartbeat)
-        record = await self._settled(change)
+        record = (
+            await self._registry.visible(self._registry.heartbeat(agent_id, heartbeat))
+        ).record
         assert record is not None
         return record
 
@@ -244,8 +240,7 @@ class CoreOrchestrator(CoreGrpcMethods):
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def deregister(self, agent_id: str) -> Response:
-        change: Change = await self._registry.deregister.remote(agent_id)
-        await self._settled(change)
+        await self._registry.visible(self._registry.deregister(agent_id))
         return Response(status_code=204)
 
     @api.get("/agents/{agent_id}", summary="Look up one agent", dependencies=[require(Scope.READ)])

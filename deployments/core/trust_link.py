@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
+from actors.security.client import SecurityClient
 from deployments.core.models import RequestState, RequestStatus
 from deployments.security.models import TrustOutcome
 
@@ -35,11 +35,11 @@ class TrustLink:
     """Local copy of trust scores plus fire-and-forget outcome reports.
 
     Args:
-        security: handle of the security actor (``scores`` and ``record_outcome``).
+        security: the security actor's client (``scores`` and ``record_outcome``).
         refresh_s: how often scores are re-read.
     """
 
-    def __init__(self, security: Any, refresh_s: float = 5.0) -> None:
+    def __init__(self, security: SecurityClient, refresh_s: float = 5.0) -> None:
         self._security = security
         self._refresh_s = refresh_s
         self._scores: dict[str, float] = {}
@@ -51,12 +51,12 @@ class TrustLink:
         outcome = outcome_of(status)
         if outcome is not None and status.downstream is not None:
             # Not awaited: a slow security actor must not hold up dispatching.
-            self._security.record_outcome.remote(status.downstream, outcome)
+            self._security.record_outcome(status.downstream, outcome)
 
     async def refresh_forever(self) -> None:
         while True:
             try:
-                self._scores = await self._security.scores.remote()
+                self._scores = await self._security.scores()
             except Exception:
                 # Loop boundary: keep routing on the last scores; retry next interval.
                 logger.warning("trust scores unavailable; keeping the last ones", exc_info=True)

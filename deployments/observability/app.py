@@ -27,6 +27,7 @@ from ray.serve.exceptions import RayServeException
 
 from actors.probe.actor import get_or_create_host_probe
 from actors.registry.actor import get_or_create_registry
+from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import Heartbeat
 from cluster.constants import APP_ERRORS
@@ -122,7 +123,7 @@ class ObservabilityHub:
         registry = get_or_create_registry(
             args.registry, Path(args.data_dir) / "registry.sqlite3", args.registry_host_tag
         )
-        self._registry = registry
+        self._registry = RegistryClient(registry)
         self._follower = RegistryFollower(registry)
         self._follower.start()
         self._probes = {
@@ -233,7 +234,7 @@ class ObservabilityHub:
 
     async def _mark(self, agent_id: str, heartbeat: Heartbeat) -> None:
         try:
-            await self._registry.heartbeat.remote(agent_id, heartbeat)
+            await self._registry.heartbeat(agent_id, heartbeat)
         except RayTaskError as exc:
             # An agent deregistered since the sweep began has nothing left to mark.
             if not isinstance(exc.cause, AgentNotFound):

@@ -83,7 +83,7 @@ class SecurityGateway:
 
     def __init__(self, args: SecurityAppArgs) -> None:
         self._auth = Authenticator(args.auth)
-        self._actor = self._auth.actor
+        self._security = self._auth.security
         install_auth(api, self._auth)
 
     async def check_health(self) -> None:
@@ -92,7 +92,7 @@ class SecurityGateway:
 
     @api.post("/token", summary="Log in (password) or authenticate an agent (client credentials)")
     async def token(self, grant: Grant, request: Request) -> TokenPair:
-        pair: TokenPair = await self._actor.grant.remote(grant, _source(request))
+        pair: TokenPair = await self._security.grant(grant, _source(request))
         return pair
 
     @api.post(
@@ -102,7 +102,7 @@ class SecurityGateway:
     )
     async def refresh(self, body: RefreshRequest, request: Request) -> TokenPair:
         grant = Grant(grant_type="refresh_token", refresh_token=body.refresh_token)
-        pair: TokenPair = await self._actor.grant.remote(grant, _source(request))
+        pair: TokenPair = await self._security.grant(grant, _source(request))
         return pair
 
     @api.post(
@@ -111,8 +111,7 @@ class SecurityGateway:
         "replica enforces it, or names those that did not yet",
     )
     async def revoke(self, body: RevokeRequest) -> RevokeResponse:
-        what, version, spread = await self._actor.revoke.remote(body.token.get_secret_value())
-        await self._auth.wait_version(version)
+        what, _, spread = await self._security.revoke_visible(body.token.get_secret_value())
         return RevokeResponse(revoked=what, applied_by=spread.applied, pending=spread.pending)
 
     @api.get("/verify", summary="Verify the bearer token and return its claims")
@@ -131,21 +130,21 @@ class SecurityGateway:
     async def create_user(
         self, user: NewUser, _: Annotated[Claims, require(Scope.ADMIN)]
     ) -> UserIdentity:
-        created: UserIdentity = await self._actor.create_user.remote(user)
+        created: UserIdentity = await self._security.create_user(user)
         return created
 
     @api.post("/agents", summary="Create an agent identity; its secret is shown once (admin)")
     async def create_agent(
         self, agent: NewAgent, _: Annotated[Claims, require(Scope.ADMIN)]
     ) -> IdentityCreated:
-        created: IdentityCreated = await self._actor.create_agent.remote(agent)
+        created: IdentityCreated = await self._security.create_agent(agent)
         return created
 
     @api.get("/legacy-identities", summary="Identities the legacy `register` created (admin)")
     async def legacy_identities(
         self, _: Annotated[Claims, require(Scope.ADMIN)]
     ) -> list[LegacyIdentity]:
-        found: list[LegacyIdentity] = await self._actor.legacy_identities.remote()
+        found: list[LegacyIdentity] = await self._security.legacy_identities()
         return found
 
     @api.post(
@@ -156,7 +155,7 @@ class SecurityGateway:
     async def promote_legacy(
         self, name: str, body: Promotion, _: Annotated[Claims, require(Scope.ADMIN)]
     ) -> LegacyIdentity:
-        promoted: LegacyIdentity = await self._actor.promote_legacy.remote(name, body.roles)
+        promoted: LegacyIdentity = await self._security.promote_legacy(name, body.roles)
         return promoted
 
     @api.delete(
@@ -165,13 +164,13 @@ class SecurityGateway:
         summary="Delete a legacy identity and revoke its tokens (admin)",
     )
     async def delete_legacy(self, name: str, _: Annotated[Claims, require(Scope.ADMIN)]) -> None:
-        await self._actor.delete_legacy.remote(name)
+        await self._security.delete_legacy(name)
 
     @api.get("/trust", summary="Trust scores of every agent with evidence")
     async def trust_scores(
         self, _: Annotated[Claims | None, require(Scope.READ)]
     ) -> dict[str, float]:
-        scores: dict[str, float] = await self._actor.scores.remote()
+        scores: dict[str, float] = await self._security.scores()
         return scores
 
     @api.get("/trust/{agent}", summary="An agent's trust score and recent outcomes")
@@ -181,14 +180,14 @@ class SecurityGateway:
         _: Annotated[Claims | None, require(Scope.READ)],
         history: Annotated[int, Query(ge=0, le=1000)] = 20,
     ) -> TrustReport:
-        report: TrustReport = await self._actor.trust_report.remote(agent, history)
+        report: TrustReport = await self._security.trust_report(agent, history)
         return report
 
     @api.post("/trust/{agent}/outcomes", summary="Record an interaction outcome (admin)")
     async def outcome(
         self, agent: str, outcome: TrustOutcome, _: Annotated[Claims, require(Scope.ADMIN)]
     ) -> TrustReport:
-        report: TrustReport = await self._actor.record_outcome.remote(agent, outcome)
+        report: TrustReport = await self._security.record_outcome(agent, outcome)
         return report
 
 
