@@ -32,8 +32,8 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
 from actors.registry.models import Health
-from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.errors import AisysError
+from deployments.resources.client import ResourcesClient
 from legacy_gateway._codec import (
     HEALTH_VERBS,
     CommandRequest,
@@ -132,7 +132,7 @@ class Services:
 
     def __init__(self) -> None:
         self._handles: dict[tuple[str, str], Any] = {}
-        self._resources: Any = None
+        self._resources: ResourcesClient | None = None
 
     def deployment(self, name: str, app: str) -> Any:
         """A Serve handle of deployment ``name`` of application ``app``."""
@@ -142,12 +142,14 @@ class Services:
             handle = self._handles[key] = serve.get_deployment_handle(name, app_name=app)
         return handle
 
-    def resources(self) -> Any:
-        """The ResourceScheduler's actor (created by its deployment)."""
-        if self._resources is None:
-            import ray
+    def resources(self) -> ResourcesClient:
+        """The ResourceScheduler's actor (created by its deployment).
 
-            self._resources = ray.get_actor(RESOURCES_ACTOR_NAME, namespace=RAY_NAMESPACE)
+        Raises:
+            ValueError: the actor does not run yet.
+        """
+        if self._resources is None:
+            self._resources = ResourcesClient.named()
         return self._resources
 
 

@@ -181,7 +181,7 @@ class TwinActions:
         ok = "SUCCESS" if dialect is Dialect.COMMAND else "success"
 
         async def send() -> Reply:
-            await self._services.resources().model_manager.remote(frame)
+            await self._services.resources().model_manager(frame)
             return Reply(status=ok, message="VRAM metrics updated successfully")
 
         return guarded(_SERVICE, dialect, send())

@@ -22,6 +22,7 @@ from cluster.settings import DeclaredGpu, ResourceSettings
 from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.http import install_error_handlers
 from deployments.resources.actor import get_or_create_resources
+from deployments.resources.client import ResourcesClient
 from deployments.resources.models import (
     GpuList,
     LeaseHeartbeat,
@@ -68,17 +69,19 @@ class ResourceScheduler:
 
     def __init__(self, args: ResourcesAppArgs) -> None:
         install_auth(api, Authenticator(args.auth))
-        self._actor = get_or_create_resources(
-            args.settings,
-            Path(args.data_dir) / "resources.sqlite3",
-            args.host_tag,
-            args.hosts,
-            args.model_manager_host,
+        self._actor = ResourcesClient(
+            get_or_create_resources(
+                args.settings,
+                Path(args.data_dir) / "resources.sqlite3",
+                args.host_tag,
+                args.hosts,
+                args.model_manager_host,
+            )
         )
 
     async def check_health(self) -> None:
         try:
-            await self._actor.thresholds.remote()
+            await self._actor.thresholds()
         except RayError as exc:
             raise ClusterError(f"resources: the scheduler actor does not answer: {exc}") from exc
 
@@ -88,7 +91,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def request_lease(self, request: LeaseRequest, response: Response) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.request_lease.remote(request)
+        status: LeaseStatus = await self._actor.request_lease(request)
         response.status_code = 201 if status.state == "granted" else 202
         return status
 
@@ -98,7 +101,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def list_leases(self) -> LeaseList:
-        leases: LeaseList = await self._actor.list_leases.remote()
+        leases: LeaseList = await self._actor.list_leases()
         return leases
 
     @api.get(
@@ -107,7 +110,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def get_lease(self, lease_id: str) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.get_lease.remote(lease_id)
+        status: LeaseStatus = await self._actor.get_lease(lease_id)
         return status
 
     @api.delete(
@@ -116,7 +119,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def release_lease(self, lease_id: str) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.release_lease.remote(lease_id)
+        status: LeaseStatus = await self._actor.release_lease(lease_id)
         return status
 
     @api.put(
@@ -125,7 +128,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def heartbeat(self, lease_id: str, heartbeat: LeaseHeartbeat) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.heartbeat.remote(lease_id, heartbeat.used)
+        status: LeaseStatus = await self._actor.heartbeat(lease_id, heartbeat.used)
         return status
 
     @api.get(
@@ -134,9 +137,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def gpus(self, refresh: bool = False) -> GpuList:
-        method = self._actor.refresh if refresh else self._actor.gpus
-        table: GpuList = await method.remote()
-        return table
+        return await (self._actor.refresh() if refresh else self._actor.gpus())
 
     @api.post(
         "/tasks",
@@ -145,7 +146,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def submit_task(self, request: TaskRequest) -> TaskStatus:
-        status: TaskStatus = await self._actor.submit_task.remote(request)
+        status: TaskStatus = await self._actor.submit_task(request)
         return status
 
     @api.get(
@@ -154,14 +155,14 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def task_status(self, task_id: str) -> TaskStatus:
-        status: TaskStatus = await self._actor.task_status.remote(task_id)
+        status: TaskStatus = await self._actor.task_status(task_id)
         return status
 
     @api.get(
         "/optimizer", summary="The VRAM optimizer's thresholds", dependencies=[require(Scope.READ)]
     )
     async def thresholds(self) -> Thresholds:
-        thresholds: Thresholds = await self._actor.thresholds.remote()
+        thresholds: Thresholds = await self._actor.thresholds()
         return thresholds
 
     @api.put(
@@ -170,7 +171,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.ADMIN)],
     )
     async def set_thresholds(self, thresholds: Thresholds) -> Thresholds:
-        updated: Thresholds = await self._actor.set_thresholds.remote(thresholds)
+        updated: Thresholds = await self._actor.set_thresholds(thresholds)
         return updated
 
 
