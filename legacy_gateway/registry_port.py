@@ -14,6 +14,7 @@ A registrant's loopback address is published as the address other hosts reach it
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import json
 import threading
@@ -450,7 +451,22 @@ class HealthPort:
         return health_reply(self.service, self._link)
 
 
-class ServiceRegistryPort:
+class _RegistryPort(abc.ABC):
+    """A port answered from the registry's local view: a view not loaded yet (a
+    :class:`ClusterError`) becomes an error reply in the request's dialect."""
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
+        try:
+            return self._dispatch(request, received)
+        except ClusterError as exc:
+            return error_reply(dialect_of(request), str(exc))
+
+    @abc.abstractmethod
+    def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
+        """Answer ``request``."""
+
+
+class ServiceRegistryPort(_RegistryPort):
     """The ``action`` dialect of the legacy ServiceRegistry (section 4.1) on port 7100."""
 
     service = "ServiceRegistry"
@@ -466,12 +482,6 @@ class ServiceRegistryPort:
             return cached
         key = lookup_key(request)
         return self._endpoints.cached(key[1]) if key is not None and key[0] == ENDPOINT else None
-
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
-        try:
-            return self._dispatch(request, received)
-        except ClusterError as exc:
-            return error_reply(dialect_of(request), str(exc))
 
     def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
@@ -492,7 +502,7 @@ class ServiceRegistryPort:
         return unknown(request)
 
 
-class DigitalTwinPort:
+class DigitalTwinPort(_RegistryPort):
     """SystemDigitalTwin on 7120: the ``action`` (4.2) and old ``command`` (3.2) dialects.
 
     A ``command`` REGISTER needs only ``name`` (section 3.2). One without ``port`` cannot be an
@@ -527,12 +537,6 @@ class DigitalTwinPort:
         if key is None:
             return None
         return (self._endpoints if key[0] == ENDPOINT else self._discovered).cached(key[1])
-
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
-        try:
-            return self._dispatch(request, received)
-        except ClusterError as exc:
-            return error_reply(dialect_of(request), str(exc))
 
     def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
