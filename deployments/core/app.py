@@ -25,6 +25,7 @@ from ray.exceptions import RayTaskError
 from ray.serve import Application
 
 from actors.probe.actor import get_or_create_host_probe
+from actors.probe.client import HostProbeClient
 from actors.registry.actor import get_or_create_registry
 from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
@@ -144,7 +145,7 @@ class CoreOrchestrator(CoreGrpcMethods):
         )
         self._twin = DigitalTwin(settings.twin, args.host_tags)
         probes = {
-            tag: get_or_create_host_probe(tag, args.declared_gpus.get(tag, []))
+            tag: HostProbeClient(get_or_create_host_probe(tag, args.declared_gpus.get(tag, [])))
             for tag in args.host_tags
         }
         sampler = HostSampler(self._twin, probes, settings.twin, args.data_dir)

@@ -26,6 +26,7 @@ from ray.serve import Application
 from ray.serve.exceptions import RayServeException
 
 from actors.probe.actor import get_or_create_host_probe
+from actors.probe.client import HostProbeClient
 from actors.registry.actor import get_or_create_registry
 from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
@@ -127,7 +128,8 @@ class ObservabilityHub:
         self._follower = RegistryFollower(registry)
         self._follower.start()
         self._probes = {
-            tag: get_or_create_host_probe(tag, declared) for tag, declared in args.hosts.items()
+            tag: HostProbeClient(get_or_create_host_probe(tag, declared))
+            for tag, declared in args.hosts.items()
         }
         shippers = None
         if settings.logs.enabled:
@@ -201,13 +203,13 @@ class ObservabilityHub:
             await asyncio.gather(*(self._sample_host(t, a) for t, a in self._probes.items()))
         )
 
-    async def _sample_host(self, tag: str, actor: Any) -> HostSample:
+    async def _sample_host(self, tag: str, actor: HostProbeClient) -> HostSample:
         try:
             reading, system, counters = await asyncio.wait_for(
                 asyncio.gather(
-                    actor.read.remote(),
-                    actor.system.remote(self._data_dir),
-                    actor.counters.remote(),
+                    actor.read(),
+                    actor.system(self._data_dir),
+                    actor.counters(),
                 ),
                 self._settings.host_timeout_s,
             )
