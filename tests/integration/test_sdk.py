@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from aisys_sdk import (
     Health,
     Heartbeat,
     InvalidRequest,
+    LeaseGrant,
     LeaseRequest,
     NotFound,
     Registration,
@@ -38,6 +39,7 @@ from aisys_sdk import (
     TextRequest,
     Unauthorized,
 )
+from aisys_sdk.examples.model_worker import ModelWorker
 from aisys_sdk.examples.proactive_agent import ProactiveAgent
 from cluster.settings import Settings
 from tests.conftest import free_port, wait_for_condition
@@ -396,3 +398,47 @@ def test_ported_proactive_agent_runs_its_tasks_through_aisys(
         finally:
             agent.stop()
     assert _health(http, name) == "absent"
+
+
+def test_model_worker_holds_its_lease_until_asked_to_unload(
+    config: ClientConfig, http: httpx.Client
+):
+    name, capability, port = _unique("sdk-worker"), _unique("sdk-model"), free_port()
+    loaded_on: list[str] = []
+
+    def load(grant: LeaseGrant) -> Callable[[str], str]:
+        loaded_on.append(grant.host)
+        return lambda text: text.upper()
+
+    async def scenario() -> tuple[str, int]:
+        async with AsyncAgentClient(config) as client:
+            worker = ModelWorker(
+                client,
+                name=name,
+                host="127.0.0.1",
+                port=port,
+                capability=capability,
+                model_name="phi-2",
+                vram_mb=2048,
+                load=load,
+            )
+            task = asyncio.create_task(worker.run())
+            while (await client.find_agents(capability=capability)) == []:
+                assert not task.done(), task
+                await asyncio.sleep(0.1)
+            assert worker.lease is not None
+            lease_id = worker.lease.lease_id
+            status = await client.submit_and_wait(TextRequest(data="hi", capability=capability))
+            assert status.result is not None and status.result.message == "HI"
+            # What the ResourceScheduler's optimizer sends the owner under VRAM pressure.
+            unload = {"command": "UNLOAD_MODEL", "model_name": "phi-2"}
+            reply = await asyncio.to_thread(_legacy_call, port, unload)
+            assert reply["status"] == "SUCCESS"
+            await asyncio.wait_for(task, 30)
+            assert await client.find_agents(capability=capability) == []
+            return lease_id, worker.served
+
+    lease_id, served = asyncio.run(scenario())
+    assert served == 1 and len(loaded_on) == 1
+    lease = http.get(f"/resources/leases/{lease_id}").json()
+    assert lease["state"] == "released"
