@@ -62,6 +62,9 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.loop.is_closed() or not self._thread.is_alive():
+            coro.close()
+            raise RuntimeError("the SDK client is closed")
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a blocking SDK call from a heartbeat health check would deadlock")
@@ -73,6 +76,8 @@ class _LoopThread:
             raise
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
@@ -153,6 +158,9 @@ class AgentClient:
         self.close()
 
     def close(self) -> None:
+        """Stop heartbeats, deregister, close the connections and the loop thread; idempotent."""
+        if self._runner.loop.is_closed():
+            return
         try:
             self._runner.run(self._aio.close())
         finally:

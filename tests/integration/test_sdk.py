@@ -200,6 +200,9 @@ def test_heartbeat_keeps_the_agent_passing_past_its_ttl_through_network_failures
         assert loop.reregistered == 1
     assert not loop.running
     assert _health(http, agent_id) == "absent"  # deregistered on close
+    client.close()  # closing twice is harmless; a call after it says why it cannot run
+    with pytest.raises(RuntimeError, match="closed"):
+        client.lookup(agent_id)
     http.delete(f"/core/agents/{silent}")
 
 
