@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 import aisys_sdk
 from actors.registry import models as registry
 from aisys_sdk import errors, models
+from aisys_sdk._heartbeat import HeartbeatLoop
 from aisys_sdk._tokens import TokenSource
 from aisys_sdk.config import ClientConfig
 from deployments.core import models as core
@@ -221,3 +223,39 @@ def test_a_refused_refresh_token_falls_back_to_the_client_credentials():
     assert TypeAdapter(models.LeaseStatus).validate_python(
         {"state": "expired", "lease_id": "l", "owner": "o", "ended_at": 1, "reason": "ttl"}
     ).state == ("expired")
+
+
+def test_heartbeat_loop_backs_off_on_transient_errors_and_stops_on_others():
+    down = errors.TransportError("PUT", "/core/agents/a/heartbeat", "refused")
+    forbidden = errors.Forbidden(403, "PermissionDenied", "security", "no scope", "PUT", "/")
+    script: list[BaseException | None] = [down, down, None, forbidden]
+    sent: list[tuple[float, str]] = []
+
+    async def beat(heartbeat: models.Heartbeat) -> Any:
+        sent.append((time.monotonic(), heartbeat.status))
+        outcome = script.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    async def register() -> Any:
+        raise AssertionError("not asked for")
+
+    def health() -> models.Heartbeat:
+        raise OSError("disk gone")
+
+    async def scenario() -> HeartbeatLoop:
+        loop = HeartbeatLoop("a", beat, register, interval_s=0.4, health=health)
+        loop.start()
+        for _ in range(200):
+            if not loop.running:
+                break
+            await asyncio.sleep(0.01)
+        return loop
+
+    loop = asyncio.run(scenario())
+    assert isinstance(loop.error, errors.Forbidden) and not loop.running
+    assert [status for _, status in sent] == ["critical"] * 4  # the raising check is its health
+    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:], strict=False)]
+    # Backoff from a quarter of the interval (0.1 s, then 0.2 s), then the interval again.
+    assert gaps[0] < 0.35 and gaps[1] < 0.35 and gaps[2] >= 0.35
+    assert loop.sent == 1 and loop.failures == 0
