@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,11 +38,13 @@ from aisys_sdk import (
     Registration,
     RequestFailed,
     TextRequest,
+    TransportError,
     Unauthorized,
 )
 from aisys_sdk.examples.model_worker import ModelWorker
 from aisys_sdk.examples.proactive_agent import ProactiveAgent
 from cluster.settings import Settings
+from tests._tls import self_signed_certificate
 from tests.conftest import free_port, wait_for_condition
 from tests.integration._zmq_agent import ZmqAgent
 
@@ -445,3 +448,41 @@ def test_model_worker_holds_its_lease_until_asked_to_unload(
     assert served == 1 and len(loaded_on) == 1
     lease = http.get(f"/resources/leases/{lease_id}").json()
     assert lease["state"] == "released"
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
+def test_https_with_a_ca_file(config: ClientConfig, aisys_system: Settings, tmp_path: Path):
+    """TLS on the wire (a TLS front for the session system's Serve port, self-signed)."""
+    cert, key = self_signed_certificate(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        backend = await asyncio.open_connection("127.0.0.1", aisys_system.ports.http)
+        await asyncio.gather(_pipe(reader, backend[1]), _pipe(backend[0], writer))
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(front, "127.0.0.1", 0, ssl=server_side)
+        port = server.sockets[0].getsockname()[1]
+        https = config.model_copy(update={"url": f"https://127.0.0.1:{port}", "ca_file": cert})
+        try:
+            async with AsyncAgentClient(https) as client:
+                assert isinstance(await client.find_agents(), list)
+            untrusted = https.model_copy(update={"ca_file": None})
+            async with AsyncAgentClient(untrusted) as client:
+                with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await client.find_agents()
+        finally:
+            server.close()
+
+    asyncio.run(scenario())
