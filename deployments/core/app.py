@@ -159,6 +159,7 @@ class CoreOrchestrator(CoreGrpcMethods):
             "twin sampler": loop.create_task(sampler.run()),
             "health sweep": loop.create_task(self._sweep_forever()),
             "trust scores": loop.create_task(self._trust.refresh_forever()),
+            "trust outcomes": loop.create_task(self._trust.flush_forever()),
         }
 
     @property

@@ -195,6 +195,10 @@ def test_submit_and_wait_answers_the_result_or_202_with_the_id_to_poll(
     http.delete("/core/interrupt")  # the request was not lost: polling its id finishes it
     polled = http.get(f"/core/requests/{request_id}", params={"wait_s": 10}).json()
     assert polled["state"] == "succeeded" and polled["result"]["data"]["echo"] == "late"
+    # Both outcomes reach the agent's trust score (sent in a batch, in the background).
+    wait_for_condition(
+        lambda: http.get(f"/security/trust/{agent_id}").json()["evidence"] > 0, timeout_s=20
+    )
 
     for bad in (0, 31, "soon"):
         refused = http.post(
