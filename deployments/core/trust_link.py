@@ -5,6 +5,7 @@ no Ray call per request); each finished dispatch to an agent is reported as an i
 outcome, so the trust table is fed by what the coordinator actually saw. Outcomes are sent in
 batches (one actor call and one commit per agent every ``flush_s``), not one call each: under
 load a call per request cost the replica and the security actor more than the request itself.
+Trust evidence is advisory: a replica that stops loses at most its last ``flush_s`` of outcomes.
 """
 
 from __future__ import annotations
