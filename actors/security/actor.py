@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -20,7 +21,7 @@ from actors._unusable import Unusable
 from actors.security.core import SecurityCore
 from actors.security.followers import FollowerLedger, Propagation
 from cluster.constants import SECURITY_ACTOR_NAME
-from cluster.errors import DatabaseUnusable
+from cluster.errors import DatabaseUnusable, QuotaExceeded
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.models import (
@@ -41,6 +42,8 @@ from deployments.security.models import (
     TrustReport,
     UserIdentity,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SecurityActor", "get_or_create_security"]
 
@@ -151,6 +154,15 @@ class SecurityActor:
         self, agent: str, outcome: TrustOutcome, reporter: str | None = None
     ) -> TrustReport:
         return self._core.record_outcome(agent, outcome, reporter)
+
+    async def record_outcomes(self, outcomes: dict[str, list[TrustOutcome]]) -> None:
+        """Fold each agent's batch (the coordinator's TrustLink): one commit per agent; an
+        agent over a trust quota is logged and skipped, the others are recorded."""
+        for agent, batch in outcomes.items():
+            try:
+                self._core.record_outcomes(agent, batch)
+            except QuotaExceeded as exc:
+                logger.warning("trust outcomes of %s not recorded: %s", agent, exc)
 
     async def import_trust(self, items: list[ImportedOutcome | ImportedAggregate]) -> ImportTally:
         """Fold legacy trust evidence in (``aisys import-legacy``); keyed, so repeatable."""

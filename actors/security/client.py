@@ -153,6 +153,10 @@ class SecurityClient:
     ) -> Call[TrustReport]:
         return Call(self.handle.record_outcome.remote(agent, outcome, reporter))
 
+    def record_outcomes(self, outcomes: dict[str, list[TrustOutcome]]) -> Call[None]:
+        """Fold a batch of outcomes per agent (the coordinator's trust link)."""
+        return Call(self.handle.record_outcomes.remote(outcomes))
+
     def import_trust(self, items: list[ImportedOutcome | ImportedAggregate]) -> Call[ImportTally]:
         """Fold legacy trust evidence in (``aisys import-legacy``)."""
         return Call(self.handle.import_trust.remote(items))

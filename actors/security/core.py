@@ -424,6 +424,25 @@ class SecurityCore:
         self._store.put_trust(agent, state, event, self._settings.trust.history_limit)
         return self.trust_report(agent, 10)
 
+    def record_outcomes(self, agent: str, outcomes: Sequence[TrustOutcome]) -> None:
+        """Fold a batch of ``agent``'s outcomes into its score in one commit (the coordinator's
+        reports, sent together); each is folded as :meth:`record_outcome` folds it, now.
+
+        Raises:
+            QuotaExceeded: as :meth:`record_outcome`; nothing of the batch was recorded.
+        """
+        if not outcomes:
+            return
+        self._check_trust_quotas(agent)
+        now, settings = self._clock(), self._settings.trust
+        state = self._store.trust(agent) or TrustState(at=now)
+        events: list[TrustEvent] = []
+        for outcome in outcomes:
+            state = observe(state, outcome, now, settings)
+            events.append((now, outcome.kind, outcome.success, outcome.latency_s, score_of(state)))
+        # The state and every history row in one transaction (no import keys: live outcomes).
+        self._store.put_imported(agent, state, events, [], settings.history_limit)
+
     def _check_trust_quotas(self, agent: str) -> None:
         trust = self._settings.trust
         if len(agent) > trust.model_id_max_length:

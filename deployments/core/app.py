@@ -161,6 +161,7 @@ class CoreOrchestrator(CoreGrpcMethods):
             "twin sampler": loop.create_task(sampler.run()),
             "health sweep": loop.create_task(self._sweep_forever()),
             "trust scores": loop.create_task(self._trust.refresh_forever()),
+            "trust outcomes": loop.create_task(self._trust.flush_forever()),
         }
 
     @property
@@ -284,6 +285,28 @@ class CoreOrchestrator(CoreGrpcMethods):
     )
     async def submit(self, request: UserRequest) -> SubmitReceipt:
         return self._coordinator.submit(request)
+
+    @api.post(
+        "/requests/wait",
+        summary="Queue a user request and answer its result (202 with its id on timeout)",
+        dependencies=[require(Scope.REQUESTS_SUBMIT)],
+        responses={202: {"description": "Not finished within timeout_s; poll its request_id"}},
+    )
+    async def submit_and_wait(
+        self,
+        request: UserRequest,
+        response: Response,
+        timeout_s: Annotated[float, Query(gt=0, le=30)] = 10,
+    ) -> RequestStatus:
+        """Accepted like ``POST /requests``; 200 once finished, else 202 and a ``Location``."""
+        status = await self._submit_and_wait(request, timeout_s)
+        if status.finished_at is None:
+            response.status_code = 202
+            response.headers["Location"] = f"/core/requests/{status.request_id}"
+        return status
+
+    async def _submit_and_wait(self, request: UserRequest, timeout_s: float) -> RequestStatus:
+        return await self._coordinator.submit_and_wait(request, timeout_s)
 
     @api.get(
         "/requests/{request_id}",

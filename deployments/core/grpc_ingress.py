@@ -41,6 +41,8 @@ _CODES = {
     502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
 }
+#: ``SubmitAndWait``'s wait when the request names none, and the longest it may name.
+_WAIT_DEFAULT_S, _WAIT_MAX_S = 10.0, 30.0
 _USER_REQUEST: TypeAdapter[UserRequest] = TypeAdapter(UserRequest)
 M = TypeVar("M", bound=Message)
 R = TypeVar("R", bound=Message)
@@ -150,6 +152,7 @@ class _CoreRoutes(Protocol):
     async def _query(self, query: AgentQuery) -> tuple[int, list[AgentRecord]]: ...
     async def submit(self, request: UserRequest) -> SubmitReceipt: ...
     async def request_status(self, request_id: str) -> RequestStatus: ...
+    async def _submit_and_wait(self, request: UserRequest, timeout_s: float) -> RequestStatus: ...
 
     @property
     def authenticator(self) -> Authenticator: ...
@@ -237,3 +240,13 @@ class CoreGrpcMethods:
     @_rpc(Scope.READ, pb.RequestStatus)
     async def Status(self: _CoreRoutes, request: pb.StatusRequest) -> pb.RequestStatus:  # noqa: N802
         return status_to_proto(await self.request_status(request.request_id))
+
+    @_rpc(Scope.REQUESTS_SUBMIT, pb.RequestStatus)
+    async def SubmitAndWait(  # noqa: N802
+        self: _CoreRoutes, request: pb.SubmitAndWaitRequest
+    ) -> pb.RequestStatus:
+        timeout_s = request.timeout_s or _WAIT_DEFAULT_S
+        if not 0 < timeout_s <= _WAIT_MAX_S:
+            raise ValueError(f"timeout_s must be in (0, {_WAIT_MAX_S:g}], not {timeout_s:g}")
+        user_request = submit_from_proto(request.request)
+        return status_to_proto(await self._submit_and_wait(user_request, timeout_s))
