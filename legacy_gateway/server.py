@@ -43,6 +43,7 @@ from legacy_gateway._codec import (
     error_reply,
 )
 from legacy_gateway._curve import CurveServer
+from legacy_gateway.usage import CallCounter, call_action, call_agent, lookup_action, source_agent
 
 __all__ = [
     "LegacyServer",
@@ -212,8 +213,11 @@ class LegacyServer:
         port: int,
         handler: PortHandler,
         limits: ServerLimits,
+        counter: CallCounter | None = None,
     ) -> None:
         self.port = port
+        #: Calls per action and caller (``aisys migrate status``); None: not counted.
+        self.counter = counter
         self._ctx = ctx
         self._address = f"tcp://{bind}:{port}"
         self._relay_address = f"inproc://aisys-legacy-{port}-{secrets.token_hex(8)}"
@@ -241,6 +245,10 @@ class LegacyServer:
         if self._limits.curve is not None:
             self._limits.curve.apply(sock)
         return sock
+
+    @property
+    def handler(self) -> PortHandler:
+        return self._handler
 
     @property
     def running(self) -> bool:
@@ -379,12 +387,18 @@ class LegacyServer:
             self._send(envelope, reply)
             return
         data = body[0].bytes
+        counter = self.counter
         if self._replay is not None:
             cached = self._replay(data)
             if cached is not None:
+                if counter is not None:
+                    peer = Received(body[0]).peer()
+                    counter.count(lookup_action(data), source_agent(data), peer)
                 self._send(envelope, cached)
                 return
         request = decode(data, self._limits.max_frame_bytes)
+        if counter is not None:
+            counter.count(call_action(request), call_agent(request, data), Received(body[0]).peer())
         try:
             outcome = self._handler.handle(request, Received(body[0]))
         except Exception as exc:  # the one reply the client waits for must still be sent
