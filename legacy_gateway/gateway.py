@@ -247,7 +247,7 @@ class _Handlers:
             return self._shared("rc", lambda: CoordinatorPort(CoordinatorLink()))
 
         def shm() -> SystemHealthManagerPort:
-            return self._shared("shm", lambda: SystemHealthManagerPort(link))
+            return self._shared("shm", lambda: SystemHealthManagerPort(link, c.services))
 
         def usa() -> UnifiedSystemPort:
             return self._shared(

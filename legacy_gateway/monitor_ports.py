@@ -366,13 +366,29 @@ class HealthMonitorPort(ActionPort):
 
 
 class SystemHealthManagerPort(ActionPort):
-    """SystemHealthManager: the memory agents' health from the registry."""
+    """SystemHealthManager: the memory agents' health from the registry.
+
+    Its health is ``error`` while the registry view is not loaded or its feed is lost (it has
+    nothing to report), ``degraded`` while the ObservabilityHub, whose probes keep that health
+    current, does not answer.
+    """
 
     service = "SystemHealthManager"
 
-    def __init__(self, link: RegistryLink) -> None:
+    def __init__(self, link: RegistryLink, services: Services) -> None:
         super().__init__()
         self._link = link
+        self._services = services
+
+    def probe(self) -> Awaitable[object]:
+        return self._services.deployment(*_HUB).check_health.remote()  # type: ignore[no-any-return]
+
+    def health_reply(self, problem: str | None) -> Reply:
+        if self._link.healthy:
+            return super().health_reply(problem)
+        lost = f"{self.service}: the agent registry view is not loaded or its feed is lost"
+        base = super().health_reply(lost).model_dump()
+        return Reply.model_validate({**base, "status": "error"})
 
     def actions(self) -> ActionTable:
         return {"get_system_status": self._system_status}
