@@ -88,9 +88,10 @@ def lookup_action(frame: bytes) -> str:
 
 def source_agent(frame: bytes) -> str | None:
     """The ``source_agent`` BaseAgent puts in every request, read from the raw frame."""
-    if b'"source_agent"' not in frame:
+    at = frame.find(b'"source_agent"')
+    if at < 0:
         return None
-    found = _SOURCE_AGENT.search(frame)
+    found = _SOURCE_AGENT.match(frame, at)  # anchored where the key is: no scan
     return found.group(1).decode("utf-8", "replace") if found else None
 
 
