@@ -31,7 +31,7 @@ from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
 from cluster.settings import LegacyGatewaySettings, LegacyService, Settings
 from legacy_gateway._codec import ActionRequest, LegacyRequest, Reply
 from legacy_gateway.gateway import HostGateway
-from legacy_gateway.mirror import MirrorPort
+from legacy_gateway.mirror import MirrorPort, MirrorStats
 from legacy_gateway.registry_port import RegistryLink
 from legacy_gateway.server import LegacyServer, Received, ServerLimits
 from tests.conftest import free_port, wait_for_condition
@@ -94,6 +94,12 @@ class LegacyRegistry:
             return {"status": "success", **found}
         if action == "list_agents":
             return {"status": "success", "agents": sorted(self.agents)}
+        if request.get("command") == "REGISTER":  # the old SystemDigitalTwin's dialect
+            payload = request.get("payload", {})
+            if not isinstance(payload.get("port"), int):
+                return {"status": "ERROR", "message": "port required"}
+            self.agents[payload["name"]] = {"host": payload["ip"], "port": payload["port"]}
+            return {"status": "SUCCESS", "message": f"Service {payload['name']} registered"}
         return {"status": "error", "error": f"Unknown action: {action}"}
 
     def stop(self) -> None:
@@ -113,6 +119,11 @@ def _registration(agent_id: str, host: str, port: int | None) -> dict[str, Any]:
     if port is not None:
         data["port"] = port
     return {"action": "register_agent", "registration_data": data}
+
+
+def _twin_registration(name: str, host: str, port: int) -> dict[str, Any]:
+    """SystemDigitalTwin's ``REGISTER`` as BaseAgent sends it (docs/legacy-protocol.md 3.2)."""
+    return {"command": "REGISTER", "payload": {"name": name, "ip": host, "port": port}}
 
 
 class NeverRecords:
@@ -179,24 +190,26 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def mirrored_registry(
     aisys_system: Settings,
-) -> AsyncIterator[tuple[LegacyRegistry, HostGateway, int, Any]]:
-    """A private gateway whose ServiceRegistry port mirrors a legacy registry into aisys's."""
+) -> AsyncIterator[tuple[LegacyRegistry, HostGateway, dict[LegacyService, int], Any]]:
+    """A private gateway whose ServiceRegistry and SystemDigitalTwin ports mirror a legacy
+    registry into aisys's."""
     system.connect(aisys_system)
     actor = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=RAY_NAMESPACE)
     follower = RegistryFollower(actor)
     follower.start()
     legacy = LegacyRegistry()
-    port = free_port()
+    ports = {S.SERVICE_REGISTRY: free_port(), S.SYSTEM_DIGITAL_TWIN: free_port()}
     settings = LegacyGatewaySettings(
         bind="127.0.0.1",
-        ports={"mainpc": {S.SERVICE_REGISTRY: port}},
-        mirror_to={S.SERVICE_REGISTRY: legacy.address},
+        ports={"mainpc": ports},
+        # One legacy registry behind both ports (the old SDT forwarded registrations to it).
+        mirror_to=dict.fromkeys(ports, legacy.address),
         reply_timeout_s=10.0,
     )
     gateway = HostGateway(settings, "mainpc", RegistryLink(actor, follower, 10.0))
     gateway.start()
     try:
-        yield legacy, gateway, port, actor
+        yield legacy, gateway, ports, actor
     finally:
         await gateway.close()
         await follower.stop()
@@ -205,39 +218,48 @@ async def mirrored_registry(
 
 @pytest.mark.anyio
 async def test_mirror_keeps_the_aisys_registry_equal_to_the_legacy_registry(
-    mirrored_registry: tuple[LegacyRegistry, HostGateway, int, Any],
+    mirrored_registry: tuple[LegacyRegistry, HostGateway, dict[LegacyService, int], Any],
 ) -> None:
-    legacy, gateway, port, actor = mirrored_registry
+    legacy, gateway, ports, actor = mirrored_registry
     prefix = f"mirror-{uuid.uuid4().hex[:6]}"
     ctx = zmq.asyncio.Context()
-    clients = [ctx.socket(zmq.REQ) for _ in range(3)]
-    for sock in clients:
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{port}")
 
-    async def stream(c: int, sock: zmq.asyncio.Socket) -> list[bytes]:
+    def connect(service: LegacyService) -> zmq.asyncio.Socket:
+        sock = ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{ports[service]}")
+        return sock
+
+    sockets = [(connect(S.SERVICE_REGISTRY), connect(S.SYSTEM_DIGITAL_TWIN)) for _ in range(3)]
+
+    async def stream(c: int, sr: zmq.asyncio.Socket, sdt: zmq.asyncio.Socket) -> list[bytes]:
         replies = []
         for i in range(20):
-            agent = f"{prefix}-{c}-{i}"
-            replies.append(await _ask(sock, _registration(agent, f"10.9.{c}.{i}", 7000 + i)))
+            agent, host = f"{prefix}-{c}-{i}", f"10.9.{c}.{i}"
+            if i % 2:  # every other agent registers with the old SDT's REGISTER
+                replies.append(await _ask(sdt, _twin_registration(agent, host, 7000 + i)))
+            else:
+                replies.append(await _ask(sr, _registration(agent, host, 7000 + i)))
             if i % 10 == 9:  # a re-registration moves an agent; one without a port is refused
                 moved = f"{prefix}-{c}-{i - 5}"
-                replies.append(await _ask(sock, _registration(moved, f"10.9.{c}.99", 7999)))
+                replies.append(await _ask(sr, _registration(moved, f"10.9.{c}.99", 7999)))
                 refused = _registration(f"{prefix}-{c}-bad-{i}", "10.9.9.9", None)
-                replies.append(await _ask(sock, refused))
+                replies.append(await _ask(sr, refused))
         return replies
 
+    def mirrors() -> list[MirrorStats]:
+        return [p.mirror for p in gateway.migration() if p.mirror is not None]
+
     try:
-        streams = await asyncio.gather(*(stream(c, s) for c, s in enumerate(clients)))
+        streams = await asyncio.gather(*(stream(c, *pair) for c, pair in enumerate(sockets)))
         replies = [json.loads(r) for batch in streams for r in batch]
-        assert sum(r["status"] == "success" for r in replies) == 3 * (20 + 2)
+        assert sum(r["status"] in ("success", "SUCCESS") for r in replies) == 3 * (20 + 2)
         assert sum(r["status"] == "error" for r in replies) == 3 * 2
-        mirror = next(p.mirror for p in gateway.migration() if p.mirror is not None)
 
         def all_recorded() -> bool:
-            stats = next(p.mirror for p in gateway.migration() if p.mirror is not None)
-            assert stats is not None and stats.failed == stats.refused == stats.dropped == 0
-            return stats.queued == 0 and stats.recorded == 3 * 22
+            stats = mirrors()
+            assert all(m.failed == m.refused == m.dropped == 0 for m in stats), stats
+            return sum(m.queued for m in stats) == 0 and sum(m.recorded for m in stats) == 66
 
         await asyncio.to_thread(wait_for_condition, all_recorded, timeout_s=60)
         stored = await actor.list_agents.remote()
@@ -249,14 +271,18 @@ async def test_mirror_keeps_the_aisys_registry_equal_to_the_legacy_registry(
         in_legacy = {k: v for k, v in legacy.agents.items() if k.startswith(prefix)}
         assert len(in_legacy) == 60 and in_aisys == in_legacy
         assert in_aisys[f"{prefix}-1-4"] == {"host": "10.9.1.99", "port": 7999}
-        (row,) = gateway.migration()
-        assert row.mode == "mirror" and row.legacy_address == legacy.address
-        assert mirror is not None and row.mirror is not None and row.mirror.skipped == 6
-        calls = {(c.action, c.agent) for c in row.calls}
-        assert ("register_agent", f"{prefix}-0-0") in calls
+        assert in_aisys[f"{prefix}-2-3"] == {"host": "10.9.2.3", "port": 7003}  # via REGISTER
+        rows = {p.service: p for p in gateway.migration()}
+        sr, sdt = rows[S.SERVICE_REGISTRY], rows[S.SYSTEM_DIGITAL_TWIN]
+        assert sr.mode == sdt.mode == "mirror" and sr.legacy_address == legacy.address
+        assert sr.mirror is not None and sr.mirror.skipped == 6
+        assert sdt.mirror is not None and sdt.mirror.recorded == 30
+        assert ("register_agent", f"{prefix}-0-0") in {(c.action, c.agent) for c in sr.calls}
+        assert ("REGISTER", f"{prefix}-0-1") in {(c.action, c.agent) for c in sdt.calls}
     finally:
-        for sock in clients:
-            sock.close(linger=0)
+        for pair in sockets:
+            for sock in pair:
+                sock.close(linger=0)
         ctx.term()
 
 
