@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 import pydantic
 
@@ -123,7 +123,25 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--out", type=Path, help="file to write (default: <name>.aisys.yaml beside PATH)"
     )
+    moving = sub.add_parser("migrate", help="the gradual move off the legacy agents")
+    moving_sub = moving.add_subparsers(dest="migrate_command", required=True)
+    status = moving_sub.add_parser(
+        "status", help="each legacy service's mode; who still calls each port and action"
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--token", help="access token of read scope (default: $AISYS_TOKEN)")
     return parser
+
+
+def _migrate_status(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.migrate_status import fetch_status, render_migration, token_from
+
+    status = fetch_status(settings, token_from(args.token))
+    if args.json:
+        sys.stdout.write(status.model_dump_json(indent=2) + "\n")
+    else:
+        render_migration(status, sys.stdout)
+    return 0
 
 
 def _import_legacy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -386,11 +404,12 @@ def _end_of_up(args: argparse.Namespace, settings: Settings, out: TextIO) -> boo
     return passed
 
 
-def _migrate_config(args: argparse.Namespace) -> int:
-    """``aisys migrate-config``: needs no cluster and no settings."""
+def _migrate_config(args: argparse.Namespace, settings: Settings) -> int:
+    """``aisys migrate-config``: needs no cluster; the settings say which agents still answer."""
     import yaml
 
     from cluster.errors import ConfigError
+    from legacy_gateway.gateway import LEGACY_NAMES
     from legacy_gateway.migrate_config import migrate
 
     if not args.path.is_file():
@@ -399,7 +418,13 @@ def _migrate_config(args: argparse.Namespace) -> int:
         legacy = yaml.safe_load(args.path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{args.path} is not valid YAML: {exc}") from exc
-    result = migrate(legacy)
+    # Agents whose port the gateway still forwards to (delegate or mirror mode) stay.
+    answering: dict[str, Literal["delegate", "mirror"]] = {}
+    for svc in settings.legacy_gateway.mirror_to:
+        answering[LEGACY_NAMES[svc]] = "mirror"
+    for svc in settings.legacy_gateway.delegate_to:
+        answering[LEGACY_NAMES[svc]] = "delegate"
+    result = migrate(legacy, answering)
     out_path: Path = args.out or args.path.with_name(args.path.stem + ".aisys.yaml")
     header = f"# Migrated by `aisys migrate-config` from {args.path.name}.\n"
     out_path.write_text(header + yaml.safe_dump(result.config, sort_keys=False))
@@ -415,13 +440,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose)
     progress = Progress()
     try:
-        if args.command == "migrate-config":
-            return _migrate_config(args)
         if args.command == "service":
             return service.run_command(args, sys.stdout)
         settings = load_settings(args.config)
+        if args.command == "migrate-config":
+            return _migrate_config(args, settings)
         if args.command == "import-legacy":
             return _import_legacy(args, settings, progress)
+        if args.command == "migrate":
+            return _migrate_status(args, settings)
         return _run(args, settings, progress)
     except AisysError as exc:
         sys.stderr.write(f"aisys: {exc}\n")

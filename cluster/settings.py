@@ -58,6 +58,7 @@ from cluster._settings_observability import (
     PerfLogSettings,
 )
 from cluster._settings_services import (
+    MIRRORABLE,
     DeclaredGpu,
     ErrorBridgeSettings,
     ErrorBusSettings,
@@ -71,6 +72,7 @@ from cluster._settings_services import (
 from cluster.errors import ConfigError
 
 __all__ = [
+    "MIRRORABLE",
     "AlertRuleSpec",
     "AlertSeverity",
     "AlertSource",

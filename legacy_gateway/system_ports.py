@@ -79,14 +79,19 @@ def _vram(gpus: GpuList, host: str) -> dict[str, JsonValue] | None:
     if not mine:
         return None
     total = sum(g.total_mb for g in mine)
-    used = sum(g.used_mb for g in mine)
+    # A declared GPU's use is not measured: used, free and the ratio are unknown (None), and
+    # the leases granted on it are the only accounting of its memory.
+    declared = any(g.source == "declared" for g in mine)
+    used = None if declared else sum(g.used_mb for g in mine)
     return {
         "total_mb": total,
         "used_mb": used,
-        "free_mb": sum(g.free_mb for g in mine),
-        "usage_ratio": round(used / total, 4) if total else 0.0,
+        "free_mb": None if declared else sum(g.free_mb for g in mine),
+        "leased_mb": sum(g.leased_mb for g in mine),
+        "usage_ratio": round(used / total, 4) if used is not None and total else None,
         # "nvml", "nvml-double" (the test double) or "declared", comma-joined
         "source": ",".join(sorted({g.source for g in mine})),
+        "declared": declared,
     }
 
 
@@ -239,8 +244,11 @@ class ResourceManagerPort(ActionPort):
 
     def _figures(self) -> dict[str, JsonValue]:
         host = self._twin.host(self._host)
-        total = sum(g.total_mb for g in host.gpus)
-        used = sum(g.used_mb for g in host.gpus)
+        # Only measured GPUs have a use: without one the percent is unknown (None), so the
+        # availability check leaves GPU memory out instead of reading it as empty.
+        measured = [g for g in host.gpus if g.source != "declared"]
+        total = sum(g.total_mb for g in measured)
+        used = sum(g.used_mb for g in measured)
         return {
             "cpu_percent": host.cpu_percent,
             "memory_percent": host.memory_percent,
@@ -248,7 +256,7 @@ class ResourceManagerPort(ActionPort):
             "memory_total": host.memory_total_mb,
             "disk_usage": host.disk_percent,
             "timestamp": iso_time(host.taken_at or time.time()),
-            "gpu_memory_percent": round(100.0 * used / total, 2) if total else 0.0,
+            "gpu_memory_percent": round(100.0 * used / total, 2) if total else None,
         }
 
     def _available(self, figures: dict[str, JsonValue]) -> bool:

@@ -72,7 +72,7 @@ from deployments.observability.perflog import (
     UsageRecord,
 )
 from deployments.observability.probes import AgentProber
-from deployments.observability.state import HostSample
+from deployments.observability.state import HostSample, PerfAggregate
 from deployments.security.models import Scope
 
 __all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
@@ -366,6 +366,13 @@ class ObservabilityHub:
         cluster's token, which is the same trust as an admin.
         """
         return await asyncio.to_thread(self._core.perflog.import_rows, batch, time.time())
+
+    async def perf_aggregates(self, since: float) -> list[PerfAggregate]:
+        """Count, mean and max duration per agent and action since ``since``, uncapped.
+
+        Not a route: the legacy PerformanceMonitor port's ``get_metrics`` reads it.
+        """
+        return await asyncio.to_thread(self._core.perflog.aggregates, since)
 
     @api.get("/perf/usage", summary="Logged resource usage", dependencies=[require(Scope.READ)])
     async def perf_usage(

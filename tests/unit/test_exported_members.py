@@ -14,6 +14,7 @@ MODULES = [
     "cluster.constants",
     "cluster.check",
     "cluster.service",
+    "cluster.migrate_status",
     "cluster.legacy_import",
     "cluster.legacy_import.errorbus",
     "cluster.legacy_import.perf",
@@ -58,6 +59,9 @@ MODULES = [
     "legacy_gateway.registry_port",
     "legacy_gateway.gateway",
     "legacy_gateway.delegate",
+    "legacy_gateway.mirror",
+    "legacy_gateway.migration",
+    "legacy_gateway.usage",
     "legacy_gateway.coordinator_port",
     "legacy_gateway.migrate_config",
 ]
