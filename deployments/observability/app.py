@@ -251,7 +251,11 @@ class ObservabilityHub:
             events = [e for n in notifications for e in alert_events(n, SOURCE)]
             await self._publisher.publish(events)
 
-    @api.get("/metrics", summary="Prometheus text exposition", dependencies=[require(Scope.READ)])
+    @api.get(
+        "/metrics",
+        summary="Prometheus text exposition (read or metrics:read)",
+        dependencies=[require(Scope.METRICS_READ)],
+    )
     async def prometheus_metrics(self) -> Response:
         return Response(content=generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
