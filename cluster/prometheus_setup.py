@@ -29,6 +29,7 @@ from deployments.security.models import NewAgent, Scope
 __all__ = [
     "SCRAPE_CONFIG_TEMPLATE",
     "PrometheusFiles",
+    "default_ingress",
     "ray_sd_file",
     "render_scrape_config",
     "write_prometheus_files",

@@ -20,6 +20,7 @@ from deployments.observability.alerts import AlertEngine
 from deployments.observability.anomaly import AnomalyBank
 from deployments.observability.collectors import register_collectors
 from deployments.observability.state import HubState
+from deployments.observability.webhook import WebhookCollector, WebhookNotifier
 from tests.unit._observability_helpers import Clock
 
 HERE = Path(__file__).resolve().parents[2] / "deployments" / "observability"
@@ -30,6 +31,9 @@ def _exported_names(tmp_path: Path) -> set[str]:
     clock = Clock()
     engine = AlertEngine(AlertingSettings(rules=[]), AlertStore(tmp_path / "a.db"), clock())
     register_collectors(registry, HubState(), AnomalyBank(AnomalySettings()), engine, clock)
+    # Registered by the hub when alerting.webhook_urls is set.
+    hooks = AlertingSettings(webhook_urls=["http://127.0.0.1:9/hook"])
+    registry.register(WebhookCollector(WebhookNotifier(hooks, "http://127.0.0.1:7000")))
     names = set()
     for family in registry.collect():  # every family is yielded, even with no sample
         names.add(family.name)
@@ -108,4 +112,7 @@ def test_every_dashboard_metric_is_exported(tmp_path: Path) -> None:
         "aisys_log_lines_shipped",
         "aisys_log_lines_duplicate",
         "aisys_log_bytes_shipped",
+        "aisys_alert_webhook_sent",
+        "aisys_alert_webhook_failed_attempts",
+        "aisys_alert_webhook_dropped",
     }
