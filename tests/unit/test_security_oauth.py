@@ -132,7 +132,7 @@ def test_a_metrics_only_agent_gets_an_access_token_without_a_refresh_token(
             Grant(
                 grant_type="client_credentials",
                 client_id="prometheus",
-                client_secret=created.client_secret,  # type: ignore[arg-type]
+                client_secret=created.client_secret,
                 scope="read",
             )
         )
