@@ -135,7 +135,7 @@ class SecurityGateway:
             grant = Grant.model_validate_json(body)
         except ValidationError as exc:
             raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from exc
         pair: TokenPair = await self._actor.grant.remote(grant, _source(request))
         return JSONResponse(pair.model_dump(mode="json"))

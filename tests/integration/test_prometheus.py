@@ -117,13 +117,16 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def credentials(short_ttl_system: Settings) -> Path:
+def credentials(short_ttl_system: Settings) -> Iterator[Path]:
     """``aisys prometheus-credentials`` output: the secret and the scrape config."""
     out = short_tmp_dir("aisys-prom-")
-    result = aisys(short_ttl_system, "prometheus-credentials", "--out-dir", str(out))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert (out / "aisys-prometheus.secret").stat().st_mode & 0o777 == 0o600
-    return out
+    try:
+        result = aisys(short_ttl_system, "prometheus-credentials", "--out-dir", str(out))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (out / "aisys-prometheus.secret").stat().st_mode & 0o777 == 0o600
+        yield out
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_the_metrics_identity_reads_metrics_and_nothing_else(
@@ -209,3 +212,27 @@ def _watch_scrapes(prometheus: Prometheus) -> None:
         timeout_s=60,
         interval_s=1.0,
     )
+
+
+def test_the_identity_is_replaced_only_when_asked(
+    short_ttl_system: Settings, credentials: Path
+) -> None:
+    out = short_tmp_dir("aisys-prom-rotate-")
+    try:
+        again = aisys(short_ttl_system, "prometheus-credentials", "--out-dir", str(out))
+        assert again.returncode == 2 and "already exists" in again.stderr, again.stderr
+        assert not (out / "aisys-prometheus.secret").exists()
+        rotated = aisys(
+            short_ttl_system, "prometheus-credentials", "--out-dir", str(out), "--rotate"
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        old = (credentials / "aisys-prometheus.secret").read_text()
+        new = (out / "aisys-prometheus.secret").read_text()
+        assert new != old
+        base = f"http://127.0.0.1:{short_ttl_system.ports.http}/security/token"
+        form = {"grant_type": "client_credentials"}
+        for secret, status in ((old, 401), (new, 200)):
+            answer = httpx.post(base, data=form, auth=("prometheus", secret), timeout=30)
+            assert answer.status_code == status, answer.text
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
