@@ -22,11 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cluster.settings import SecuritySettings, Settings
 from tests.conftest import free_port, short_tmp_dir, wait_for_condition
-from tests.integration.conftest import ADMIN_PASSWORD, make_settings, settings_file
+from tests.integration.conftest import ADMIN_PASSWORD, login, make_settings, settings_file
+from tests.integration.test_alert_webhook import ScriptedReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +49,26 @@ def aisys(
 
 
 @pytest.fixture(scope="module")
-def short_ttl_system() -> Iterator[Settings]:
-    """A whole system of its own whose access tokens expire after TTL_S, with no leeway."""
+def hook() -> Iterator[ScriptedReceiver]:
+    """The system's alert webhook: a local HTTP server that fails its first POST."""
+    receiver = ScriptedReceiver([503])
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def short_ttl_system(hook: ScriptedReceiver) -> Iterator[Settings]:
+    """A whole system of its own whose access tokens expire after TTL_S, with no leeway, and
+    whose hub POSTs its alert notifications to ``hook``."""
     security = SecuritySettings(
         admin_password=SecretStr(ADMIN_PASSWORD), access_ttl_s=TTL_S, leeway_s=0
     )
     settings = make_settings(security=security)
+    observability = settings.observability
+    alerting = observability.alerting.model_copy(update={"webhook_urls": [hook.url]})
+    settings = settings.model_copy(
+        update={"observability": observability.model_copy(update={"alerting": alerting})}
+    )
     try:
         started = aisys(settings, "up", "--no-check")
         assert started.returncode == 0, started.stdout + started.stderr
@@ -236,3 +252,38 @@ def test_the_identity_is_replaced_only_when_asked(
             assert answer.status_code == status, answer.text
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_the_hubs_alerts_reach_the_webhook_despite_a_failed_first_post(
+    short_ttl_system: Settings, hook: ScriptedReceiver
+) -> None:
+    base = f"http://127.0.0.1:{short_ttl_system.ports.http}"
+    admin = {"Authorization": f"Bearer {login(base, 'admin', ADMIN_PASSWORD)}"}
+    rule = {"name": "ItWebhook", "metric": "aisys_host_up", "op": ">=", "threshold": 0}
+    put = httpx.put(f"{base}/observability/rules/ItWebhook", json=rule, headers=admin, timeout=30)
+    assert put.status_code == 200, put.text
+    try:
+
+        def delivered() -> list[dict[str, Any]]:
+            return [
+                a
+                for body in list(hook.delivered)
+                for a in body["alerts"]
+                if a["labels"]["alertname"] == "ItWebhook"
+            ]
+
+        wait_for_condition(delivered, timeout_s=60, interval_s=0.5)
+        assert {a["labels"]["host"] for a in delivered()} <= {"mainpc", "pc2"}
+        assert len(hook.attempts) > len(hook.delivered)  # the first POST got a 503
+        metrics = httpx.get(f"{base}/observability/metrics", headers=admin, timeout=30).text
+        url = {"url": hook.shown_url}
+        families = {
+            s.name: s.value
+            for f in text_string_to_metric_families(metrics)
+            for s in f.samples
+            if s.labels == url
+        }
+        assert families["aisys_alert_webhook_sent_total"] >= 1
+        assert families["aisys_alert_webhook_failed_attempts_total"] >= 1
+    finally:
+        httpx.delete(f"{base}/observability/rules/ItWebhook", headers=admin, timeout=30)
