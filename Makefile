@@ -53,14 +53,21 @@ $(BIN)/.installed-dev: pyproject.toml
 # The two-host e2e tests need iproute2 (`ip netns`), and the `ray up` one an ssh server on each
 # namespace host and rsync (openssh-server, which brings the ssh client); the `aisys
 # import-legacy` tests start a real redis-server (the legacy ServiceRegistry's backend); the
-# Alertmanager tests start a real prometheus-alertmanager; the `aisys service` tests check the
-# systemd units with systemd-analyze (package systemd). Install each when missing (root, Debian).
+# Alertmanager tests start a real prometheus-alertmanager and the scrape test a real prometheus
+# (without its recommended exporters; a policy-rc.d keeps apt from starting its service, which
+# is left disabled: the test runs its own on a random port); the
+# `aisys service` tests check the systemd units with systemd-analyze (package systemd). Install
+# each when missing (root, Debian).
 system-deps:
 	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
 	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
 	@command -v rsync >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq rsync)
 	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@command -v prometheus-alertmanager >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq prometheus-alertmanager)
+	@command -v prometheus >/dev/null 2>&1 || { rcd=/usr/sbin/policy-rc.d; made=; \
+	  test -e $$rcd || { printf '#!/bin/sh\nexit 101\n' >$$rcd && chmod 755 $$rcd && made=1; }; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; rc=$$?; \
+	  test -z "$$made" || rm -f $$rcd; systemctl disable prometheus >/dev/null 2>&1; exit $$rc; }
 	@command -v systemd-analyze >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq systemd)
 
 lint:

@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the state already in the data dir (all but Ray's temp dir) first",
     )
     _import_legacy_parser(sub)
+    _prometheus_parser(sub)
     service.add_parser(sub)
 
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
@@ -141,6 +142,38 @@ def _migrate_status(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(status.model_dump_json(indent=2) + "\n")
     else:
         render_migration(status, sys.stdout)
+    return 0
+
+
+def _prometheus_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prom = sub.add_parser(
+        "prometheus-credentials",
+        help="create Prometheus' metrics-only identity; write its secret (0600) and the scrape "
+        "config into a directory",
+    )
+    prom.add_argument("--out-dir", type=Path, required=True, help="where both files go")
+    prom.add_argument("--client-id", default="prometheus", help="identity name (prometheus)")
+    prom.add_argument("--ingress", help="http(s)://HOST:PORT Prometheus reaches aisys at")
+    prom.add_argument("--ray-sd-file", type=Path, help="Ray's file_sd list as Prometheus sees it")
+    prom.add_argument("--rotate", action="store_true", help="replace an existing identity")
+
+
+def _prometheus_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.prometheus_setup import write_prometheus_files
+
+    files = write_prometheus_files(
+        settings,
+        args.out_dir,
+        client_id=args.client_id,
+        ingress=args.ingress,
+        ray_sd=args.ray_sd_file,
+        rotate=args.rotate,
+    )
+    sys.stdout.write(
+        f"client_id: {files.client_id} (scope metrics:read)\nsecret: {files.secret_file} "
+        f"(0600; a Prometheus running as another user needs it chowned to that user)\n"
+        f"config: {files.config_file}\nray targets: {files.ray_sd_file}\n"
+    )
     return 0
 
 
@@ -226,6 +259,8 @@ def _identity_command(args: argparse.Namespace, settings: Settings) -> int:
     from deployments.security.models import Grant, NewAgent, NewUser
 
     out = sys.stdout
+    if args.command == "prometheus-credentials":
+        return _prometheus_credentials(args, settings)
     if args.command == "user":
         user = identity.create_user(
             settings,
@@ -292,7 +327,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
     from cluster import system
     from cluster.check import run_check
 
-    if args.command in ("user", "token"):
+    if args.command in ("user", "token", "prometheus-credentials"):
         return _identity_command(args, settings)
     if args.command in ("backup", "restore"):
         return _backup_command(args, settings, progress)

@@ -230,7 +230,8 @@ async def _claims_for(
     authority: TokenAuthority, authorization: str | None, scopes: list[Scope]
 ) -> Claims | None:
     """401/403 unless the token allows every scope; None when only open reads are asked."""
-    needed = [s for s in scopes if not (s is Scope.READ and authority.open_reads)]
+    reads = (Scope.READ, Scope.METRICS_READ)
+    needed = [s for s in scopes if not (s in reads and authority.open_reads)]
     if not needed:
         return None
     claims = await authority.authenticate(authorization)

@@ -25,6 +25,7 @@ from cluster.errors import DatabaseUnusable, QuotaExceeded
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.models import (
+    AccessToken,
     AgentIdentity,
     Grant,
     IdentityCreated,
@@ -100,6 +101,9 @@ class SecurityActor:
             return await asyncio.to_thread(self._core.grant, grant, source)
         finally:
             await self._changed_since(version)  # a reused refresh token revoked its family
+
+    async def client_token(self, grant: Grant, source: str = "") -> AccessToken:
+        return await asyncio.to_thread(self._core.client_token, grant, source)
 
     async def register_legacy(self, identity: NewLegacyIdentity) -> LegacyIdentity:
         return await asyncio.to_thread(self._core.register_legacy, identity)

@@ -23,6 +23,7 @@ from actors.security.followers import Propagation
 from cluster.constants import RAY_NAMESPACE, SECURITY_ACTOR_NAME
 from cluster.legacy_import.tally import ImportTally
 from deployments.security.models import (
+    AccessToken,
     AgentIdentity,
     Grant,
     IdentityCreated,
@@ -120,6 +121,10 @@ class SecurityClient:
     def grant(self, grant: Grant, source: str = "") -> Call[TokenPair]:
         """Log in, authenticate an agent or refresh; ``source`` is the caller's address."""
         return Call(self.handle.grant.remote(grant, source))
+
+    def client_token(self, grant: Grant, source: str = "") -> Call[AccessToken]:
+        """An OAuth2 client-credentials access token (no refresh token) for an agent."""
+        return Call(self.handle.client_token.remote(grant, source))
 
     def revoke(self, token: str) -> Call[Revocation]:
         """Revoke; answered once every live replica applied it (or after the age limit)."""

@@ -72,7 +72,9 @@ from deployments.observability.perflog import (
     UsageRecord,
 )
 from deployments.observability.probes import AgentProber
+from deployments.observability.service_reader import read_services
 from deployments.observability.state import HostSample, PerfAggregate
+from deployments.observability.webhook import WebhookCollector, WebhookNotifier
 from deployments.security.models import Scope
 
 __all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
@@ -160,6 +162,11 @@ class ObservabilityHub:
             )
             self._alertmanager.start()
         self.metrics = CollectorRegistry()
+        self._webhooks: WebhookNotifier | None = None
+        if settings.alerting.webhook_urls:
+            self._webhooks = WebhookNotifier(settings.alerting, args.external_url)
+            self._webhooks.start()
+            self.metrics.register(WebhookCollector(self._webhooks))
         sources = HubSources(
             hosts=self._sample_hosts,
             agents=lambda: self._follower.view.list_agents(),
@@ -167,6 +174,7 @@ class ObservabilityHub:
             error_counts=self._error_counts,
             notify=self._notify,
             logs=shippers.sample if shippers is not None else None,
+            services=lambda: read_services(settings.host_timeout_s, settings.error_rate_window_s),
         )
         self._core = HubCore(
             settings,
@@ -185,6 +193,8 @@ class ObservabilityHub:
             raise ClusterError("observability: the registry change-feed task has stopped")
         if self._alertmanager is not None and not self._alertmanager.running:
             raise ClusterError("observability: an Alertmanager sender task has stopped")
+        if self._webhooks is not None and not self._webhooks.running:
+            raise ClusterError("observability: a webhook sender task has stopped")
 
     async def _run(self) -> None:
         while True:
@@ -250,11 +260,17 @@ class ObservabilityHub:
                 notification.status,
                 len(notification.alerts),
             )
+        if self._webhooks is not None:
+            self._webhooks.enqueue(notifications)
         if self._publisher is not None:
             events = [e for n in notifications for e in alert_events(n, SOURCE)]
             await self._publisher.publish(events)
 
-    @api.get("/metrics", summary="Prometheus text exposition", dependencies=[require(Scope.READ)])
+    @api.get(
+        "/metrics",
+        summary="Prometheus text exposition (read or metrics:read)",
+        dependencies=[require(Scope.METRICS_READ)],
+    )
     async def prometheus_metrics(self) -> Response:
         return Response(content=generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 

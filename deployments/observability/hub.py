@@ -38,7 +38,7 @@ from deployments.observability.anomaly import AnomalyBank
 from deployments.observability.collectors import register_collectors
 from deployments.observability.perflog import PerfLog
 from deployments.observability.series import current_samples
-from deployments.observability.state import AgentProbe, HostSample, HubState
+from deployments.observability.state import AgentProbe, HostSample, HubState, ServicesSample
 
 __all__ = ["HubCore", "HubSources"]
 
@@ -59,6 +59,8 @@ class HubSources:
     notify: Callable[[list[Notification]], Awaitable[None]]
     #: Counters of every host's log shipper; None when log shipping is off.
     logs: Callable[[], Awaitable[list[ShipperStats]]] | None = None
+    #: Leases, request queue, breakers and error rates of the other services.
+    services: Callable[[], Awaitable[ServicesSample]] | None = None
 
 
 class HubCore:
@@ -108,6 +110,8 @@ class HubCore:
             self.state.set_host(sample)
         if self._sources.logs is not None:
             self.state.log_shippers = await self._sources.logs()
+        if self._sources.services is not None:
+            self.state.services = await self._sources.services()
         counts = await self._sources.error_counts()
         if counts is not None:
             self.state.error_counts = counts

@@ -9,14 +9,18 @@ No ``from __future__ import annotations`` here: FastAPI reads route annotations 
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from ray import serve
+from ray.exceptions import RayTaskError
 from ray.serve import Application
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, SecurityError
 from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.http import install_error_handlers
 from deployments.security.models import (
+    AccessToken,
     Claims,
     Grant,
     IdentityCreated,
@@ -32,6 +36,13 @@ from deployments.security.models import (
     TrustReport,
     UserIdentity,
     VerifyResponse,
+)
+from deployments.security.oauth import (
+    FORM_CONTENT_TYPE,
+    OAuthError,
+    OAuthErrorBody,
+    oauth_error_of,
+    parse_token_form,
 )
 
 __all__ = ["RefreshRequest", "RevokeResponse", "SecurityAppArgs", "SecurityGateway", "build_app"]
@@ -62,6 +73,23 @@ class RevokeResponse(BaseModel):
     )
 
 
+_TOKEN_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": Grant.model_json_schema()},
+            FORM_CONTENT_TYPE: {
+                "schema": {
+                    **Grant.model_json_schema(),
+                    "description": "RFC 6749 token request; client credentials may come as "
+                    "HTTP Basic instead of client_id/client_secret.",
+                }
+            },
+        },
+    }
+}
+
+
 def _source(request: Request) -> str:
     """The caller's address as the proxy saw it ("" when unknown)."""
     return request.client.host if request.client else ""
@@ -90,10 +118,51 @@ class SecurityGateway:
         if not self._auth.follower.running:
             raise ClusterError("security: the key/revocation feed task has stopped")
 
-    @api.post("/token", summary="Log in (password) or authenticate an agent (client credentials)")
-    async def token(self, grant: Grant, request: Request) -> TokenPair:
+    @api.post(
+        "/token",
+        summary="Log in (password) or authenticate an agent (client credentials); JSON, or a "
+        "standard OAuth2 form request (its client-credentials answer has no refresh token)",
+        response_model=TokenPair | AccessToken,
+        responses={400: {"model": OAuthErrorBody}, 401: {"model": OAuthErrorBody}},
+        openapi_extra=_TOKEN_REQUEST_BODY,
+    )
+    async def token(self, request: Request) -> Response:
+        body = await request.body()
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == FORM_CONTENT_TYPE:
+            return await self._oauth_token(body, request)
+        try:
+            grant = Grant.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from exc
         pair: TokenPair = await self._security.grant(grant, _source(request))
-        return pair
+        return JSONResponse(pair.model_dump(mode="json"))
+
+    async def _oauth_token(self, body: bytes, request: Request) -> Response:
+        """RFC 6749 token endpoint: form in, JSON out, OAuth2 error bodies."""
+        try:
+            grant = parse_token_form(body, request.headers.get("authorization"))
+            try:
+                if grant.grant_type == "client_credentials":
+                    token: AccessToken = await self._security.client_token(grant, _source(request))
+                else:
+                    token = await self._security.grant(grant, _source(request))
+            except RayTaskError as exc:
+                cause = exc.cause
+                mapped = (
+                    oauth_error_of(cause, grant.grant_type)
+                    if isinstance(cause, SecurityError)
+                    else None
+                )
+                if mapped is None:
+                    raise
+                raise mapped from exc
+        except OAuthError as exc:
+            return JSONResponse(exc.body.model_dump(), exc.status, headers=exc.headers)
+        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        return JSONResponse(token.model_dump(mode="json"), headers=no_store)
 
     @api.post(
         "/refresh",
