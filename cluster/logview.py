@@ -165,22 +165,24 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _history(client: _Client, args: argparse.Namespace) -> list[LogEntry]:
-    """The newest ``--limit`` matching lines, oldest first."""
+def _history(client: _Client, args: argparse.Namespace) -> tuple[list[LogEntry], int]:
+    """The newest ``--limit`` matching lines, oldest first, and the stream's last sequence."""
     params = _filters(args)
     if args.since:
         params["since"] = parse_since(args.since, datetime.now(UTC)).isoformat()
     found: list[LogEntry] = []
+    last_seq: int | None = None
     while len(found) < args.limit:
         params["limit"] = min(MAX_PAGE, args.limit - len(found))
         response = client.http.get("/logs", params=params)
         client.check(response)
         page = LogPage.model_validate_json(response.content)
+        last_seq = page.last_seq if last_seq is None else last_seq
         found.extend(page.items)
         if page.next_before_seq is None:
             break
         params["before_seq"] = page.next_before_seq
-    return found[::-1]
+    return found[::-1], last_seq or 0
 
 
 def _follow(client: _Client, args: argparse.Namespace, after: int | None, out: TextIO) -> None:
@@ -218,12 +220,13 @@ def run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
         raise ValidationFailed(f"--limit must be 1 to {_MAX_LIMIT}")
     client = _Client(args, settings)
     try:
-        entries = _history(client, args)
+        entries, last_seq = _history(client, args)
         for entry in entries:
             out.write(format_entry(entry, args.json) + "\n")
         out.flush()
         if args.follow:
-            _follow(client, args, entries[-1].seq if entries else None, out)
+            # After what the history saw, so a line shipped in between is not missed.
+            _follow(client, args, last_seq, out)
     except KeyboardInterrupt:
         return 0
     finally:

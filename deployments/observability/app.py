@@ -21,7 +21,7 @@ from fastapi import FastAPI, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from ray.exceptions import RayError, RayTaskError
 from ray.serve import Application
@@ -412,17 +412,20 @@ class ObservabilityHub:
         before_seq: Annotated[int | None, Query(ge=1)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> LogPage:
-        query = LogQuery(
-            host=host,
-            source=source,
-            error_class=error_class,
-            min_severity=severity,
-            since=since,
-            until=until,
-            text=text,
-            before_seq=before_seq,
-            limit=limit,
-        )
+        try:
+            query = LogQuery(
+                host=host,
+                source=source,
+                error_class=error_class,
+                min_severity=severity,
+                since=since,
+                until=until,
+                text=text,
+                before_seq=before_seq,
+                limit=limit,
+            )
+        except ValidationError as exc:  # the checks across fields (since after until)
+            raise ValidationFailed(f"logs: {exc.errors()[0]['msg']}") from None
         return await self._logs.page(query)
 
     @api.get(

@@ -135,3 +135,6 @@ class LogPage(BaseModel):
     items: list[LogEntry]
     next_before_seq: int | None
     scanned: int = Field(ge=0, description="Stream sequence numbers this page examined.")
+    last_seq: int = Field(
+        ge=0, description="The stream's last sequence number then; follow after it for newer lines."
+    )

@@ -170,13 +170,13 @@ class LogReader:
         try:
             return await self._page(js, query)
         except nats.js.errors.NotFoundError:
-            return LogPage(items=[], next_before_seq=None, scanned=0)  # nothing shipped yet
+            return LogPage(items=[], next_before_seq=None, scanned=0, last_seq=0)  # none shipped
         except _UNAVAILABLE as exc:
             raise ClusterError(f"logs: reading the {LOGS_STREAM} stream failed: {exc!r}") from exc
 
     async def _page(self, js: JetStreamContext, query: LogQuery) -> LogPage:
         state = (await js.stream_info(LOGS_STREAM)).state
-        lower, upper = state.first_seq, state.last_seq + 1
+        lower, upper = max(state.first_seq, 1), state.last_seq + 1
         if query.before_seq is not None:
             upper = min(upper, query.before_seq)
         if query.until is not None and upper > lower:
@@ -195,9 +195,17 @@ class LogReader:
                 if query.matches(entry) and query.in_range(entry):
                     items.append(entry)
                     if len(items) == query.limit:
-                        return LogPage(items=items, next_before_seq=entry.seq, scanned=upper - lo)
+                        return LogPage(
+                            items=items,
+                            next_before_seq=entry.seq,
+                            scanned=upper - lo,
+                            last_seq=state.last_seq,
+                        )
             hi = lo
-        return LogPage(items=items, next_before_seq=hi if hi > lower else None, scanned=upper - hi)
+        cursor = hi if hi > lower else None
+        return LogPage(
+            items=items, next_before_seq=cursor, scanned=upper - hi, last_seq=state.last_seq
+        )
 
     async def _first_seq_at(self, js: JetStreamContext, when: datetime) -> int:
         """The first sequence the stream stored at or after ``when`` (last + 1: none)."""
