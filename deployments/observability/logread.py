@@ -29,7 +29,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import nats.errors
@@ -62,17 +62,32 @@ _CONNECT_TIMEOUT_S: Final = 10.0
 #: An abandoned reader's consumer is removed by the server after this long.
 _INACTIVE_S: Final = 30.0
 _UNAVAILABLE = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _stored_at(msg: Msg) -> datetime:
+    """When the stream stored ``msg``, cut to the microsecond.
+
+    nats-py's ``metadata.timestamp`` divides the nanoseconds of the reply subject as a float and
+    can land a microsecond *after* the true time; a ``since`` equal to a line's own time would
+    then miss it. Cut down, the time is never later than the server's, so ranges hold.
+    """
+    tokens = (msg.reply or "").split(".")
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<nanos>.<pending> (9 tokens), or
+    # the form with domain and account hash, whose nanos are at Msg.Ack.Timestamp.
+    nanos = int(tokens[7] if len(tokens) == 9 else tokens[Msg.Ack.Timestamp])
+    return _EPOCH + timedelta(microseconds=nanos // 1000)
 
 
 def _entry(msg: Msg) -> LogEntry | None:
     """The stored line of ``msg``; None (logged) for a message that is not a LogRecord."""
-    meta = msg.metadata
+    seq = msg.metadata.sequence.stream
     try:
         record = LogRecord.model_validate_json(msg.data)
     except ValidationError as exc:
-        logger.warning("LOGS message %d is not a LogRecord: %s", meta.sequence.stream, exc)
+        logger.warning("LOGS message %d is not a LogRecord: %s", seq, exc)
         return None
-    return LogEntry(seq=meta.sequence.stream, stored_at=meta.timestamp, **dict(record))
+    return LogEntry(seq=seq, stored_at=_stored_at(msg), **dict(record))
 
 
 @dataclass(frozen=True)
