@@ -273,6 +273,12 @@ def test_a_follow_sees_new_lines_resumes_and_ends_before_serves_timeout(
     assert bounded.error is None and bounded.ended_cleanly, bounded.error
     assert 4 < time.monotonic() - start < 8
     assert bounded.lines[-2].startswith(": the request timeout is near")
+    # What that spares a client: a stream that outlives the bound (ErrorBus's follow does not
+    # end itself) is cut by Serve's proxy in the middle of the body.
+    errors_url = f"http://127.0.0.1:{aisys_system.ports.http}/errors/stream"
+    cut = Follower(errors_url, {**auth, "X-Request-Timeout-Seconds": "3"}, {})
+    assert cut.join(30), cut.lines
+    assert not cut.ended_cleanly and isinstance(cut.error, httpx.RemoteProtocolError), cut.error
 
     # A client that goes away ends its stream: the replica removes the stream's consumer.
     assert asyncio.run(read_consumers(aisys_system)) >= 2
