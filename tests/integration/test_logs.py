@@ -18,8 +18,9 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -353,3 +354,80 @@ def test_the_cli_prints_lines_and_follows_new_ones(
     nobody = aisys(aisys_system, None, "--text", tag)
     _, err = nobody.communicate(timeout=120)
     assert nobody.returncode == 2 and "AISYS_TOKEN" in err
+
+
+class _DroppingSse(BaseHTTPRequestHandler):
+    """A stand-in for the hub that ends the first stream after two lines; the next must resume."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+    done = threading.Event()
+
+    def log_message(self, *args: Any) -> None:
+        pass  # keep the test output quiet
+
+    def do_GET(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        type(self).seen.append({"path": self.path, **headers})
+        if self.path.startswith("/observability/logs?"):
+            body = b'{"items": [], "next_before_seq": null, "scanned": 0, "last_seq": 40}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        after = int(self.headers["Last-Event-ID"])
+        for seq in range(after + 1, after + 3):
+            line = LogEntry(
+                host="pc2",
+                source="app",
+                path="/a.log",
+                file_id="1:2:3",
+                offset=seq,
+                read_at=datetime.now(UTC),
+                line=f"line {seq}",
+                seq=seq,
+                stored_at=datetime.now(UTC),
+            )
+            self.wfile.write(f"id: {seq}\nevent: log\ndata: {line.model_dump_json()}\n\n".encode())
+            self.wfile.flush()
+        if after > 40:  # the second stream stays open until the test ends
+            type(self).done.wait(60)
+        self.close_connection = True  # HTTP/1.0: the body ends here, the client reconnects
+
+
+def test_the_cli_follow_resumes_after_a_dropped_stream_without_duplicates(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DroppingSse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISYS_")}
+    env |= {"AISYS_TOKEN": "t0ken", "AISYS_DATA_DIR": str(tmp_path)}
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    executable = str(Path(sys.executable).with_name("aisys"))
+    follow = subprocess.Popen(
+        [executable, "logs", "-f", "--url", url, "--host", "pc2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        printed = [readline(follow, 30) for _ in range(4)]
+        assert [row.split(" ", 2)[2] for row in printed] == [f"line {n}\n" for n in range(41, 45)]
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(30) == 0
+    finally:
+        _DroppingSse.done.set()
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait(10)
+        server.shutdown()
+        server.server_close()
+    streams = [r for r in _DroppingSse.seen if r["path"].startswith("/observability/logs/stream")]
+    assert [r["last-event-id"] for r in streams[:2]] == ["40", "42"]
+    assert all(r["path"].endswith("?host=pc2") for r in streams)
+    assert {(r["authorization"], r["x-request-timeout-seconds"]) for r in streams} == {
+        ("Bearer t0ken", "0")
+    }
