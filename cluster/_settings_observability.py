@@ -370,6 +370,15 @@ class LogShippingSettings(Section):
         description="A line published again (after a crash before its offset was saved) within "
         "this window is stored once.",
     )
+    read_scan_max: int = Field(
+        default=20_000,
+        ge=1000,
+        le=1_000_000,
+        description="Stream sequence numbers one page of GET /observability/logs examines.",
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Comment sent on an idle GET /observability/logs/stream."
+    )
 
     @field_validator("sources")
     @classmethod

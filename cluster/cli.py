@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 
 import pydantic
 
-from cluster import service
+from cluster import logview, service
 from cluster._files import PRIVATE_UMASK
 from cluster._progress import Progress
 from cluster._ray_node import export_ray_auth
@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     _import_legacy_parser(sub)
     _prometheus_parser(sub)
     service.add_parser(sub)
+    logview.add_parser(sub)
 
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
     config.add_argument("--out", type=Path, help="file to write (default: stdout)")
@@ -480,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "migrate-config":
             return _migrate_config(args, settings)
+        if args.command == "logs":
+            return logview.run(args, settings, sys.stdout)
         if args.command == "import-legacy":
             return _import_legacy(args, settings, progress)
         if args.command == "migrate":

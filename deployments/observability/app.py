@@ -12,14 +12,16 @@ No ``from __future__ import annotations`` here: FastAPI reads the route annotati
 import asyncio
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import zmq.asyncio
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Header, Query, Response
+from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from ray.exceptions import RayError, RayTaskError
 from ray.serve import Application
@@ -39,6 +41,7 @@ from cluster.settings import (
     AlertRuleSpec,
     DeclaredGpu,
     ErrorBusSettings,
+    LogSeverity,
     ObservabilitySettings,
     RegistrySettings,
 )
@@ -61,6 +64,16 @@ from deployments.observability.alertmanager import AlertmanagerNotifier
 from deployments.observability.anomaly import SeriesStatus
 from deployments.observability.events import alert_events
 from deployments.observability.hub import HubCore, HubSources
+from deployments.observability.log_models import (
+    CLASS_PATTERN,
+    MAX_PAGE,
+    TOKEN_PATTERN,
+    LogFilter,
+    LogPage,
+    LogQuery,
+)
+from deployments.observability.log_sse import sse, stream_limit_s
+from deployments.observability.logread import LogReader
 from deployments.observability.logship import LogShippers
 from deployments.observability.perflog import (
     MetricEntry,
@@ -100,7 +113,12 @@ class ObservabilityAppArgs(BaseModel):
     auth: AuthArgs
     ray_temp_dir: str
     external_url: str
+    request_timeout_s: float | None = None
 
+
+_Token = Annotated[str | None, Query(pattern=TOKEN_PATTERN)]
+_Class = Annotated[str | None, Query(alias="class", pattern=CLASS_PATTERN)]
+_Text = Annotated[str | None, Query(min_length=1, max_length=256)]
 
 api = FastAPI(
     title="aisys ObservabilityHub",
@@ -143,6 +161,8 @@ class ObservabilityHub:
                 Path(args.data_dir),
                 settings.host_timeout_s,
             )
+        self._logs = LogReader(args.nats, settings.logs)
+        self._request_timeout_s = args.request_timeout_s
         self._zmq = zmq.asyncio.Context()
         probes = settings.probes
         client = LazyPirateClient(self._zmq, probes.probe_timeout_s, probes.probe_attempts)
@@ -400,6 +420,68 @@ class ObservabilityHub:
     ) -> list[UsageRecord]:
         query = PerfQuery(agent=agent, since=since, until=until, limit=limit)
         return self._core.perflog.usage(query)
+
+    @api.get(
+        "/logs",
+        summary="Shipped log lines, newest first; page with next_before_seq",
+        dependencies=[require(Scope.READ)],
+    )
+    async def logs(
+        self,
+        host: _Token = None,
+        source: _Token = None,
+        error_class: _Class = None,
+        severity: Annotated[LogSeverity | None, Query(description="Minimum severity.")] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: _Text = None,
+        before_seq: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> LogPage:
+        try:
+            query = LogQuery(
+                host=host,
+                source=source,
+                error_class=error_class,
+                min_severity=severity,
+                since=since,
+                until=until,
+                text=text,
+                before_seq=before_seq,
+                limit=limit,
+            )
+        except ValidationError as exc:  # the checks across fields (since after until)
+            raise ValidationFailed(f"logs: {exc.errors()[0]['msg']}") from None
+        return await self._logs.page(query)
+
+    @api.get(
+        "/logs/stream",
+        summary="Follow new log lines as Server-Sent Events (resume with Last-Event-ID)",
+        dependencies=[require(Scope.READ)],
+        response_class=StreamingResponse,
+    )
+    async def logs_stream(
+        self,
+        host: _Token = None,
+        source: _Token = None,
+        error_class: _Class = None,
+        severity: Annotated[LogSeverity | None, Query(description="Minimum severity.")] = None,
+        text: _Text = None,
+        after_seq: Annotated[int | None, Query(ge=0)] = None,
+        last_event_id: Annotated[int | None, Header(ge=0)] = None,
+        x_request_timeout_seconds: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        flt = LogFilter(
+            host=host, source=source, error_class=error_class, min_severity=severity, text=text
+        )
+        after = last_event_id if last_event_id is not None else after_seq
+        entries = await self._logs.follow(flt, after)
+        limit_s = stream_limit_s(x_request_timeout_seconds, self._request_timeout_s)
+        return StreamingResponse(
+            sse(entries, limit_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
 
 def build_app(args: dict[str, Any]) -> Application:
