@@ -156,6 +156,8 @@ def _observability_args(settings: Settings) -> dict[str, Any]:
         # What {ray_temp_dir} in a log glob stands for (the same path on every host).
         "ray_temp_dir": str(settings.ray_temp_dir),
         "external_url": _external_url(settings),
+        # The status page ends its event streams before Serve's timeout would cut them.
+        "request_timeout_s": settings.ray.request_timeout_s,
     }
 
 

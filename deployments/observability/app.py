@@ -71,6 +71,9 @@ from deployments.observability.perflog import (
 )
 from deployments.observability.probes import AgentProber
 from deployments.observability.state import HostSample
+from deployments.observability.status_routes import install_status_page
+from deployments.observability.status_routes import router as status_router
+from deployments.observability.status_sources import make_status_page
 from deployments.security.models import Scope
 
 __all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
@@ -96,6 +99,7 @@ class ObservabilityAppArgs(BaseModel):
     auth: AuthArgs
     ray_temp_dir: str
     external_url: str
+    request_timeout_s: float
 
 
 api = FastAPI(
@@ -106,6 +110,7 @@ api = FastAPI(
 )
 install_error_handlers(api)
 auth_first(api)  # every scoped route checks its token before the request is parsed
+api.include_router(status_router)  # the status page: status_routes.py
 
 
 @serve.deployment
@@ -174,6 +179,7 @@ class ObservabilityHub:
             clock=time.time,
         )
         self._task = asyncio.get_running_loop().create_task(self._run())
+        install_status_page(api, make_status_page(args, lambda: self._core.alerts.alerts()))
 
     async def check_health(self) -> None:
         if self._task.done():
