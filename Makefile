@@ -54,7 +54,8 @@ $(BIN)/.installed-dev: pyproject.toml
 # namespace host and rsync (openssh-server, which brings the ssh client); the `aisys
 # import-legacy` tests start a real redis-server (the legacy ServiceRegistry's backend); the
 # Alertmanager tests start a real prometheus-alertmanager; the `aisys service` tests check the
-# systemd units with systemd-analyze (package systemd). Install each when missing (root, Debian).
+# systemd units with systemd-analyze (package systemd); the status page test drives a headless
+# chromium. Install each when missing (root, Debian).
 system-deps:
 	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
 	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
@@ -62,6 +63,7 @@ system-deps:
 	@command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	@command -v prometheus-alertmanager >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq prometheus-alertmanager)
 	@command -v systemd-analyze >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq systemd)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 lint:
 	$(BIN)/ruff check .

@@ -111,7 +111,7 @@ async def status_snapshot(request: Request) -> StatusSnapshot:
 
 @router.post(
     "/status/ticket",
-    summary="A single-use ticket (valid seconds) that opens the status event stream once",
+    summary="A single-use ticket, valid 30 s, that opens the status event stream once",
 )
 async def status_ticket(
     request: Request, claims: Annotated[Claims | None, require(Scope.READ)]
@@ -121,8 +121,8 @@ async def status_ticket(
 
 @router.get(
     "/status/events",
-    summary="Follow the status page as Server-Sent Events (snapshot, errors, bye); opened with "
-    "a ticket from POST /status/ticket",
+    summary="Follow the status page as Server-Sent Events (snapshot, errors, bye); needs a "
+    "ticket from POST /observability/status/ticket instead of a bearer token",
     response_class=StreamingResponse,
 )
 async def status_event_stream(
