@@ -97,6 +97,7 @@
   }
 
   function retryLater(reason) {
+    if (!tokens()) return;  // logged out meanwhile
     setLive("reconnecting: " + reason, "reconnecting");
     if (retryTimer !== null) clearTimeout(retryTimer);
     retryTimer = setTimeout(openStream, retryMs);
