@@ -55,9 +55,9 @@ $(BIN)/.installed-dev: pyproject.toml
 # import-legacy` tests start a real redis-server (the legacy ServiceRegistry's backend); the
 # Alertmanager tests start a real prometheus-alertmanager and the scrape test a real prometheus
 # (without its recommended exporters; a policy-rc.d keeps apt from starting its service, which
-# is left disabled: the test runs its own on a random port); the
-# `aisys service` tests check the systemd units with systemd-analyze (package systemd). Install
-# each when missing (root, Debian).
+# is left disabled: the test runs its own on a random port); the `aisys service` tests check the
+# systemd units with systemd-analyze (package systemd); the status page test drives a headless
+# chromium. Install each when missing (root, Debian).
 system-deps:
 	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
 	@test -x /usr/sbin/sshd || (apt-get update -qq && apt-get install -y -qq openssh-server)
@@ -69,6 +69,7 @@ system-deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; rc=$$?; \
 	  test -z "$$made" || rm -f $$rcd; systemctl disable prometheus >/dev/null 2>&1; exit $$rc; }
 	@command -v systemd-analyze >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq systemd)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
 lint:
 	$(BIN)/ruff check .

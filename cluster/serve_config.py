@@ -156,7 +156,8 @@ def _observability_args(settings: Settings) -> dict[str, Any]:
         # What {ray_temp_dir} in a log glob stands for (the same path on every host).
         "ray_temp_dir": str(settings.ray_temp_dir),
         "external_url": _external_url(settings),
-        # A log follow ends itself cleanly before Serve's timeout cuts it (clients resume).
+        # Log follows and the status page's event streams end themselves cleanly before Serve's
+        # timeout would cut them (clients resume).
         "request_timeout_s": settings.ray.request_timeout_s,
     }
 

@@ -87,6 +87,9 @@ from deployments.observability.perflog import (
 from deployments.observability.probes import AgentProber
 from deployments.observability.service_reader import read_services
 from deployments.observability.state import HostSample, PerfAggregate
+from deployments.observability.status_routes import install_status_page
+from deployments.observability.status_routes import router as status_router
+from deployments.observability.status_sources import make_status_page
 from deployments.observability.webhook import WebhookCollector, WebhookNotifier
 from deployments.security.models import Scope
 
@@ -128,6 +131,7 @@ api = FastAPI(
 )
 install_error_handlers(api)
 auth_first(api)  # every scoped route checks its token before the request is parsed
+api.include_router(status_router)  # the status page: status_routes.py
 
 
 @serve.deployment
@@ -205,6 +209,7 @@ class ObservabilityHub:
             clock=time.time,
         )
         self._task = asyncio.get_running_loop().create_task(self._run())
+        install_status_page(api, make_status_page(args, lambda: self._core.alerts.alerts()))
 
     async def check_health(self) -> None:
         if self._task.done():
