@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 
 from ray.exceptions import RayActorError
 
+from cluster.aio import cancel_and_wait
+
 __all__ = ["FeedFollower"]
 
 logger = logging.getLogger(__name__)
@@ -68,9 +70,7 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])
 
     @property
     def running(self) -> bool:

@@ -1,7 +1,7 @@
 """The no-op application behind aisys's token check: what one verification costs a request.
 
 Same body and replica options as :mod:`bench._noop`, but its route needs the ``read`` scope,
-verified by the same :mod:`deployments._auth` dependency every aisys route uses.
+verified by the same :mod:`deployments.auth` dependency every aisys route uses.
 
 No ``from __future__ import annotations``: FastAPI reads the route annotations at runtime.
 """
@@ -14,7 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from bench._noop import NOOP_BODY
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.security.models import Scope
 
 __all__ = ["Guarded", "GuardedArgs", "build_app"]

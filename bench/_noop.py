@@ -1,14 +1,14 @@
 """The baseline Serve application of the benchmarks: one FastAPI route that does no work.
 
-It answers ``GET /`` with a fixed JSON body shaped and sized like an agent record, so a request
-to it costs what Serve itself costs (proxy, router, replica, FastAPI, JSON) and nothing more.
-The benchmark deploys it next to the aisys applications, pinned to the same host tag with the
-same replica options, and compares an aisys route against it.
+It answers ``GET /`` (and ``POST /`` of a JSON body) with a fixed JSON body shaped and sized
+like an agent record, so a request to it costs what Serve itself costs (proxy, router, replica,
+FastAPI, JSON) and nothing more. The benchmark deploys it next to the aisys applications, pinned
+to the same host tag with the same replica options, and compares an aisys route against it.
 """
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Body, FastAPI
 from ray import serve
 from ray.serve import Application
 
@@ -45,6 +45,11 @@ class Noop:
     @api.get("/")
     async def record(self) -> dict[str, Any]:
         return NOOP_BODY
+
+    @api.post("/")
+    async def write(self, body: dict[str, Any] = Body()) -> dict[str, Any]:  # noqa: B008
+        """The floor of a write: parse a JSON body, answer the record."""
+        return {**NOOP_BODY, "agent_id": body.get("agent_id", NOOP_BODY["agent_id"])}
 
 
 def build_app(args: dict[str, Any]) -> Application:  # noqa: ARG001 (Serve passes the args block)

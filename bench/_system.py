@@ -49,7 +49,9 @@ __all__ = [
     "baseline_app",
     "bench_settings",
     "deploy_with_extra_apps",
+    "is_shared",
     "running_system",
+    "shared_system",
 ]
 
 #: ``(builder import path, deployment name)`` of the no-op baseline in :mod:`bench._noop`
@@ -97,8 +99,18 @@ def _legacy_ports() -> dict[str, dict[str, int]]:
     }
 
 
+#: The one system :func:`shared_system` runs for every benchmark of a ``bench.quick`` run.
+_SHARED: Settings | None = None
+
+
 def bench_settings(**overrides: Any) -> Settings:
-    """Settings for a private system: random free ports, a fresh short data dir in /tmp."""
+    """Settings for a private system: random free ports, a fresh short data dir in /tmp.
+
+    Inside :func:`shared_system`, the shared system's settings (started with every
+    benchmark's overrides) instead.
+    """
+    if _SHARED is not None:
+        return _SHARED
     names = list(PortSettings.model_fields)
     free = _free_ports(len(names) + 2)
     ports = PortSettings.model_validate(dict(zip(names, free, strict=False)))
@@ -132,6 +144,9 @@ def running_system(settings: Settings, progress: Progress | None = None) -> Iter
     SIGTERM is turned into ``KeyboardInterrupt`` so ``kill`` cleans up like Ctrl-C does, and a
     second Ctrl-C during clean-up is ignored so it cannot leave processes behind.
     """
+    if is_shared(settings):
+        yield settings  # started by shared_system, which stops it
+        return
     progress = progress or Progress()
     # The token has to be in the environment before Ray is imported (below).
     export_ray_auth(settings, generate=True)
@@ -157,6 +172,23 @@ def running_system(settings: Settings, progress: Progress | None = None) -> Iter
             shutil.rmtree(settings.data_dir, ignore_errors=True)
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous_term)
+
+
+@contextmanager
+def shared_system(settings: Settings) -> Iterator[Settings]:
+    """Run one system that every benchmark started inside uses instead of its own."""
+    global _SHARED
+    with running_system(settings) as running:
+        _SHARED = running
+        try:
+            yield running
+        finally:
+            _SHARED = None
+
+
+def is_shared(settings: Settings) -> bool:
+    """Whether ``settings`` are those of the running :func:`shared_system`."""
+    return _SHARED is not None and settings.data_dir == _SHARED.data_dir
 
 
 def admin_headers(settings: Settings) -> dict[str, str]:

@@ -14,7 +14,9 @@ nats-server:
 * http: ``POST /errors/`` with batches from 4 concurrent clients;
 * latency: one legacy message at a time, from the ZeroMQ send to a NATS subscriber.
 
-and prints events/s with the ratio to the raw loop, and latency p50/p99.
+and prints events/s with the ratio to the raw loop, and latency p50/p99. Goal: each path at
+least half the raw loop's rate, every event stored (a path is counted once the stream holds all
+of its events); the exit status is 1 when a goal is missed.
 
 Run with ``.venv/bin/python -m bench.errorbus_throughput [--events N]``.
 """
@@ -26,6 +28,7 @@ import asyncio
 import dataclasses
 import json
 import statistics
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +37,8 @@ import httpx
 import zmq
 from nats.aio.msg import Msg
 
-from bench._system import admin_headers, bench_settings, running_system
+from bench._goals import AT_LEAST, Goal, verdict
+from bench._system import admin_headers, bench_settings, is_shared, running_system
 from cluster.constants import ERRORS_STREAM
 from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import NatsSettings, Settings
@@ -44,6 +48,8 @@ from deployments.errors.store import stream_config
 PUBLISHERS = 8
 HTTP_CLIENTS = 4
 HTTP_BATCH = 100
+#: Each path at least this share of the raw acked-publish loop's rate.
+GOAL_SHARE = 0.5
 
 
 def _payload(i: int) -> bytes:
@@ -197,14 +203,18 @@ async def latency(settings: Settings, broker: NatsClient, samples: int) -> list[
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--latency-samples", type=int, default=500)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="6000 events, 100 latency samples")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.latency_samples = 6000, 100
     settings = bench_settings()  # random bridge ports too
-    default_store = settings.nats.max_store_mb
-    settings = settings.model_copy(update={"nats": store_with_room_for_baseline(settings)})
+    default_store = NatsSettings().max_store_mb
+    if not is_shared(settings):  # bench.quick's shared system has the room already
+        settings = settings.model_copy(update={"nats": store_with_room_for_baseline(settings)})
     print(
         f"baseline stream BENCH_RAW configured like ERRORS (max_bytes "
         f"{settings.errors.max_stream_mb} MiB); the private NATS store is "
@@ -227,7 +237,12 @@ def main() -> None:
         f"HTTP POST /errors (batch {HTTP_BATCH}):     {http:10.0f} events/s  ratio {http / raw:.3f}"
     )
     print(f"ZeroMQ publish -> NATS subscriber:    p50 {q[49]:.2f} ms  p99 {q[98]:.2f} ms")
+    rows = [
+        Goal("legacy bridge events/s / raw events/s", legacy / raw, GOAL_SHARE, AT_LEAST),
+        Goal("POST /errors/ events/s / raw events/s", http / raw, GOAL_SHARE, AT_LEAST),
+    ]
+    return verdict("errorbus_throughput", rows)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

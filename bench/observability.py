@@ -11,6 +11,10 @@
    every request), probed with the hub's default timeout and attempts, printed beside one probe
    timeout: the sweep is bounded by about timeout x attempts, not 100 timeouts.
 
+Goals (the exit status is 1 when one is missed): the sweep at most half of probing one agent
+after another (sweep / round trip <= agents / 2); the dead sweep within 1.3x attempts x timeout.
+The scrape is printed for the record (its ratio is the text of 200 agents' series).
+
 Run with ``.venv/bin/python -m bench.observability [--agents N]``.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +37,7 @@ from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from actors.registry.models import Heartbeat
+from bench._goals import AT_MOST, Goal, verdict
 from cluster.settings import (
     AlertingSettings,
     AnomalySettings,
@@ -174,14 +180,16 @@ def _fake_agents(count: int, answer: bool, run: Callable[[list[int]], T]) -> T:
         context.term()
 
 
-def bench_sweep(agents: int) -> None:
+def bench_sweep(agents: int) -> Goal:
     single, sweep = _fake_agents(agents, True, lambda ports: asyncio.run(_probe_times(ports)))
     print(f"one probe round trip:         {single * 1000:.2f} ms p50")
     print(f"sweep of {agents} agents:          {sweep * 1000:.2f} ms p50")
     print(f"sweep / round trip:           {sweep / single:.1f} (sequential would be {agents})")
+    # Concurrent: at most half of what probing one agent after another costs.
+    return Goal("sweep / one round trip", sweep / single, agents / 2, AT_MOST)
 
 
-def bench_dead_sweep(agents: int) -> None:
+def bench_dead_sweep(agents: int) -> Goal:
     settings = ObservabilitySettings().probes
     timeout = settings.probe_timeout_s
     dead = _fake_agents(agents, False, lambda ports: asyncio.run(_dead_sweep_time(ports, settings)))
@@ -192,20 +200,23 @@ def bench_dead_sweep(agents: int) -> None:
         f"dead sweep / probe timeout:   {dead / timeout:.2f} (attempts {attempts}, sequential "
         f"would be {agents * attempts}; sweep period {settings.sweep_interval_s:g} s)"
     )
+    # Bounded by one timeout per attempt (plus 30 %), not by the number of agents.
+    return Goal("dead sweep / one probe timeout", dead / timeout, attempts * 1.3, AT_MOST)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=200, help="agents in the scrape")
     parser.add_argument("--probed", type=int, default=100, help="fake agents in the sweep")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="the same (it takes seconds)")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aisys-bench-") as directory:
         for name in ("full", "empty"):
             (Path(directory) / name).mkdir()
         bench_scrape(args.agents, Path(directory))
-    bench_sweep(args.probed)
-    bench_dead_sweep(args.probed)
+    rows = [bench_sweep(args.probed), bench_dead_sweep(args.probed)]
+    return verdict("observability", rows)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,8 +5,9 @@ Part 1 times :class:`LeaseScheduler` (request + release of a lease on recorded R
 without any scheduling, in one run. Part 2 starts a private aisys system (GPUs from the NVML
 double: a 12 GiB 3060 on pc2), deploys a no-op Serve application beside it with
 ResourceScheduler's replica options, and times ``POST /resources/leases`` and
-``DELETE /resources/leases/<id>`` against ``GET`` on the no-op route, in alternating blocks.
-Ratios are the result; absolute times on a shared machine are noise.
+``DELETE /resources/leases/<id>`` against ``POST`` of the same body to the no-op route, in
+alternating blocks. Goal: the POST within 1.3x the no-op POST at p50 (the exit status is 1
+when it is not). Ratios are the result; absolute times on a shared machine are noise.
 
 Run with ``.venv/bin/python -m bench.resource_leases [--decisions N] [--requests N]``.
 """
@@ -26,6 +27,7 @@ import httpx
 
 from actors.probe.gpu import RecordedProbe
 from actors.probe.models import HostReading
+from bench._goals import AT_MOST, Goal, verdict
 from bench._system import (
     NOOP,
     REPO_ROOT,
@@ -43,6 +45,7 @@ from deployments.resources.store import SqliteLeaseStore
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "nvml"
 NOOP_APP, NOOP_ROUTE = "noop", "/noop"
+GOAL_RATIO = 1.3
 
 
 def _reading(host: str, fixture: str) -> HostReading:
@@ -100,14 +103,15 @@ def _timed(client: httpx.Client, method: str, path: str, **kwargs: Any) -> tuple
 
 
 def http_latencies(client: httpx.Client, requests: int, block: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {"POST lease": [], "DELETE lease": [], "GET noop": []}
+    samples: dict[str, list[float]] = {"POST lease": [], "DELETE lease": [], "POST noop": []}
     body = {"owner": "bench", "vram_mb": 1000, "host": "pc2"}
     for round_no in range(requests // block):
         order = ["lease", "noop"] if round_no % 2 == 0 else ["noop", "lease"]
         for what in order:
             for _ in range(block):
                 if what == "noop":
-                    samples["GET noop"].append(_timed(client, "GET", f"{NOOP_ROUTE}/")[0])
+                    noop_ms, _ = _timed(client, "POST", f"{NOOP_ROUTE}/", json=body)
+                    samples["POST noop"].append(noop_ms)
                     continue
                 post_ms, grant = _timed(client, "POST", "/resources/leases", json=body)
                 delete_ms, _ = _timed(client, "DELETE", f"/resources/leases/{grant['lease_id']}")
@@ -120,7 +124,7 @@ def _pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> list[Goal]:
     with tempfile.TemporaryDirectory(prefix="aisys-bench-") as tmp:
         floor = sqlite_floor(args.decisions, Path(tmp))
         core = core_decisions(args.decisions, Path(tmp))
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"  bare SQLite commits   {floor:>10.0f} commits/s")
     print(f"  ratio core/floor      {core / floor:>10.2f}")
     if args.requests == 0:
-        return
+        return []
     # GPUs from the NVML double (a 3060 on pc2), the same with or without a GPU on this machine.
     settings = bench_settings(resources={"nvml_double": str(FIXTURES / "double_hosts.json")})
     with running_system(settings):
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
                     raise RuntimeError("the NVML double's GPUs never appeared in /resources/gpus")
             http_latencies(client, args.block * 2, args.block)  # warm-up
             samples = http_latencies(client, args.requests, args.block)
-    noop50, noop99 = _pct(samples["GET noop"], 50), _pct(samples["GET noop"], 99)
+    noop50, noop99 = _pct(samples["POST noop"], 50), _pct(samples["POST noop"], 99)
     print()
     print(f"HTTP: {args.requests} of each through the Serve proxy, alternating blocks")
     print(f"  {'':<16}{'p50 ms':>9}{'p99 ms':>9}{'p50/noop':>10}{'p99/noop':>10}")
@@ -151,6 +155,8 @@ def run(args: argparse.Namespace) -> None:
         p50, p99 = _pct(values, 50), _pct(values, 99)
         print(f"  {name:<16}{p50:>9.2f}{p99:>9.2f}{p50 / noop50:>10.2f}{p99 / noop99:>10.2f}")
     print("Absolute times on a shared machine are noise; the ratios are the result.")
+    lease = _pct(samples["POST lease"], 50) / noop50
+    return [Goal("POST lease p50 / no-op POST p50", lease, GOAL_RATIO, AT_MOST)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,13 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decisions", type=int, default=20_000, help="core decisions timed")
     parser.add_argument("--requests", type=int, default=400, help="HTTP lease cycles; 0 skips")
     parser.add_argument("--block", type=int, default=50, help="requests per alternating block")
+    parser.add_argument("--quick", action="store_true", help="5000 decisions, 200 HTTP cycles")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.decisions, args.requests = 5000, 200
     try:
-        run(args)
+        rows = run(args)
     except KeyboardInterrupt:
         print("interrupted; the benchmark's system was stopped", file=sys.stderr)
         return 130
-    return 0
+    return verdict("resource_leases", rows) if rows else 0
 
 
 if __name__ == "__main__":

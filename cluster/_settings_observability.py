@@ -84,7 +84,29 @@ def _default_alert_rules() -> list[AlertRuleSpec]:
             severity="warning",
             summary="the agent does not answer its health check",
         ),
+        *_default_pressure_rules(),
     ]
+
+
+def _default_pressure_rules() -> list[AlertRuleSpec]:
+    """VRAM, disk, GPU temperature, error rate, lease queue and breakers (one alert per series:
+    per GPU, per host, per agent, per queued lease, per downstream)."""
+    rule = AlertRuleSpec.model_validate
+    return [
+        rule({"name": "GpuVramPressure", "metric": "aisys_gpu_memory_used_ratio",
+              "threshold": 0.9, "for_s": 120.0, "summary": "the GPU's memory is over 90 % used"}),
+        rule({"name": "DiskNearlyFull", "metric": "aisys_host_disk_used_ratio",
+              "threshold": 0.9, "for_s": 300.0, "summary": "the data disk is over 90 % full"}),
+        rule({"name": "GpuTemperatureHigh", "metric": "aisys_gpu_temperature_celsius",
+              "threshold": 85.0, "for_s": 120.0, "summary": "the GPU runs above 85 °C"}),
+        rule({"name": "ErrorRateSpike", "metric": "aisys_error_rate_per_second",
+              "threshold": 0.2, "for_s": 60.0,
+              "summary": "the agent reports over 0.2 errors/s (error_rate_window_s average)"}),
+        rule({"name": "LeaseWaitingTooLong", "metric": "aisys_lease_queue_wait_seconds",
+              "threshold": 300.0, "summary": "a VRAM lease request has waited over 5 minutes"}),
+        rule({"name": "BreakerOpen", "metric": "aisys_breaker_open", "op": ">=",
+              "threshold": 1.0, "summary": "the downstream's breaker is open"}),
+    ]  # fmt: skip
 
 
 def _default_inhibit_rules() -> list[InhibitRuleSpec]:
@@ -92,6 +114,7 @@ def _default_inhibit_rules() -> list[InhibitRuleSpec]:
 
 
 _HTTP_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+_HTTP_WEBHOOK_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s#]*)?$")
 
 
 class AlertingSettings(Section):
@@ -138,6 +161,18 @@ class AlertingSettings(Section):
         description="A still-firing alert is sent to the Alertmanagers again this often, so they "
         "do not resolve it on their own (Prometheus' --rules.alert.resend-delay).",
     )
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="URLs every alert notification is POSTed to as JSON (Alertmanager's webhook "
+        "format), for a house without an Alertmanager; empty sends to none.",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Wait for one POST.")
+    webhook_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="POSTs of one notification before it is dropped."
+    )
+    webhook_queue_size: int = Field(
+        default=100, ge=1, le=10_000, description="Notifications queued per URL; oldest dropped."
+    )
     external_url: str | None = Field(
         default=None,
         description="Base URL of the Serve ingress as Alertmanager users reach it (the alerts' "
@@ -162,6 +197,17 @@ class AlertingSettings(Section):
                     "as http://HOST:PORT (or https://), without /api/v2/alerts"
                 )
         return [url.rstrip("/") for url in value]
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def webhook_urls_are_http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not _HTTP_WEBHOOK_URL.match(url):
+                raise ValueError(
+                    f"alerting.webhook_urls has {url!r}; give each as http://HOST[:PORT]/PATH "
+                    "(or https://)"
+                )
+        return value
 
 
 def _default_breach_thresholds() -> dict[str, float]:
@@ -324,6 +370,15 @@ class LogShippingSettings(Section):
         description="A line published again (after a crash before its offset was saved) within "
         "this window is stored once.",
     )
+    read_scan_max: int = Field(
+        default=20_000,
+        ge=1000,
+        le=1_000_000,
+        description="Stream sequence numbers one page of GET /observability/logs examines.",
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Comment sent on an idle GET /observability/logs/stream."
+    )
 
     @field_validator("sources")
     @classmethod
@@ -400,6 +455,9 @@ class ObservabilitySettings(DeploymentSettings):
         default=True, description="Publish firing/resolved notifications to the ErrorBus."
     )
     logs: LogShippingSettings = LogShippingSettings()
+    error_rate_window_s: float = Field(
+        default=300.0, gt=0, description="aisys_error_rate_per_second averages over this window."
+    )
 
     @model_validator(mode="after")
     def alert_rules_read_watched_series(self) -> ObservabilitySettings:

@@ -16,6 +16,7 @@ __all__ = [
     "ErrorBridgeSettings",
     "ErrorBusSettings",
     "LegacyGatewaySettings",
+    "MIRRORABLE",
     "LegacyService",
     "OptimizerSettings",
     "ResourceSettings",
@@ -141,6 +142,21 @@ class LegacyService(StrEnum):
     TASK_SCHEDULER = "task_scheduler"
     ASYNC_PROCESSOR = "async_processor"
 
+
+#: Services whose registrations and events a 'mirror' mode records in aisys (the actions
+#: are listed in legacy_gateway/mirror.py; a unit test keeps the two in step).
+MIRRORABLE: Final = frozenset(
+    {
+        LegacyService.SERVICE_REGISTRY,
+        LegacyService.SYSTEM_DIGITAL_TWIN,
+        LegacyService.AUTHENTICATION,
+        LegacyService.TRUST_SCORER,
+        LegacyService.TRUST_SCORER_DECLARED,
+        LegacyService.PERFORMANCE_MONITOR,
+        LegacyService.PERFORMANCE_LOGGER,
+        LegacyService.PERFORMANCE_LOGGER_DECLARED,
+    }
+)
 
 #: The legacy AsyncProcessor's task types; it processed each by logging it.
 _LEGACY_TASK_TYPES: Final = ("logging", "analysis", "memory")
@@ -280,7 +296,26 @@ class LegacyGatewaySettings(DeploymentSettings):
         default_factory=dict,
         description="Services in 'delegate' mode: frames are forwarded verbatim to the still "
         "running legacy agent at this ZeroMQ address (tcp://host:port). Every other service "
-        "is in 'replace' mode, answered by aisys.",
+        "is in 'replace' mode, answered by aisys (or 'mirror' mode, see mirror_to).",
+    )
+    mirror_to: dict[LegacyService, str] = Field(
+        default_factory=dict,
+        description="Services in 'mirror' mode: forwarded like delegate_to, and the "
+        "registrations and events the legacy agent accepted are recorded in aisys too "
+        f"(services that have them: {', '.join(sorted(MIRRORABLE))}).",
+    )
+    mirror_queue_max: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Mirrored writes waiting for aisys, per port; beyond: dropped and counted.",
+    )
+    usage_max_keys: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Distinct (action, caller) pairs counted per port for `aisys migrate "
+        "status`; calls beyond them are counted together as '(other)'.",
     )
 
     @field_validator("interrupt_feed", "language_feed")
@@ -301,7 +336,7 @@ class LegacyGatewaySettings(DeploymentSettings):
                 )
         return value
 
-    @field_validator("delegate_to")
+    @field_validator("delegate_to", "mirror_to")
     @classmethod
     def delegate_addresses_are_tcp_endpoints(
         cls, value: dict[LegacyService, str]
@@ -309,10 +344,27 @@ class LegacyGatewaySettings(DeploymentSettings):
         for service, address in value.items():
             if not re.fullmatch(r"tcp://[^\s:/]+:\d{1,5}", address):
                 raise ValueError(
-                    f"legacy_gateway.delegate_to[{service.value!r}] is {address!r}; give the "
-                    "legacy agent's address as tcp://host:port"
+                    f"legacy_gateway.delegate_to / mirror_to[{service.value!r}] is "
+                    f"{address!r}; give the legacy agent's address as tcp://host:port"
                 )
         return value
+
+    @model_validator(mode="after")
+    def each_service_has_one_mode(self) -> LegacyGatewaySettings:
+        both = sorted(set(self.delegate_to) & set(self.mirror_to))
+        if both:
+            raise ValueError(
+                f"legacy_gateway: {', '.join(both)} in both delegate_to and mirror_to; "
+                "give each legacy service one mode"
+            )
+        unmirrorable = sorted(set(self.mirror_to) - MIRRORABLE)
+        if unmirrorable:
+            raise ValueError(
+                f"legacy_gateway.mirror_to: {', '.join(unmirrorable)} take no registrations or "
+                f"events aisys could record; use delegate_to for them (mirror_to takes "
+                f"{', '.join(sorted(MIRRORABLE))})"
+            )
+        return self
 
     @model_validator(mode="after")
     def ports_are_distinct_per_host(self) -> LegacyGatewaySettings:

@@ -11,11 +11,11 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 import pydantic
 
-from cluster import service
+from cluster import logview, service
 from cluster._files import PRIVATE_UMASK
 from cluster._progress import Progress
 from cluster._ray_node import export_ray_auth
@@ -111,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the state already in the data dir (all but Ray's temp dir) first",
     )
     _import_legacy_parser(sub)
+    _prometheus_parser(sub)
     service.add_parser(sub)
+    logview.add_parser(sub)
 
     config = sub.add_parser("serve-config", help="write the generated Serve config as YAML")
     config.add_argument("--out", type=Path, help="file to write (default: stdout)")
@@ -123,7 +125,57 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--out", type=Path, help="file to write (default: <name>.aisys.yaml beside PATH)"
     )
+    moving = sub.add_parser("migrate", help="the gradual move off the legacy agents")
+    moving_sub = moving.add_subparsers(dest="migrate_command", required=True)
+    status = moving_sub.add_parser(
+        "status", help="each legacy service's mode; who still calls each port and action"
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--token", help="access token of read scope (default: $AISYS_TOKEN)")
     return parser
+
+
+def _migrate_status(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.migrate_status import fetch_status, render_migration, token_from
+
+    status = fetch_status(settings, token_from(args.token))
+    if args.json:
+        sys.stdout.write(status.model_dump_json(indent=2) + "\n")
+    else:
+        render_migration(status, sys.stdout)
+    return 0
+
+
+def _prometheus_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prom = sub.add_parser(
+        "prometheus-credentials",
+        help="create Prometheus' metrics-only identity; write its secret (0600) and the scrape "
+        "config into a directory",
+    )
+    prom.add_argument("--out-dir", type=Path, required=True, help="where both files go")
+    prom.add_argument("--client-id", default="prometheus", help="identity name (prometheus)")
+    prom.add_argument("--ingress", help="http(s)://HOST:PORT Prometheus reaches aisys at")
+    prom.add_argument("--ray-sd-file", type=Path, help="Ray's file_sd list as Prometheus sees it")
+    prom.add_argument("--rotate", action="store_true", help="replace an existing identity")
+
+
+def _prometheus_credentials(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.prometheus_setup import write_prometheus_files
+
+    files = write_prometheus_files(
+        settings,
+        args.out_dir,
+        client_id=args.client_id,
+        ingress=args.ingress,
+        ray_sd=args.ray_sd_file,
+        rotate=args.rotate,
+    )
+    sys.stdout.write(
+        f"client_id: {files.client_id} (scope metrics:read)\nsecret: {files.secret_file} "
+        f"(0600; a Prometheus running as another user needs it chowned to that user)\n"
+        f"config: {files.config_file}\nray targets: {files.ray_sd_file}\n"
+    )
+    return 0
 
 
 def _import_legacy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -208,6 +260,8 @@ def _identity_command(args: argparse.Namespace, settings: Settings) -> int:
     from deployments.security.models import Grant, NewAgent, NewUser
 
     out = sys.stdout
+    if args.command == "prometheus-credentials":
+        return _prometheus_credentials(args, settings)
     if args.command == "user":
         user = identity.create_user(
             settings,
@@ -274,7 +328,7 @@ def _run(args: argparse.Namespace, settings: Settings, progress: Progress) -> in
     from cluster import system
     from cluster.check import run_check
 
-    if args.command in ("user", "token"):
+    if args.command in ("user", "token", "prometheus-credentials"):
         return _identity_command(args, settings)
     if args.command in ("backup", "restore"):
         return _backup_command(args, settings, progress)
@@ -386,11 +440,12 @@ def _end_of_up(args: argparse.Namespace, settings: Settings, out: TextIO) -> boo
     return passed
 
 
-def _migrate_config(args: argparse.Namespace) -> int:
-    """``aisys migrate-config``: needs no cluster and no settings."""
+def _migrate_config(args: argparse.Namespace, settings: Settings) -> int:
+    """``aisys migrate-config``: needs no cluster; the settings say which agents still answer."""
     import yaml
 
     from cluster.errors import ConfigError
+    from legacy_gateway.gateway import LEGACY_NAMES
     from legacy_gateway.migrate_config import migrate
 
     if not args.path.is_file():
@@ -399,7 +454,13 @@ def _migrate_config(args: argparse.Namespace) -> int:
         legacy = yaml.safe_load(args.path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{args.path} is not valid YAML: {exc}") from exc
-    result = migrate(legacy)
+    # Agents whose port the gateway still forwards to (delegate or mirror mode) stay.
+    answering: dict[str, Literal["delegate", "mirror"]] = {}
+    for svc in settings.legacy_gateway.mirror_to:
+        answering[LEGACY_NAMES[svc]] = "mirror"
+    for svc in settings.legacy_gateway.delegate_to:
+        answering[LEGACY_NAMES[svc]] = "delegate"
+    result = migrate(legacy, answering)
     out_path: Path = args.out or args.path.with_name(args.path.stem + ".aisys.yaml")
     header = f"# Migrated by `aisys migrate-config` from {args.path.name}.\n"
     out_path.write_text(header + yaml.safe_dump(result.config, sort_keys=False))
@@ -415,13 +476,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose)
     progress = Progress()
     try:
-        if args.command == "migrate-config":
-            return _migrate_config(args)
         if args.command == "service":
             return service.run_command(args, sys.stdout)
         settings = load_settings(args.config)
+        if args.command == "migrate-config":
+            return _migrate_config(args, settings)
+        if args.command == "logs":
+            return logview.run(args, settings, sys.stdout)
         if args.command == "import-legacy":
             return _import_legacy(args, settings, progress)
+        if args.command == "migrate":
+            return _migrate_status(args, settings)
         return _run(args, settings, progress)
     except AisysError as exc:
         sys.stderr.write(f"aisys: {exc}\n")

@@ -2,12 +2,13 @@
 
 Every error raised on purpose by aisys code derives from :class:`AisysError`. Each carries
 structured fields, a message prefixed with the component that raised it, and an HTTP status that
-the single exception handler in :mod:`deployments._http` maps it to::
+the single exception handler in :mod:`deployments.http` maps it to::
 
     AisysError                      500  base class, never raised directly
     ├── ConfigError                 500  settings or serve config cannot work as given
     ├── ClusterError                503  Ray/NATS not reachable, a host tag has no node, ...
-    │   └── MissingHostTag          503  a deployment is pinned to a tag no node carries
+    │   ├── MissingHostTag          503  a deployment is pinned to a tag no node carries
+    │   └── ViewLagging             503  a write is stored but this replica's view lags behind it
     ├── ValidationFailed            422  a request is well-formed JSON but not acceptable
     ├── CheckFailed                 500  a step of `aisys check` did not see what it expected
     ├── QuotaExceeded               409  a count or size quota (a setting) would be exceeded
@@ -52,13 +53,16 @@ the single exception handler in :mod:`deployments._http` maps it to::
         ├── DatabaseUnusable    503  the file is not a database or is corrupt; restore or move it
         └── DatabaseWriteFailed 503  a write failed (disk full, file busy); nothing was stored
 
-Every subclass passes *all* of its constructor arguments to ``super().__init__`` so that
-instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``.
+Instances pickle: Ray re-creates exceptions on the caller's side by calling ``cls(*args)``, so
+:class:`AisysError` keeps the arguments each instance was constructed with (positional, keywords
+bound to their parameters) as ``args``, whatever message a subclass passes to its base.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Any, Self
 
 __all__ = [
     "CheckFailed",
@@ -98,6 +102,7 @@ __all__ = [
     "WorkerFailed",
     "WorkerNotFound",
     "ValidationFailed",
+    "ViewLagging",
     "QuotaExceeded",
     "AlertRuleNotFound",
     "ObservabilityError",
@@ -117,9 +122,20 @@ class AisysError(Exception):
     component = "aisys"
     http_status = 500
 
+    _constructed_with: tuple[Any, ...]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        self = super().__new__(cls)
+        # cls(*args) must rebuild this instance (pickling, Ray): keep its constructor arguments.
+        self._constructed_with = (
+            inspect.signature(cls.__init__).bind(self, *args, **kwargs).args[1:] if kwargs else args
+        )
+        return self
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.args = self._constructed_with
 
     def __str__(self) -> str:
         return f"{self.component}: {self.message}"
@@ -149,11 +165,25 @@ class MissingHostTag(ClusterError):
         super().__init__(
             f"no node carries host tag '{tag}' (needed by {needed_by}); {hint}",
         )
-        # Re-assign after the base call so pickling via cls(*args) keeps working.
-        self.args = (tag, needed_by, hint)
         self.tag = tag
         self.needed_by = needed_by
         self.hint = hint
+
+
+class ViewLagging(ClusterError):
+    """A write was stored by a state actor, but this replica's local view did not reach it
+    within ``timeout_s``: a read here may not show it yet (the write itself is not undone)."""
+
+    def __init__(self, state: str, version: int, seen: int, timeout_s: float) -> None:
+        super().__init__(
+            f"the {state} stored the change (version {version}) but this replica's view is "
+            f"still at version {seen} after {timeout_s:g}s; its change feed is behind, retry "
+            "the read shortly"
+        )
+        self.state = state
+        self.version = version
+        self.seen = seen
+        self.timeout_s = timeout_s
 
 
 class ValidationFailed(AisysError):
@@ -181,7 +211,6 @@ class QuotaExceeded(AisysError):
 
     def __init__(self, what: str, limit: int | float, setting: str) -> None:
         super().__init__(f"{what}: the limit is {limit:g} (setting {setting})")
-        self.args = (what, limit, setting)
         self.what = what
         self.limit = limit
         self.setting = setting
@@ -203,7 +232,6 @@ class QueueFull(CoreError):
             f"the request queue is full ({limit} queued); retry later "
             "(or raise AISYS_CORE__COORDINATOR__QUEUE_MAX_SIZE)"
         )
-        self.args = (limit,)
         self.limit = limit
 
 
@@ -214,7 +242,6 @@ class RequestNotFound(CoreError):
 
     def __init__(self, request_id: str) -> None:
         super().__init__(f"request '{request_id}' is unknown or has aged out")
-        self.args = (request_id,)
         self.request_id = request_id
 
 
@@ -228,7 +255,6 @@ class NoRoute(CoreError):
             f"no healthy downstream for {request_type} requests: {target}; register an agent "
             "with that capability"
         )
-        self.args = (request_type, target)
         self.request_type = request_type
         self.target = target
 
@@ -243,7 +269,6 @@ class CircuitOpen(CoreError):
             f"circuit breaker of '{downstream}' is open after repeated failures; "
             f"a trial request is allowed in {retry_in_s:.1f}s"
         )
-        self.args = (downstream, retry_in_s)
         self.downstream = downstream
         self.retry_in_s = retry_in_s
 
@@ -255,7 +280,6 @@ class DispatchFailed(CoreError):
 
     def __init__(self, downstream: str, reason: str) -> None:
         super().__init__(f"dispatch to '{downstream}' failed: {reason}")
-        self.args = (downstream, reason)
         self.downstream = downstream
         self.reason = reason
 
@@ -268,7 +292,6 @@ class RequestCancelled(CoreError):
     def __init__(self, request_id: str, session_id: str | None) -> None:
         whose = f"session '{session_id}'" if session_id else "every session"
         super().__init__(f"request '{request_id}' was cancelled by an interrupt of {whose}")
-        self.args = (request_id, session_id)
         self.request_id = request_id
         self.session_id = session_id
 
@@ -280,7 +303,6 @@ class ServiceNotFound(CoreError):
 
     def __init__(self, app: str, known: list[str]) -> None:
         super().__init__(f"no Serve application '{app}'; running: {', '.join(known) or 'none'}")
-        self.args = (app, known)
         self.app = app
         self.known = known
 
@@ -292,7 +314,6 @@ class UnknownHost(CoreError):
 
     def __init__(self, host: str, known: list[str]) -> None:
         super().__init__(f"no host '{host}' in the digital twin; known: {', '.join(known)}")
-        self.args = (host, known)
         self.host = host
         self.known = known
 
@@ -310,7 +331,6 @@ class AgentNotFound(RegistryError):
 
     def __init__(self, agent_id: str) -> None:
         super().__init__(f"agent '{agent_id}' is not registered")
-        self.args = (agent_id,)
         self.agent_id = agent_id
 
 
@@ -321,7 +341,6 @@ class RegistryConflict(RegistryError):
 
     def __init__(self, agent_id: str, reason: str) -> None:
         super().__init__(f"agent '{agent_id}': {reason}")
-        self.args = (agent_id, reason)
         self.agent_id = agent_id
         self.reason = reason
 
@@ -342,7 +361,6 @@ class EventTooLarge(ErrorBusError):
             f"event '{event_id}' is {size} bytes as JSON, over the limit of {limit}; shorten its "
             "message, details or stack trace (or raise AISYS_ERRORS__MAX_EVENT_BYTES)"
         )
-        self.args = (event_id, size, limit)
         self.event_id = event_id
         self.size = size
         self.limit = limit
@@ -364,7 +382,6 @@ class SpoolFull(ErrorBusError):
             f"needed; {len(stored)} event(s) of this request were stored, retry the rest later "
             "(or raise AISYS_ERRORS__SPOOL_MAX_MB)"
         )
-        self.args = (needed_bytes, free_bytes, stored)
         self.needed_bytes = needed_bytes
         self.free_bytes = free_bytes
         self.stored = stored
@@ -383,7 +400,6 @@ class LeaseUnavailable(ResourceError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"lease unavailable: {reason}")
-        self.args = (reason,)
         self.reason = reason
 
 
@@ -394,7 +410,6 @@ class LeaseNotFound(ResourceError):
 
     def __init__(self, lease_id: str) -> None:
         super().__init__(f"lease '{lease_id}' is not granted or queued")
-        self.args = (lease_id,)
         self.lease_id = lease_id
 
 
@@ -405,7 +420,6 @@ class HostOverloaded(ResourceError):
 
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(f"host '{host}' is overloaded: {reason}; retry later")
-        self.args = (host, reason)
         self.host = host
         self.reason = reason
 
@@ -417,7 +431,6 @@ class TaskNotFound(ResourceError):
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task '{task_id}' is unknown")
-        self.args = (task_id,)
         self.task_id = task_id
 
 
@@ -457,7 +470,6 @@ class TokenRejected(SecurityError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"token rejected: {reason}")
-        self.args = (reason,)
         self.reason = reason
 
 
@@ -468,7 +480,6 @@ class CredentialsRejected(SecurityError):
 
     def __init__(self, subject: str) -> None:
         super().__init__(f"invalid credentials for '{subject}'")
-        self.args = (subject,)
         self.subject = subject
 
 
@@ -479,7 +490,6 @@ class PermissionDenied(SecurityError):
 
     def __init__(self, subject: str, scope: str) -> None:
         super().__init__(f"'{subject}' lacks the '{scope}' scope this route needs")
-        self.args = (subject, scope)
         self.subject = subject
         self.scope = scope
 
@@ -491,7 +501,6 @@ class IdentityExists(SecurityError):
 
     def __init__(self, kind: str, name: str) -> None:
         super().__init__(f"{kind} '{name}' already exists")
-        self.args = (kind, name)
         self.kind = kind
         self.name = name
 
@@ -503,7 +512,6 @@ class IdentityNotFound(SecurityError):
 
     def __init__(self, kind: str, name: str) -> None:
         super().__init__(f"{kind} '{name}' does not exist")
-        self.args = (kind, name)
         self.kind = kind
         self.name = name
 
@@ -518,7 +526,6 @@ class IdentityLimitReached(SecurityError):
             f"the {kind} limit is reached ({limit}); an admin can delete unused ones "
             f"(or raise {setting})"
         )
-        self.args = (kind, limit, setting)
         self.kind = kind
         self.limit = limit
         self.setting = setting
@@ -533,7 +540,6 @@ class RateLimited(SecurityError):
         super().__init__(
             f"too many {what} for {key}; retry in {max(1, math.ceil(retry_after_s))} s"
         )
-        self.args = (what, key, retry_after_s)
         self.what = what
         self.key = key
         self.retry_after_s = retry_after_s
@@ -550,7 +556,6 @@ class RevocationStale(SecurityError):
             "security feed is not reaching it, so no token is accepted until it catches up; "
             "retry shortly"
         )
-        self.args = (age_s, limit_s)
         self.age_s = age_s
         self.limit_s = limit_s
 
@@ -571,7 +576,6 @@ class PortInUse(LegacyGatewayError):
             f"port {port} is already in use by {owner}; stop that process or map the legacy "
             "service to another port in legacy_gateway.ports"
         )
-        self.args = (port, owner)
         self.port = port
         self.owner = owner
 
@@ -589,7 +593,6 @@ class AlertRuleNotFound(ObservabilityError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"alert rule '{name}' does not exist")
-        self.args = (name,)
         self.name = name
 
 
@@ -600,7 +603,6 @@ class SilenceNotFound(ObservabilityError):
 
     def __init__(self, silence_id: str) -> None:
         super().__init__(f"silence '{silence_id}' does not exist")
-        self.args = (silence_id,)
         self.silence_id = silence_id
 
 
@@ -616,7 +618,6 @@ class LegacySourceUnreadable(AisysError):
 
     def __init__(self, source: str, location: str, reason: str) -> None:
         super().__init__(f"{source} ({location}): {reason}")
-        self.args = (source, location, reason)
         self.source = source
         self.location = location
         self.reason = reason
@@ -633,7 +634,6 @@ class StorageError(AisysError):
 
     def __init__(self, path: str, reason: str, fix: str) -> None:
         super().__init__(f"{path}: {reason}; {fix}")
-        self.args = (path, reason, fix)
         self.path = path
         self.reason = reason
         self.fix = fix

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, cast
 
-import ray
-
-from cluster.constants import RAY_NAMESPACE, SECURITY_ACTOR_NAME
+from actors.security.client import SecurityClient
 from cluster.errors import ClusterError
 from cluster.settings import Settings
 from cluster.system import connect
@@ -17,17 +14,16 @@ from deployments.security.models import (
     NewAgent,
     NewUser,
     TokenPair,
-    TrustReport,
     UserIdentity,
 )
 
 __all__ = ["create_agent", "create_user", "ensure_admin", "forget_agent", "issue_token"]
 
 
-def _actor(settings: Settings) -> Any:
+def _actor(settings: Settings) -> SecurityClient:
     connect(settings)
     try:
-        return ray.get_actor(SECURITY_ACTOR_NAME, namespace=RAY_NAMESPACE)
+        return SecurityClient.named()
     except ValueError as exc:
         raise ClusterError(
             "the SecurityGateway is not deployed; run `aisys up` or `aisys deploy` first"
@@ -38,19 +34,19 @@ def ensure_admin(settings: Settings) -> str | None:
     """Create the first admin unless users exist; return its generated password, once."""
     configured = settings.security.admin_password
     password = configured.get_secret_value() if configured else None
-    return cast(str | None, ray.get(_actor(settings).ensure_admin.remote(password)))
+    return _actor(settings).ensure_admin(password).get()
 
 
 def create_user(settings: Settings, user: NewUser) -> UserIdentity:
-    return cast(UserIdentity, ray.get(_actor(settings).create_user.remote(user)))
+    return _actor(settings).create_user(user).get()
 
 
 def create_agent(settings: Settings, agent: NewAgent) -> IdentityCreated:
-    return cast(IdentityCreated, ray.get(_actor(settings).create_agent.remote(agent)))
+    return _actor(settings).create_agent(agent).get()
 
 
 def issue_token(settings: Settings, grant: Grant) -> TokenPair:
-    return cast(TokenPair, ray.get(_actor(settings).grant.remote(grant)))
+    return _actor(settings).grant(grant).get()
 
 
 def forget_agent(settings: Settings, agent_id: str, trust_settle_s: float = 0.0) -> None:
@@ -63,8 +59,8 @@ def forget_agent(settings: Settings, agent_id: str, trust_settle_s: float = 0.0)
     actor = _actor(settings)
     deadline = time.monotonic() + trust_settle_s
     while time.monotonic() < deadline:
-        report: TrustReport = ray.get(actor.trust_report.remote(agent_id, 0), timeout=10)
+        report = actor.trust_report(agent_id, 0).get(timeout_s=10)
         if report.evidence > 0:
             break
         time.sleep(0.05)
-    ray.get(actor.forget_agent.remote(agent_id), timeout=30)
+    actor.forget_agent(agent_id).get(timeout_s=30)

@@ -1,5 +1,8 @@
 """How every aisys process reaches NATS: the broker's URL and aisys's credentials.
 
+Every JetStream stream aisys keeps (error events, shipped logs) is created or brought to its
+configuration by :func:`apply_stream_config`.
+
 The embedded ``nats-server`` admits one user, ``nats.user`` (``aisys``), and no anonymous
 client. Its password is generated once by the head into ``<data_dir>/nats_password`` (mode
 0600) and copied to the NATS host with the Ray token; ``AISYS_NATS__PASSWORD`` overrides the
@@ -24,7 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig, StreamInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from cluster._files import ensure_secret, read_secret
@@ -33,6 +39,7 @@ from cluster.settings import Settings
 
 __all__ = [
     "NatsClient",
+    "apply_stream_config",
     "ensure_nats_password",
     "nats_client",
     "read_nats_password",
@@ -114,14 +121,24 @@ def ensure_nats_password(settings: Settings) -> str:
 def nats_client(settings: Settings) -> NatsClient:
     """How aisys's processes reach the broker ``settings`` name, with aisys's credentials."""
     password = settings.nats.password.get_secret_value() if settings.nats.password else None
+    url = settings.nats_url
     if settings.nats.url:
         if password is None:
-            return NatsClient(url=settings.nats.url)
-        return NatsClient(url=settings.nats.url, user=settings.nats.user, password=password)
-    ip = settings.hosts[settings.nats.host].node_ip or "127.0.0.1"
-    url = f"nats://{ip}:{settings.ports.nats}"
+            return NatsClient(url=url)
+        return NatsClient(url=url, user=settings.nats.user, password=password)
     if password is not None:
         return NatsClient(url=url, user=settings.nats.user, password=password)
     return NatsClient(
         url=url, user=settings.nats.user, password_file=str(settings.nats_password_path)
     )
+
+
+async def apply_stream_config(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    """Create the stream ``config`` names, or bring an existing one to ``config``; idempotent."""
+    if config.name is None:
+        raise ConfigError("nats: a JetStream stream config must name its stream")
+    try:
+        await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        return await js.add_stream(config)
+    return await js.update_stream(config)

@@ -77,7 +77,7 @@ def _core_args(settings: Settings) -> dict[str, Any]:
 
 
 def _auth_args(settings: Settings) -> dict[str, Any]:
-    """What every replica needs to verify tokens (``deployments._auth.AuthArgs``)."""
+    """What every replica needs to verify tokens (``deployments.auth.AuthArgs``)."""
     return {
         "settings": settings.security.model_dump(mode="json"),
         "data_dir": str(settings.data_dir),
@@ -159,6 +159,9 @@ def _observability_args(settings: Settings) -> dict[str, Any]:
         # What {ray_temp_dir} in a log glob stands for (the same path on every host).
         "ray_temp_dir": str(settings.ray_temp_dir),
         "external_url": _external_url(settings),
+        # Log follows and the status page's event streams end themselves cleanly before Serve's
+        # timeout would cut them (clients resume).
+        "request_timeout_s": settings.ray.request_timeout_s,
     }
 
 

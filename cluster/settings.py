@@ -58,6 +58,7 @@ from cluster._settings_observability import (
     PerfLogSettings,
 )
 from cluster._settings_services import (
+    MIRRORABLE,
     DeclaredGpu,
     ErrorBridgeSettings,
     ErrorBusSettings,
@@ -72,6 +73,7 @@ from cluster._settings_services import (
 from cluster.errors import ConfigError
 
 __all__ = [
+    "MIRRORABLE",
     "AlertRuleSpec",
     "AlertSeverity",
     "AlertSource",
@@ -400,6 +402,14 @@ class Settings(BaseSettings):
     @property
     def nats_password_path(self) -> Path:
         return self.data_dir / "nats_password"
+
+    @property
+    def nats_url(self) -> str:
+        """The broker's URL: ``nats.url``, else the NATS host's ``node_ip`` and port."""
+        if self.nats.url:
+            return self.nats.url
+        ip = self.hosts[self.nats.host].node_ip or "127.0.0.1"
+        return f"nats://{ip}:{self.ports.nats}"
 
     @property
     def errors_dir(self) -> Path:

@@ -18,6 +18,7 @@ import ray
 from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field
 
+from actors.registry.client import RegistryClient
 from cluster._dashboard import DashboardClient
 from cluster._files import make_private
 from cluster._keeper import keeper_marker, stop_keeper
@@ -34,7 +35,7 @@ from cluster._ray_node import (
     start_ray_node,
     stop_ray_node,
 )
-from cluster.constants import APP_ROUTE_PREFIXES, RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.constants import APP_ROUTE_PREFIXES, RAY_NAMESPACE
 from cluster.errors import ClusterError, ConfigError, MissingHostTag
 from cluster.nats_client import NatsClient, ensure_nats_password, nats_client, read_nats_password
 from cluster.nats_server import NatsServer, nats_binary
@@ -146,11 +147,6 @@ def embedded_nats(settings: Settings) -> NatsServer:
             "from the head's data dir with the Ray token) or AISYS_NATS__PASSWORD"
         ),
     )
-
-
-def nats_url(settings: Settings) -> str:
-    """The broker's URL as ``settings`` name it (credentials: :func:`nats_client`)."""
-    return nats_client(settings).url
 
 
 def _token(settings: Settings) -> str:
@@ -576,8 +572,7 @@ async def _probe_nats(client: NatsClient) -> NatsStatus:
 
 def _registered_agents() -> int | None:
     try:
-        registry = ray.get_actor(REGISTRY_ACTOR_NAME, namespace=RAY_NAMESPACE)
-        return len(ray.get(registry.list_agents.remote(), timeout=10))
+        return len(RegistryClient.named().list_agents().get(timeout_s=10))
     except (ValueError, ray.exceptions.RayError):
         return None
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 __all__ = [
     "ENRICHMENT_FIELDS",
+    "HEALTH_VERBS",
     "ActionError",
     "ActionRequest",
     "CommandError",
@@ -46,6 +47,8 @@ __all__ = [
 
 #: Fields ``BaseAgent.send_request_to_agent`` adds to every request (section 2.3); ignored.
 ENRICHMENT_FIELDS: Final = frozenset({"source_agent", "request_id", "timestamp"})
+#: The verbs every legacy service answers with its health dict, as ``{"action": V}`` or raw text.
+HEALTH_VERBS: Final = frozenset({"ping", "health", "health_check"})
 _ECHO_LIMIT: Final = 80
 
 

@@ -5,9 +5,8 @@
 caller's dialect when the owning service refuses or is down. :class:`Services` reaches the
 aisys services those ports translate to, resolved lazily because the gateway may start before
 them. Every handler runs on its port's thread (:mod:`legacy_gateway.server`): anything that
-calls a service returns a coroutine, which the server runs on the event loop. The registry
-ports' hot reads share :class:`FrameCache` (encoded replies per agent) and :func:`lookup_key`;
-every agent-status reply words the registry's health with :func:`legacy_status`.
+calls a service returns a coroutine, which the server runs on the event loop. Every
+agent-status reply words the registry's health with :func:`legacy_status`.
 
 Example::
 
@@ -23,20 +22,20 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from pydantic import JsonValue, ValidationError
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from actors.registry.models import AgentRecord, Health
-from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
+from actors.registry.models import Health
 from cluster.errors import AisysError
+from deployments.resources.client import ResourcesClient
 from legacy_gateway._codec import (
+    HEALTH_VERBS,
     CommandRequest,
     Dialect,
     InvalidRequest,
@@ -44,7 +43,6 @@ from legacy_gateway._codec import (
     RawRequest,
     Reply,
     TypedRequest,
-    encode,
     error_reply,
     iso_time,
     unknown,
@@ -52,27 +50,20 @@ from legacy_gateway._codec import (
 from legacy_gateway.server import Outcome, Received
 
 __all__ = [
-    "DISCOVER",
-    "ENDPOINT",
     "HEALTH_PROBE_TIMEOUT_S",
     "HEALTH_READING_MAX_AGE_S",
-    "HEALTH_VERBS",
     "LEGACY_STATUS",
     "ActionPort",
     "ActionTable",
-    "FrameCache",
     "HealthOnlyPort",
-    "RecordSource",
     "Services",
     "guarded",
     "legacy_status",
-    "lookup_key",
     "number",
     "probe_problem",
     "text",
 ]
 
-HEALTH_VERBS: Final = frozenset({"ping", "health", "health_check"})
 #: A health reply reuses a reading of the port's aisys service this recent (seconds).
 HEALTH_READING_MAX_AGE_S: Final = 1.0
 #: How long a health reply waits for the port's aisys service before calling it degraded.
@@ -136,122 +127,12 @@ async def probe_problem(
     return None
 
 
-class RecordSource(Protocol):
-    """Where a :class:`FrameCache` checks its records (the registry link's local view)."""
-
-    @property
-    def version(self) -> int: ...
-
-    def peek(self, agent_id: str) -> AgentRecord | None: ...
-
-
-#: Lookup frames longer than this are not read by the replay path (the smallest allowed
-#: ``max_frame_bytes``, so the replay never answers a frame the normal path would refuse).
-_LOOKUP_MAX_BYTES: Final = 1024
-ENDPOINT: Final = "get_agent_endpoint"
-DISCOVER: Final = "DISCOVER"
-_ENDPOINT_BYTES: Final = ENDPOINT.encode()
-
-
-def lookup_key(frame: bytes) -> tuple[str, str] | None:
-    """``(ENDPOINT or DISCOVER, agent name)`` of a lookup frame, else None; one JSON decode.
-
-    Reads what the normal path reads and nothing else: the enrichment fields BaseAgent adds
-    to every request (a new ``request_id`` and ``timestamp`` each time) do not matter.
-    """
-    if len(frame) > _LOOKUP_MAX_BYTES or (
-        _ENDPOINT_BYTES not in frame and b"ISCOVER" not in frame.upper()
-    ):
-        return None
-    try:
-        obj = json.loads(frame.decode("utf-8"))
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
-        return None
-    if "command" in obj:
-        command, payload = obj["command"], obj.get("payload", {})
-        if not isinstance(command, str) or command.upper() != DISCOVER:
-            return None
-        name = payload.get("name") if isinstance(payload, dict) else None
-        kind = DISCOVER
-    elif obj.get("action") == ENDPOINT:
-        name, kind = obj.get("agent_name"), ENDPOINT
-    else:
-        return None
-    return (kind, name) if isinstance(name, str) and name else None
-
-
-class FrameCache:
-    """Encoded hot-read replies per agent name, and the small request frames that asked.
-
-    A reply stays valid while the view holds the record it was built from (records are
-    immutable and replaced on every change); it is checked against the view's version, so a
-    lookup costs one dict lookup while the registry does not change. :meth:`replay` answers a
-    byte-identical request frame without decoding it; frames over 1 KiB, or carrying a
-    ``request_id`` (never sent twice), are not remembered, so the frame table holds at most
-    ``_MAX_FRAMES`` KiB. Used from one port's thread only.
-    """
-
-    _MAX_FRAMES: Final = 4096
-    _MAX_NAMES: Final = 10_000
-
-    def __init__(self, build: Callable[[AgentRecord], Reply], link: RecordSource) -> None:
-        self._build = build
-        self._link = link
-        # name -> (view version it was last checked at, record it was built from, reply)
-        self._replies: dict[str, tuple[int, AgentRecord, bytes]] = {}
-        self._requests: dict[bytes, str] = {}
-
-    def frame(self, record: AgentRecord, request: bytes) -> bytes:
-        """The reply for ``record``; ``request`` (the frame that asked) is remembered for it."""
-        self._remember(request, record.agent_id)
-        cached = self._replies.get(record.agent_id)
-        if cached is not None and cached[1] is record:
-            return cached[2]
-        if len(self._replies) >= self._MAX_NAMES:
-            self._replies.clear()
-        encoded = encode(self._build(record))
-        # Version -1: the first cached() checks the record against the view before trusting it.
-        self._replies[record.agent_id] = (-1, record, encoded)
-        return encoded
-
-    def cached(self, name: str) -> bytes | None:
-        """The reply for agent ``name`` if the view still holds the record it was built from."""
-        entry = self._replies.get(name)
-        if entry is None:
-            return None
-        version = self._link.version  # read before the record: a change in between shows
-        if entry[0] == version:
-            return entry[2]
-        if self._link.peek(name) is not entry[1]:
-            return None
-        self._replies[name] = (version, entry[1], entry[2])
-        return entry[2]
-
-    def replay(self, request: bytes) -> bytes | None:
-        """The cached reply to a request frame seen before, if its record is unchanged."""
-        name = self._requests.get(request)
-        return None if name is None else self.cached(name)
-
-    def forget(self, name: str) -> None:
-        """Drop the reply for ``name`` (it is answered from elsewhere now)."""
-        self._replies.pop(name, None)
-
-    def _remember(self, request: bytes, name: str) -> None:
-        if len(request) > _LOOKUP_MAX_BYTES or b'"request_id"' in request:
-            return
-        if len(self._requests) >= self._MAX_FRAMES:
-            self._requests.clear()
-        self._requests[request] = name
-
-
 class Services:
     """Lazily resolved handles of the aisys services the legacy ports translate to."""
 
     def __init__(self) -> None:
         self._handles: dict[tuple[str, str], Any] = {}
-        self._resources: Any = None
+        self._resources: ResourcesClient | None = None
 
     def deployment(self, name: str, app: str) -> Any:
         """A Serve handle of deployment ``name`` of application ``app``."""
@@ -261,19 +142,22 @@ class Services:
             handle = self._handles[key] = serve.get_deployment_handle(name, app_name=app)
         return handle
 
-    def resources(self) -> Any:
-        """The ResourceScheduler's actor (created by its deployment)."""
-        if self._resources is None:
-            import ray
+    def resources(self) -> ResourcesClient:
+        """The ResourceScheduler's actor (created by its deployment).
 
-            self._resources = ray.get_actor(RESOURCES_ACTOR_NAME, namespace=RAY_NAMESPACE)
+        Raises:
+            ValueError: the actor does not run yet.
+        """
+        if self._resources is None:
+            self._resources = ResourcesClient.named()
         return self._resources
 
 
 class ActionPort(abc.ABC):
     """A legacy main port: health verbs, ``action`` and ``command`` tables.
 
-    Subclasses set ``service`` and implement :meth:`health` and :meth:`actions`; ports that
+    Subclasses set ``service`` and implement :meth:`actions` (or :meth:`action`, when their
+    handlers need the request's connection) and may override :meth:`health`; ports that
     speak the ``command`` dialect or RequestCoordinator-style ``type`` requests override
     :meth:`commands` or :meth:`typed`. Handlers may return a reply or a coroutine; coroutines
     are wrapped by :func:`guarded`.
@@ -329,9 +213,14 @@ class ActionPort(abc.ABC):
             uptime=round(time.time() - self.started_at, 3),
         )
 
-    @abc.abstractmethod
     def actions(self) -> ActionTable:
         """The ``action`` dialect: action name -> handler of the request's other fields."""
+        return {}
+
+    def action(self, name: str, received: Received) -> Callable[[Fields], Outcome] | None:  # noqa: ARG002
+        """The handler of action ``name``, from :meth:`actions`; a port whose handlers need the
+        request's connection (its peer address) overrides this instead."""
+        return self.actions().get(name)
 
     def commands(self) -> ActionTable:
         """The ``command`` dialect: upper-case command -> handler of payload + fields."""
@@ -340,7 +229,7 @@ class ActionPort(abc.ABC):
     def typed(self, request: TypedRequest) -> Outcome:
         return unknown(request)
 
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
             return error_reply(request.dialect, request.reason)
         if isinstance(request, RawRequest):
@@ -355,7 +244,7 @@ class ActionPort(abc.ABC):
             return self._wrap(Dialect.COMMAND, handler(merged))
         if request.action in self.health_verbs:
             return self._wrap(Dialect.ACTION, self.health())
-        handler = self.actions().get(request.action)
+        handler = self.action(request.action, received)
         if handler is None:
             return unknown(request)
         return self._wrap(Dialect.ACTION, handler(request.fields))

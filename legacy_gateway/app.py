@@ -23,17 +23,18 @@ from actors.registry.follower import RegistryFollower
 from cluster.errors import ClusterError
 from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.errors.core import SPOOL_FILE
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
+from deployments.http import install_error_handlers
 from deployments.security.models import Scope
 from legacy_gateway._ports import Services
 from legacy_gateway.builtin_records import builtin_records
 from legacy_gateway.error_bridge import BridgeStats, ErrorBridge
 from legacy_gateway.feeds import FeedStats, LegacyFeeds
-from legacy_gateway.gateway import HostGateway, PortStats
+from legacy_gateway.gateway import HostGateway, PortStats, migration_status
+from legacy_gateway.migration import MigrationStatus, PortUsage
 from legacy_gateway.registry_port import RegistryLink
 
 __all__ = ["LegacyAppArgs", "LegacyGatewayMainpc", "LegacyGatewayPc2", "build_app"]
@@ -138,6 +139,9 @@ class LegacyGatewayMainpc:
     async def feeds(self) -> dict[str, FeedStats]:
         return self._feeds.stats()
 
+    async def migration(self) -> list[PortUsage]:
+        return self._ports.gateway.migration()
+
     async def __del__(self) -> None:
         await self._feeds.close()
         await self._ports.close()
@@ -150,6 +154,7 @@ class LegacyGatewayPc2:
 
     def __init__(self, args: LegacyAppArgs, mainpc: Any) -> None:
         self._mainpc = mainpc
+        self._settings = args.gateway
         self._ports = _HostPorts(args, args.pc2_host)
         install_auth(api, self._ports.authenticator)
         errors = args.errors
@@ -183,6 +188,16 @@ class LegacyGatewayPc2:
     async def feeds(self) -> dict[str, FeedStats]:
         feeds: dict[str, FeedStats] = await self._mainpc.feeds.remote()
         return feeds
+
+    @api.get(
+        "/migrate",
+        summary="Each legacy service's migration mode, and per port and action who still "
+        "calls it (counts, last seen)",
+        dependencies=[require(Scope.READ)],
+    )
+    async def migrate(self) -> MigrationStatus:
+        mainpc: list[PortUsage] = await self._mainpc.migration.remote()
+        return migration_status(self._settings, [*mainpc, *self._ports.gateway.migration()])
 
     @api.get(
         "/error-bridge",

@@ -26,6 +26,7 @@ from cluster.constants import APP_CORE
 from cluster.errors import AisysError
 from deployments.core.models import QueueView, SubmitReceipt, UserRequest
 from legacy_gateway._codec import (
+    HEALTH_VERBS,
     ActionRequest,
     Dialect,
     InvalidRequest,
@@ -44,8 +45,6 @@ __all__ = ["CoordinatorHealthPort", "CoordinatorLink", "CoordinatorPort", "legac
 SERVICE: Final = "RequestCoordinator"
 #: A health reply reuses a queue reading this recent instead of asking CoreOrchestrator again.
 HEALTH_READING_MAX_AGE_S: Final = 1.0
-#: Raw strings answered with the health dict (what the legacy health scripts send).
-_RAW_HEALTH: Final = frozenset({"ping", "health", "health_check"})
 _USER_REQUEST: Final = TypeAdapter(UserRequest)
 _COMMON_FIELDS: Final = ("context", "user_id", "session_id")
 #: Fields of the legacy text/audio/vision requests that aisys takes; the rest are ignored.
@@ -140,7 +139,7 @@ class CoordinatorPort:
             except ValidationError as exc:
                 return error_reply(Dialect.ACTION, f"Invalid {request.type} request: {exc}")
             return self._submit(user_request, _QUEUED[request.type])
-        if isinstance(request, RawRequest) and request.text in _RAW_HEALTH:
+        if isinstance(request, RawRequest) and request.text in HEALTH_VERBS:
             return self.health()
         if not isinstance(request, ActionRequest):
             return unknown(request)

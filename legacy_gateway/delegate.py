@@ -13,18 +13,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any
-
 import zmq
 import zmq.asyncio
 
-from legacy_gateway._codec import InvalidRequest, LegacyRequest, Reply, error_reply
-from legacy_gateway.server import Received
+from legacy_gateway._codec import InvalidRequest, LegacyRequest, error_reply
+from legacy_gateway.server import Outcome, Received
 
 __all__ = ["DelegatePort"]
-
-_Forward = Coroutine[Any, Any, bytes]
 
 
 class DelegatePort:
@@ -41,7 +36,7 @@ class DelegatePort:
         self.address = address
         self._ctx = ctx
 
-    def handle(self, request: LegacyRequest, received: Received) -> Reply | bytes | _Forward:
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
         # Frames over the size limit are refused here too; the rest is the agent's business.
         if isinstance(request, InvalidRequest) and request.reason.startswith("Request too large"):
             return error_reply(request.dialect, request.reason)

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from cluster.aio import cancel_and_wait
 from cluster.constants import ERRORS_SUBJECTS
 from cluster.errors import ErrorBusError
 from cluster.settings import ErrorBridgeSettings
@@ -145,11 +146,7 @@ class ErrorBridge:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._republish_sub is not None:
             with contextlib.suppress(Exception):  # the connection may already be closed
                 await self._republish_sub.unsubscribe()

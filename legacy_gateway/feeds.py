@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -45,6 +44,7 @@ from pydantic import BaseModel, JsonValue, ValidationError
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
+from cluster.aio import cancel_and_wait
 from cluster.constants import APP_CORE
 from cluster.errors import AisysError, ClusterError
 from cluster.settings import LegacyGatewaySettings
@@ -274,11 +274,7 @@ class LegacyFeeds:
                 raise ClusterError(f"legacy: the {task.get_name()} follower ended: {reason}")
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._ctx.destroy(linger=0)
 
     async def _follow(

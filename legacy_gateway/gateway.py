@@ -29,7 +29,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from cluster.constants import APP_LEGACY
 from cluster.errors import ConfigError, PortInUse
 from cluster.settings import LegacyGatewaySettings, LegacyService
-from deployments._auth import Authenticator
+from deployments.auth import Authenticator
 from legacy_gateway._curve import CurveServer
 from legacy_gateway._ports import HealthOnlyPort, Services
 from legacy_gateway.coordinator_port import (
@@ -38,6 +38,8 @@ from legacy_gateway.coordinator_port import (
     CoordinatorPort,
 )
 from legacy_gateway.delegate import DelegatePort
+from legacy_gateway.migration import MigrationStatus, PortUsage, ServiceMode, mode_of
+from legacy_gateway.mirror import MirrorPort
 from legacy_gateway.monitor_ports import (
     HealthMonitorPort,
     PerformanceLoggerHealthPort,
@@ -70,8 +72,16 @@ from legacy_gateway.system_ports import (
 )
 from legacy_gateway.twin_actions import TwinActions
 from legacy_gateway.twin_cache import TwinCache
+from legacy_gateway.usage import CallCounter
 
-__all__ = ["LEGACY_NAMES", "TWIN_READERS", "GatewayContext", "HostGateway", "PortStats"]
+__all__ = [
+    "LEGACY_NAMES",
+    "TWIN_READERS",
+    "GatewayContext",
+    "HostGateway",
+    "PortStats",
+    "migration_status",
+]
 
 
 class PortStats(BaseModel):
@@ -194,6 +204,17 @@ class _Handlers:
         address = self._s.delegate_to.get(service)
         if address is not None:
             return DelegatePort(LEGACY_NAMES[service], address, self._c.forward_ctx)
+        address = self._s.mirror_to.get(service)
+        if address is not None:
+            return MirrorPort(
+                service,
+                LEGACY_NAMES[service],
+                address,
+                self._c.forward_ctx,
+                aisys=self._factories()[service](),
+                queue_max=self._s.mirror_queue_max,
+                timeout_s=self._s.reply_timeout_s,
+            )
         return self._factories()[service]()
 
     def _factories(self) -> dict[LegacyService, Callable[[], PortHandler]]:
@@ -226,7 +247,7 @@ class _Handlers:
             return self._shared("rc", lambda: CoordinatorPort(CoordinatorLink()))
 
         def shm() -> SystemHealthManagerPort:
-            return self._shared("shm", lambda: SystemHealthManagerPort(link))
+            return self._shared("shm", lambda: SystemHealthManagerPort(link, c.services))
 
         def usa() -> UnifiedSystemPort:
             return self._shared(
@@ -300,6 +321,7 @@ class HostGateway:
         deployment: str | None = None,
     ) -> None:
         self.host = host
+        self._settings = settings
         self._deployment = deployment
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._forward_ctx = zmq.asyncio.Context()
@@ -327,6 +349,7 @@ class HostGateway:
                 port,
                 handlers.build(service),
                 limits,
+                CallCounter(settings.usage_max_keys),
             )
             for service, port in sorted(settings.ports.get(host, {}).items())
         }
@@ -397,10 +420,34 @@ class HostGateway:
             for service, server in self._servers.items()
         ]
 
+    def migration(self) -> list[PortUsage]:
+        """Each bound port's migration mode and callers (``aisys migrate status``)."""
+        rows = []
+        for service, server in self._servers.items():
+            mode, address = mode_of(self._settings, service)
+            handler = server.handler
+            counter = server.counter
+            rows.append(
+                PortUsage(
+                    host=self.host,
+                    service=service,
+                    legacy_name=LEGACY_NAMES[service],
+                    port=server.port,
+                    mode=mode,
+                    legacy_address=address,
+                    calls=counter.snapshot() if counter is not None else [],
+                    overflowed=counter.overflowed if counter is not None else 0,
+                    mirror=handler.stats if isinstance(handler, MirrorPort) else None,
+                )
+            )
+        return rows
+
     async def close(self) -> None:
         await self.twin.stop()
         for server in self._servers.values():
             await server.close()
+            if isinstance(server.handler, MirrorPort):
+                await server.handler.close()
         self._term()
 
     def _term(self) -> None:
@@ -408,3 +455,20 @@ class HostGateway:
             self._auth.stop()
         self._ctx.term()
         self._forward_ctx.term()
+
+
+def migration_status(settings: LegacyGatewaySettings, ports: list[PortUsage]) -> MigrationStatus:
+    """Every configured service's mode, and the rows of the ports the gateways bind."""
+    services = sorted({s for table in settings.ports.values() for s in table})
+    modes = []
+    for service in services:
+        mode, address = mode_of(settings, service)
+        modes.append(
+            ServiceMode(
+                service=service,
+                legacy_name=LEGACY_NAMES[service],
+                mode=mode,
+                legacy_address=address,
+            )
+        )
+    return MigrationStatus(services=modes, ports=sorted(ports, key=lambda p: (p.host, p.port)))

@@ -5,7 +5,9 @@ Both legacy layouts are read: MainPC's ``agent_groups`` (group -> agent name -> 
 dependency on one of them is dropped where the legacy gateway now answers that agent's port
 (ServiceRegistry, SystemDigitalTwin, the error bus) and otherwise rewritten to the aisys service
 that replaced it. Dependencies that name no agent of the file and no aisys service are reported
-as dangling. YAML comments and anchors are not kept (the file is re-serialised).
+as dangling. An agent still in ``delegate`` or ``mirror`` mode (``legacy_gateway.delegate_to``
+and ``mirror_to``: its legacy agent still answers) is kept, and so are the dependencies on it.
+YAML comments and anchors are not kept (the file is re-serialised).
 
 Example::
 
@@ -17,14 +19,21 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from cluster.errors import ConfigError
 
-__all__ = ["CONSOLIDATED", "GATEWAY_ANSWERS", "MigrationReport", "MigrationResult", "migrate"]
+__all__ = [
+    "CONSOLIDATED",
+    "GATEWAY_ANSWERS",
+    "KeptAgent",
+    "MigrationReport",
+    "MigrationResult",
+    "migrate",
+]
 
 #: Every consolidated legacy agent and the aisys service that replaced it.
 CONSOLIDATED: Final[dict[str, str]] = {
@@ -63,11 +72,20 @@ class DependencyChange(_Model):
     replaced_by: str | None  # None: dropped
 
 
+class KeptAgent(_Model):
+    """A consolidated agent left in the file: the gateway still forwards its port to it."""
+
+    agent: str
+    mode: Literal["delegate", "mirror"]
+    in_file: bool  # False: the file does not start it (another host's file may)
+
+
 class MigrationReport(_Model):
     """What :func:`migrate` changed, and what it could not resolve."""
 
     layout: Literal["agent_groups", "pc2_services"]
     removed: list[str]
+    kept: list[KeptAgent] = []
     rewritten: list[DependencyChange]
     dropped: list[DependencyChange]
     dangling: list[DependencyChange]
@@ -80,6 +98,11 @@ class MigrationReport(_Model):
             f"{len(self.removed)} consolidated agents removed",
         ]
         lines += [f"  - removed {name} (now {CONSOLIDATED[name]})" for name in self.removed]
+        lines += [
+            f"  = kept {k.agent} ({k.mode} mode: the legacy gateway forwards its port to it)"
+            + ("" if k.in_file else "; this file does not start it")
+            for k in self.kept
+        ]
         lines += [
             f"  ~ {c.agent}: dependency {c.dependency} -> {c.replaced_by}" for c in self.rewritten
         ]
@@ -129,33 +152,42 @@ def _layout(config: object) -> Literal["agent_groups", "pc2_services"]:
     )
 
 
-def _remove_consolidated(config: dict[str, Any]) -> list[str]:
+def _remove_consolidated(config: dict[str, Any], gone: frozenset[str]) -> list[str]:
     removed: list[str] = []
     groups = config.get("agent_groups")
     if isinstance(groups, dict):
         for group in groups.values():
             if isinstance(group, dict):
-                for name in [n for n in group if n in CONSOLIDATED]:
+                for name in [n for n in group if n in gone]:
                     del group[name]
                     removed.append(str(name))
     services = config.get("pc2_services")
     if isinstance(services, list):
-        kept = [e for e in services if not (isinstance(e, dict) and e.get("name") in CONSOLIDATED)]
+        kept = [e for e in services if not (isinstance(e, dict) and e.get("name") in gone)]
         removed += [str(e["name"]) for e in services if e not in kept]
         services[:] = kept
     return removed
 
 
-def migrate(config: object) -> MigrationResult:
+def migrate(
+    config: object, still_answering: Mapping[str, Literal["delegate", "mirror"]] | None = None
+) -> MigrationResult:
     """Remove the consolidated agents from a parsed legacy startup config; the input is unchanged.
+
+    Args:
+        config: the parsed legacy ``startup_config.yaml``.
+        still_answering: consolidated agents the legacy gateway still forwards to (by legacy
+            name, with their mode): kept, with every dependency on them.
 
     Raises:
         ConfigError: ``config`` is in neither legacy layout.
     """
     layout = _layout(config)
     assert isinstance(config, dict)  # _layout checked it
+    keep = dict(still_answering or {})
     result = copy.deepcopy(config)
-    removed = _remove_consolidated(result)
+    present = {name for name, _ in _entries(result)}
+    removed = _remove_consolidated(result, frozenset(CONSOLIDATED) - set(keep))
     remaining = {name for name, _ in _entries(result)}
     rewritten: list[DependencyChange] = []
     dropped: list[DependencyChange] = []
@@ -166,6 +198,10 @@ def migrate(config: object) -> MigrationResult:
             continue
         new_deps: list[str] = []
         for dep in (str(d) for d in deps):
+            if dep in keep:
+                if dep not in new_deps:
+                    new_deps.append(dep)
+                continue
             if dep in GATEWAY_ANSWERS:
                 dropped.append(DependencyChange(agent=name, dependency=dep, replaced_by=None))
                 continue
@@ -180,6 +216,10 @@ def migrate(config: object) -> MigrationResult:
     report = MigrationReport(
         layout=layout,
         removed=removed,
+        kept=[
+            KeptAgent(agent=name, mode=mode, in_file=name in present)
+            for name, mode in sorted(keep.items())
+        ],
         rewritten=rewritten,
         dropped=dropped,
         dangling=dangling,

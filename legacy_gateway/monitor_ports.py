@@ -27,7 +27,8 @@ from pydantic import JsonValue
 from actors.registry.models import AgentRecord, Health
 from cluster.constants import APP_OBSERVABILITY
 from deployments.observability.perflog import MetricEntry, MetricRecord, UsageEntry
-from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
+from deployments.observability.state import PerfAggregate
+from legacy_gateway._codec import HEALTH_VERBS, Dialect, Reply, error_reply, iso_time
 from legacy_gateway._ports import (
     ActionPort,
     ActionTable,
@@ -53,6 +54,8 @@ __all__ = [
 
 _HUB: Final = ("ObservabilityHub", APP_OBSERVABILITY)
 _QUERY_LIMIT: Final = 1000
+#: PerformanceMonitor's window for response times and throughput (seconds).
+_WINDOW_S: Final = 3600.0
 #: Agents SystemHealthManager watched (``docs/legacy-protocol.md`` 4.9).
 _MEMORY_AGENTS: Final = {
     "orchestrator": "MemoryOrchestratorService",
@@ -263,22 +266,13 @@ class PerformanceMonitorPort(ActionPort):
     async def _get_metrics(self, fields: Fields) -> Reply:
         resources = _host_resources(self._twin, self._host)
         wanted = text(fields, "service")
+        since = time.time() - _WINDOW_S
+        # Counts and means over the whole window (no row cap); the newest rows for "current".
+        aggregates: list[PerfAggregate] = await self._hub().perf_aggregates.remote(since)
         rows: list[MetricRecord] = await self._hub().perf_metrics.remote(
-            wanted, time.time() - 3600, None, _QUERY_LIMIT
+            wanted, since, None, _QUERY_LIMIT
         )
-        durations: dict[str, list[float]] = {}
-        for row in rows:  # newest first
-            durations.setdefault(row.agent, []).append(row.duration_s)
-        services: dict[str, JsonValue] = {
-            agent: {
-                "response_time": {
-                    "current": sum(values[:10]) / len(values[:10]),
-                    "average": sum(values) / len(values),
-                },
-                "throughput": len(values) / 3600.0,
-            }
-            for agent, values in durations.items()
-        }
+        services = _service_metrics(aggregates, rows, wanted)
         if wanted is not None:
             return Reply(status="success", metrics=services.get(wanted, {}))
         snapshot = {
@@ -313,14 +307,55 @@ class PerformanceMonitorPort(ActionPort):
         if kind not in self._METRIC_TYPES:
             known = ", ".join(sorted(self._METRIC_TYPES))
             return error_reply(Dialect.ACTION, f"metric_type must be one of {known}")
+        if kind == "response_time" and value < 0:
+            return error_reply(Dialect.ACTION, "a response_time value is seconds, >= 0")
         entry = MetricEntry(
             agent=service,
             action=f"monitor:{kind}",
-            duration_s=value if kind == "response_time" and value >= 0 else 0.0,
+            # Only a response time is a duration; the other figures stay in metadata.
+            duration_s=value if kind == "response_time" else None,
             metadata={"metric_type": kind, "value": value},
         )
         await self._hub().log_metric.remote(entry)
         return Reply(status="success", message="Metric logged")
+
+
+def _service_metrics(
+    aggregates: list[PerfAggregate], rows: list[MetricRecord], wanted: str | None
+) -> dict[str, JsonValue]:
+    """PerformanceMonitor's per-service figures over the window; None where nothing is known.
+
+    ``response_time.average`` and ``throughput`` (durations logged per second) come from the
+    uncapped aggregates, ``response_time.current`` from the newest ten durations among the rows
+    read, ``reported`` holds the latest non-duration figure of each type ``log_metric`` took.
+    """
+    totals: dict[str, tuple[int, float]] = {}
+    for agg in aggregates:
+        if wanted is None or agg.agent == wanted:
+            count, total = totals.get(agg.agent, (0, 0.0))
+            totals[agg.agent] = (count + agg.count, total + agg.count * agg.mean_duration_s)
+    newest: dict[str, list[float]] = {}
+    reported: dict[str, dict[str, JsonValue]] = {}
+    for row in rows:  # newest first
+        if row.duration_s is not None:
+            newest.setdefault(row.agent, []).append(row.duration_s)
+            continue
+        kind = row.metadata.get("metric_type")
+        if row.action.startswith("monitor:") and isinstance(kind, str):
+            reported.setdefault(row.agent, {}).setdefault(kind, row.metadata.get("value"))
+    services: dict[str, JsonValue] = {}
+    for agent in sorted(set(totals) | set(reported)):
+        count, total = totals.get(agent, (0, 0.0))
+        last = newest.get(agent, [])[:10]
+        services[agent] = {
+            "response_time": {
+                "current": sum(last) / len(last) if last else None,
+                "average": total / count if count else None,
+            },
+            "throughput": count / _WINDOW_S,
+            "reported": reported.get(agent, {}),
+        }
+    return services
 
 
 def _health_counts(records: list[AgentRecord]) -> dict[str, int]:
@@ -337,7 +372,7 @@ class HealthMonitorPort(ActionPort):
     """HealthMonitor: every registered agent's health, as the hub's probes last saw it."""
 
     service = "HealthMonitor"
-    health_verbs = frozenset({"health", "health_check"})  # its ping answers "pong"
+    health_verbs = HEALTH_VERBS - {"ping"}  # its ping answers "pong"
 
     def __init__(self, link: RegistryLink, port: int) -> None:
         super().__init__()
@@ -366,13 +401,29 @@ class HealthMonitorPort(ActionPort):
 
 
 class SystemHealthManagerPort(ActionPort):
-    """SystemHealthManager: the memory agents' health from the registry."""
+    """SystemHealthManager: the memory agents' health from the registry.
+
+    Its health is ``error`` while the registry view is not loaded or its feed is lost (it has
+    nothing to report), ``degraded`` while the ObservabilityHub, whose probes keep that health
+    current, does not answer.
+    """
 
     service = "SystemHealthManager"
 
-    def __init__(self, link: RegistryLink) -> None:
+    def __init__(self, link: RegistryLink, services: Services) -> None:
         super().__init__()
         self._link = link
+        self._services = services
+
+    def probe(self) -> Awaitable[object]:
+        return self._services.deployment(*_HUB).check_health.remote()  # type: ignore[no-any-return]
+
+    def health_reply(self, problem: str | None) -> Reply:
+        if self._link.healthy:
+            return super().health_reply(problem)
+        lost = f"{self.service}: the agent registry view is not loaded or its feed is lost"
+        base = super().health_reply(lost).model_dump()
+        return Reply.model_validate({**base, "status": "error"})
 
     def actions(self) -> ActionTable:
         return {"get_system_status": self._system_status}

@@ -14,22 +14,25 @@ A registrant's loopback address is published as the address other hosts reach it
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import json
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
 
 from pydantic import JsonValue, ValidationError
 from ray.exceptions import RayError
 
+from actors.registry.client import RegistryClient
 from actors.registry.core import check_quotas
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentRecord, Heartbeat, Registration
 from cluster.errors import AisysError, ClusterError
 from cluster.settings import RegistrySettings
 from legacy_gateway._codec import (
+    HEALTH_VERBS,
     ActionRequest,
     CommandRequest,
     Dialect,
@@ -39,25 +42,28 @@ from legacy_gateway._codec import (
     Reply,
     TypedRequest,
     dialect_of,
+    encode,
     error_reply,
     iso_time,
     unknown,
 )
-from legacy_gateway._ports import DISCOVER, ENDPOINT, FrameCache, lookup_key
 from legacy_gateway.server import Outcome, Received
 from legacy_gateway.twin_actions import TwinActions, agent_info, all_status, registered_agent
 
 __all__ = [
+    "DISCOVER",
+    "ENDPOINT",
     "DigitalTwinPort",
     "FrameCache",
     "HealthPort",
+    "RecordSource",
     "RegistryLink",
     "ServiceRegistryPort",
     "health_reply",
+    "lookup_key",
     "reachable_host",
 ]
 
-_HEALTH_ACTIONS: Final = frozenset({"ping", "health", "health_check"})
 #: Tag of every registration made through the gateway.
 LEGACY_TAG: Final = "legacy"
 #: Registration fields the legacy ServiceRegistry took (``dependencies`` it dropped).
@@ -65,6 +71,116 @@ _REGISTRATION_FIELDS: Final = (
     *("agent_id", "agent_type", "host", "port"),
     *("health_check_port", "capabilities", "metadata"),
 )
+
+
+class RecordSource(Protocol):
+    """Where a :class:`FrameCache` checks its records (the registry link's local view)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def peek(self, agent_id: str) -> AgentRecord | None: ...
+
+
+#: Lookup frames longer than this are not read by the replay path (the smallest allowed
+#: ``max_frame_bytes``, so the replay never answers a frame the normal path would refuse).
+_LOOKUP_MAX_BYTES: Final = 1024
+ENDPOINT: Final = "get_agent_endpoint"
+DISCOVER: Final = "DISCOVER"
+_ENDPOINT_BYTES: Final = ENDPOINT.encode()
+
+
+def lookup_key(frame: bytes) -> tuple[str, str] | None:
+    """``(ENDPOINT or DISCOVER, agent name)`` of a lookup frame, else None; one JSON decode.
+
+    Reads what the normal path reads and nothing else: the enrichment fields BaseAgent adds
+    to every request (a new ``request_id`` and ``timestamp`` each time) do not matter.
+    """
+    if len(frame) > _LOOKUP_MAX_BYTES or (
+        _ENDPOINT_BYTES not in frame and b"ISCOVER" not in frame.upper()
+    ):
+        return None
+    try:
+        obj = json.loads(frame.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "command" in obj:
+        command, payload = obj["command"], obj.get("payload", {})
+        if not isinstance(command, str) or command.upper() != DISCOVER:
+            return None
+        name = payload.get("name") if isinstance(payload, dict) else None
+        kind = DISCOVER
+    elif obj.get("action") == ENDPOINT:
+        name, kind = obj.get("agent_name"), ENDPOINT
+    else:
+        return None
+    return (kind, name) if isinstance(name, str) and name else None
+
+
+class FrameCache:
+    """Encoded hot-read replies per agent name, and the small request frames that asked.
+
+    A reply stays valid while the view holds the record it was built from (records are
+    immutable and replaced on every change); it is checked against the view's version, so a
+    lookup costs one dict lookup while the registry does not change. :meth:`replay` answers a
+    byte-identical request frame without decoding it; frames over 1 KiB, or carrying a
+    ``request_id`` (never sent twice), are not remembered, so the frame table holds at most
+    ``_MAX_FRAMES`` KiB. Used from one port's thread only.
+    """
+
+    _MAX_FRAMES: Final = 4096
+    _MAX_NAMES: Final = 10_000
+
+    def __init__(self, build: Callable[[AgentRecord], Reply], link: RecordSource) -> None:
+        self._build = build
+        self._link = link
+        # name -> (view version it was last checked at, record it was built from, reply)
+        self._replies: dict[str, tuple[int, AgentRecord, bytes]] = {}
+        self._requests: dict[bytes, str] = {}
+
+    def frame(self, record: AgentRecord, request: bytes) -> bytes:
+        """The reply for ``record``; ``request`` (the frame that asked) is remembered for it."""
+        self._remember(request, record.agent_id)
+        cached = self._replies.get(record.agent_id)
+        if cached is not None and cached[1] is record:
+            return cached[2]
+        if len(self._replies) >= self._MAX_NAMES:
+            self._replies.clear()
+        encoded = encode(self._build(record))
+        # Version -1: the first cached() checks the record against the view before trusting it.
+        self._replies[record.agent_id] = (-1, record, encoded)
+        return encoded
+
+    def cached(self, name: str) -> bytes | None:
+        """The reply for agent ``name`` if the view still holds the record it was built from."""
+        entry = self._replies.get(name)
+        if entry is None:
+            return None
+        version = self._link.version  # read before the record: a change in between shows
+        if entry[0] == version:
+            return entry[2]
+        if self._link.peek(name) is not entry[1]:
+            return None
+        self._replies[name] = (version, entry[1], entry[2])
+        return entry[2]
+
+    def replay(self, request: bytes) -> bytes | None:
+        """The cached reply to a request frame seen before, if its record is unchanged."""
+        name = self._requests.get(request)
+        return None if name is None else self.cached(name)
+
+    def forget(self, name: str) -> None:
+        """Drop the reply for ``name`` (it is answered from elsewhere now)."""
+        self._replies.pop(name, None)
+
+    def _remember(self, request: bytes, name: str) -> None:
+        if len(request) > _LOOKUP_MAX_BYTES or b'"request_id"' in request:
+            return
+        if len(self._requests) >= self._MAX_FRAMES:
+            self._requests.clear()
+        self._requests[request] = name
 
 
 class RegistryLink:
@@ -93,11 +209,10 @@ class RegistryLink:
         quotas: RegistrySettings | None = None,
         builtins: Mapping[str, AgentRecord] | None = None,
     ) -> None:
-        self._actor = actor
+        self._registry = RegistryClient(actor, follower, write_timeout_s)
         self._builtins: dict[str, AgentRecord] = dict(builtins or {})
         self._quotas = quotas
         self._follower = follower
-        self._write_timeout_s = write_timeout_s
         self._advertised_host = advertised_host
         self.started_at = time.time()
 
@@ -163,20 +278,20 @@ class RegistryLink:
                 registrations by ("unknown" when ZeroMQ does not know it).
 
         Raises:
-            AisysError: the registry refused it (:class:`QuotaExceeded` over a quota).
+            AisysError: the registry refused it (:class:`QuotaExceeded` over a quota), or
+                :class:`ViewLagging`: it is stored but the local view did not catch up in time.
             ray.exceptions.RayError: the registry actor is unreachable.
         """
         source = source or "unknown"
         if self._quotas is not None:  # a flood over a cap costs no Ray call
             check_quotas(self._quotas, self._follower.view, registration, source)
-        change = await self._actor.register.remote(registration, source)
-        await self._follower.wait_for(change.version, self._write_timeout_s)
-        record: AgentRecord = change.record
-        return record
+        change = await self._registry.visible(self._registry.register(registration, source))
+        assert change.record is not None  # an upsert always carries its record
+        return change.record
 
     async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> None:
         """Record a check result for a registered agent (same errors as :meth:`register`)."""
-        await self._actor.heartbeat.remote(agent_id, heartbeat)
+        await self._registry.heartbeat(agent_id, heartbeat)
 
 
 def health_reply(name: str, link: RegistryLink) -> Reply:
@@ -336,7 +451,22 @@ class HealthPort:
         return health_reply(self.service, self._link)
 
 
-class ServiceRegistryPort:
+class _RegistryPort(abc.ABC):
+    """A port answered from the registry's local view: a view not loaded yet (a
+    :class:`ClusterError`) becomes an error reply in the request's dialect."""
+
+    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
+        try:
+            return self._dispatch(request, received)
+        except ClusterError as exc:
+            return error_reply(dialect_of(request), str(exc))
+
+    @abc.abstractmethod
+    def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
+        """Answer ``request``."""
+
+
+class ServiceRegistryPort(_RegistryPort):
     """The ``action`` dialect of the legacy ServiceRegistry (section 4.1) on port 7100."""
 
     service = "ServiceRegistry"
@@ -353,21 +483,15 @@ class ServiceRegistryPort:
         key = lookup_key(request)
         return self._endpoints.cached(key[1]) if key is not None and key[0] == ENDPOINT else None
 
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
-        try:
-            return self._dispatch(request, received)
-        except ClusterError as exc:
-            return error_reply(dialect_of(request), str(exc))
-
     def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
             return error_reply(request.dialect, request.reason)
-        if isinstance(request, RawRequest) and request.text in _HEALTH_ACTIONS:
+        if isinstance(request, RawRequest) and request.text in HEALTH_VERBS:
             return health_reply(self.service, self._link)
         if not isinstance(request, ActionRequest):
             return unknown(request)
         action = request.action
-        if action in _HEALTH_ACTIONS:
+        if action in HEALTH_VERBS:
             return health_reply(self.service, self._link)
         if action == ENDPOINT:
             return get_agent_endpoint(self._link, request.fields, self._endpoints, received.data)
@@ -378,7 +502,7 @@ class ServiceRegistryPort:
         return unknown(request)
 
 
-class DigitalTwinPort:
+class DigitalTwinPort(_RegistryPort):
     """SystemDigitalTwin on 7120: the ``action`` (4.2) and old ``command`` (3.2) dialects.
 
     A ``command`` REGISTER needs only ``name`` (section 3.2). One without ``port`` cannot be an
@@ -414,12 +538,6 @@ class DigitalTwinPort:
             return None
         return (self._endpoints if key[0] == ENDPOINT else self._discovered).cached(key[1])
 
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:
-        try:
-            return self._dispatch(request, received)
-        except ClusterError as exc:
-            return error_reply(dialect_of(request), str(exc))
-
     def _dispatch(self, request: LegacyRequest, received: Received) -> Outcome:
         if isinstance(request, InvalidRequest):
             return error_reply(request.dialect, request.reason)
@@ -439,7 +557,7 @@ class DigitalTwinPort:
         action, fields = request.action, request.fields
         if action == "ping":
             return Reply(status="ok", message="pong", timestamp=iso_time(time.time()))
-        if action in _HEALTH_ACTIONS:
+        if action in HEALTH_VERBS:
             return health_reply(self.service, self._link)
         if action == "register_agent":
             simple = "registration_data" not in fields and "agent_id" not in fields

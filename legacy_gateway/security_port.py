@@ -19,28 +19,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from pydantic import ValidationError
-from ray.exceptions import RayError
-
-from cluster.errors import AisysError, IdentityExists, TokenRejected
-from deployments._auth import Authenticator
+from cluster.errors import IdentityExists, TokenRejected
+from deployments.auth import Authenticator
 from deployments.security.models import LegacySession, NewLegacyIdentity, TrustOutcome
-from legacy_gateway._codec import (
-    ActionRequest,
-    Dialect,
-    InvalidRequest,
-    LegacyRequest,
-    RawRequest,
-    Reply,
-    error_reply,
-    iso_time,
-    unknown,
-)
+from legacy_gateway._codec import Dialect, LegacyRequest, Reply, error_reply, iso_time
+from legacy_gateway._ports import ActionPort, Fields
 from legacy_gateway.server import Outcome, Received
 
 __all__ = ["AuthenticationPort", "SecurityHealthPort", "TrustScorerPort"]
 
-_HEALTH: Final = frozenset({"ping", "health", "health_check"})
 #: NIST SP 800-63B's minimum for memorised secrets (the legacy agent took any password).
 LEGACY_PASSWORD_MIN: Final = 8
 
@@ -50,17 +37,6 @@ Handler = Callable[[dict[str, Any], Received], Awaitable[Reply]]
 def _text(fields: dict[str, Any], key: str) -> str | None:
     value = fields.get(key)
     return value if isinstance(value, str) and value else None
-
-
-async def _guarded(service: str, call: Callable[[], Awaitable[Reply]]) -> Reply:
-    """Run an action; the SecurityGateway being down or refusing becomes an error reply."""
-    try:
-        return await call()
-    except (AisysError, ValidationError) as exc:
-        cause = getattr(exc, "cause", None)
-        return error_reply(Dialect.ACTION, str(cause if isinstance(cause, AisysError) else exc))
-    except RayError as exc:
-        return error_reply(Dialect.ACTION, f"{service} unavailable: {type(exc).__name__}")
 
 
 def _health(service: str, security: Authenticator) -> Reply:
@@ -85,40 +61,35 @@ class SecurityHealthPort:
         return _health(self.service, self._security)
 
 
-class _ActionPort(abc.ABC):
-    """A legacy ``action`` port whose actions go to the SecurityGateway."""
-
-    service: str
+class _SecurityPort(ActionPort):
+    """A legacy ``action`` port whose actions go to the SecurityGateway (its handlers are
+    given the request's connection, for per-sender limits)."""
 
     def __init__(self, security: Authenticator) -> None:
+        super().__init__()
         self._security = security
+        self._client = security.security
+
+    def health(self) -> Reply:
+        return _health(self.service, self._security)
 
     @abc.abstractmethod
-    def actions(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         """The port's legacy actions and their handlers."""
 
-    def handle(self, request: LegacyRequest, received: Received) -> Outcome:  # noqa: ARG002
-        if isinstance(request, InvalidRequest):
-            return error_reply(request.dialect, request.reason)
-        if isinstance(request, RawRequest) and request.text in _HEALTH:
-            return _health(self.service, self._security)
-        if not isinstance(request, ActionRequest):
-            return unknown(request)
-        if request.action in _HEALTH:
-            return _health(self.service, self._security)
-        handler = self.actions().get(request.action)
+    def action(self, name: str, received: Received) -> Callable[[Fields], Outcome] | None:
+        handler = self.handlers().get(name)
         if handler is None:
-            return unknown(request)
-        fields = request.fields
-        return _guarded(self.service, lambda: handler(fields, received))
+            return None
+        return lambda fields: handler(fields, received)
 
 
-class AuthenticationPort(_ActionPort):
+class AuthenticationPort(_SecurityPort):
     """The legacy AuthenticationAgent's ``action`` dialect."""
 
     service = "AuthenticationAgent"
 
-    def actions(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         return {
             "register": self._register,
             "login": self._login,
@@ -136,7 +107,7 @@ class AuthenticationPort(_ActionPort):
             )
         new = NewLegacyIdentity.model_validate({"name": user, "password": password})
         try:
-            await self._security.actor.register_legacy.remote(new)
+            await self._client.register_legacy(new)
         except IdentityExists:
             return error_reply(Dialect.ACTION, "User already exists")
         return Reply(status="success", message="User registered successfully")
@@ -145,9 +116,7 @@ class AuthenticationPort(_ActionPort):
         user, password = _text(fields, "user_id"), _text(fields, "password")
         if user is None or password is None:
             return error_reply(Dialect.ACTION, "Missing user_id or password")
-        session: LegacySession = await self._security.actor.legacy_login.remote(
-            user, password, received.peer()
-        )
+        session: LegacySession = await self._client.legacy_login(user, password, received.peer())
         reply = {"token": session.token, "expires_at": iso_time(session.expires_at)}
         return Reply(status="success", message="Login successful", session=reply)
 
@@ -156,10 +125,9 @@ class AuthenticationPort(_ActionPort):
         if token is None:
             return error_reply(Dialect.ACTION, "Missing token")
         try:
-            _, version, _ = await self._security.actor.revoke.remote(token)
+            await self._client.revoke_visible(token)
         except TokenRejected:
             return error_reply(Dialect.ACTION, "Invalid token")
-        await self._security.wait_version(version)
         return Reply(status="success", message="Logout successful")
 
     async def _validate(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
@@ -173,12 +141,12 @@ class AuthenticationPort(_ActionPort):
         return Reply(status="success", valid=True)
 
 
-class TrustScorerPort(_ActionPort):
+class TrustScorerPort(_SecurityPort):
     """The legacy AgentTrustScorer's ``action`` dialect (``model_id`` is the agent)."""
 
     service = "AgentTrustScorer"
 
-    def actions(self) -> dict[str, Handler]:
+    def handlers(self) -> dict[str, Handler]:
         return {
             "log_performance": self._log,
             "get_trust_score": self._score,
@@ -197,14 +165,14 @@ class TrustScorerPort(_ActionPort):
             }
         )
         # Bounded per sender: one reporter cannot talk an agent's score up (or down) at will.
-        report = await self._security.actor.record_outcome.remote(agent, outcome, received.peer())
+        report = await self._client.record_outcome(agent, outcome, received.peer())
         return Reply(status="success", new_trust_score=report.score)
 
     async def _score(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
         agent = _text(fields, "model_id")
         if agent is None:
             return error_reply(Dialect.ACTION, "Missing model_id")
-        report = await self._security.actor.trust_report.remote(agent, 0)
+        report = await self._client.trust_report(agent, 0)
         return Reply(status="success", trust_score=report.score)
 
     async def _history(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
@@ -214,7 +182,7 @@ class TrustScorerPort(_ActionPort):
         limit = fields.get("limit", 10)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
             return error_reply(Dialect.ACTION, "limit must be an integer from 1 to 1000")
-        report = await self._security.actor.trust_report.remote(agent, limit)
+        report = await self._client.trust_report(agent, limit)
         history = [
             {
                 "success": item["success"],
@@ -226,7 +194,7 @@ class TrustScorerPort(_ActionPort):
         return Reply(status="success", history=history)
 
     async def _scores(self, fields: dict[str, Any], received: Received) -> Reply:  # noqa: ARG002
-        scores: dict[str, float] = await self._security.actor.scores.remote()
+        scores: dict[str, float] = await self._client.scores()
         agent = _text(fields, "agent")
         if agent is not None:
             scores = {agent: scores.get(agent, 0.5)}

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import psutil
 import zmq
 
+from cluster.aio import cancel_and_wait
 from cluster.errors import PortInUse
 from legacy_gateway._codec import (
     Dialect,
@@ -43,6 +44,7 @@ from legacy_gateway._codec import (
     error_reply,
 )
 from legacy_gateway._curve import CurveServer
+from legacy_gateway.usage import CallCounter, call_action, call_agent, lookup_action, source_agent
 
 __all__ = [
     "LegacyServer",
@@ -66,6 +68,8 @@ _RCVMORE = int(zmq.RCVMORE)
 _MAX_ENVELOPE = 8
 #: Longest routing frame kept for that reply (libzmq's routing ids are at most 255 bytes).
 _MAX_ROUTING_BYTES = 255
+#: Most connections whose peer address the call counter remembers (then it starts afresh).
+_MAX_PEERS = 10_000
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE) | _NOBLOCK
 #: libzmq's send without pyzmq's Python-level wrapper (which only adds routing-id/group).
@@ -212,8 +216,12 @@ class LegacyServer:
         port: int,
         handler: PortHandler,
         limits: ServerLimits,
+        counter: CallCounter | None = None,
     ) -> None:
         self.port = port
+        #: Calls per action and caller (``aisys migrate status``); None: not counted.
+        self.counter = counter
+        self._peers: dict[bytes, str] = {}  # routing id -> peer address, for the counter
         self._ctx = ctx
         self._address = f"tcp://{bind}:{port}"
         self._relay_address = f"inproc://aisys-legacy-{port}-{secrets.token_hex(8)}"
@@ -241,6 +249,10 @@ class LegacyServer:
         if self._limits.curve is not None:
             self._limits.curve.apply(sock)
         return sock
+
+    @property
+    def handler(self) -> PortHandler:
+        return self._handler
 
     @property
     def running(self) -> bool:
@@ -285,12 +297,7 @@ class LegacyServer:
         self._close_sockets()
 
     async def close(self) -> None:
-        tasks = list(self._pending)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._pending))
         self._signal_stop()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, _STOP_WAIT_S)
@@ -371,6 +378,16 @@ class LegacyServer:
             logger.exception("legacy port %d: request failed", self.port)
             self._send(envelope, error_reply(Dialect.ACTION, _internal_message(exc)))
 
+    def _peer(self, identity: bytes, frame: zmq.Frame) -> str:
+        """The address of the connection ``identity`` names, asked of libzmq once per
+        connection (a routing id is never reused for another connection)."""
+        peer = self._peers.get(identity)
+        if peer is None:
+            if len(self._peers) >= _MAX_PEERS:
+                self._peers.clear()
+            peer = self._peers[identity] = Received(frame).peer()
+        return peer
+
     def _reply(self, envelope: list[bytes], body: list[zmq.Frame]) -> None:
         if len(body) != 1:
             reply: Reply = error_reply(
@@ -379,12 +396,19 @@ class LegacyServer:
             self._send(envelope, reply)
             return
         data = body[0].bytes
+        counter = self.counter
         if self._replay is not None:
             cached = self._replay(data)
             if cached is not None:
+                if counter is not None:
+                    peer = self._peer(envelope[0], body[0])
+                    counter.count(lookup_action(data), source_agent(data), peer)
                 self._send(envelope, cached)
                 return
         request = decode(data, self._limits.max_frame_bytes)
+        if counter is not None:
+            peer = self._peer(envelope[0], body[0])
+            counter.count(call_action(request), call_agent(request, data), peer)
         try:
             outcome = self._handler.handle(request, Received(body[0]))
         except Exception as exc:  # the one reply the client waits for must still be sent

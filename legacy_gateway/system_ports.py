@@ -28,6 +28,7 @@ from cluster.constants import APP_CORE
 from deployments.resources.models import GpuList, LeaseList, LeaseRequest, TaskRequest
 from deployments.resources.optimizer import LoadedModel, Thresholds
 from legacy_gateway._codec import (
+    HEALTH_VERBS,
     ActionRequest,
     Dialect,
     InvalidRequest,
@@ -40,7 +41,6 @@ from legacy_gateway._codec import (
     iso_time,
 )
 from legacy_gateway._ports import (
-    HEALTH_VERBS,
     ActionPort,
     ActionTable,
     Fields,
@@ -79,14 +79,19 @@ def _vram(gpus: GpuList, host: str) -> dict[str, JsonValue] | None:
     if not mine:
         return None
     total = sum(g.total_mb for g in mine)
-    used = sum(g.used_mb for g in mine)
+    # A declared GPU's use is not measured: used, free and the ratio are unknown (None), and
+    # the leases granted on it are the only accounting of its memory.
+    declared = any(g.source == "declared" for g in mine)
+    used = None if declared else sum(g.used_mb for g in mine)
     return {
         "total_mb": total,
         "used_mb": used,
-        "free_mb": sum(g.free_mb for g in mine),
-        "usage_ratio": round(used / total, 4) if total else 0.0,
+        "free_mb": None if declared else sum(g.free_mb for g in mine),
+        "leased_mb": sum(g.leased_mb for g in mine),
+        "usage_ratio": round(used / total, 4) if used is not None and total else None,
         # "nvml", "nvml-double" (the test double) or "declared", comma-joined
         "source": ",".join(sorted({g.source for g in mine})),
+        "declared": declared,
     }
 
 
@@ -101,7 +106,7 @@ class VramOptimizerPort(ActionPort):
         self._mainpc, self._pc2 = mainpc, pc2
 
     def probe(self) -> Awaitable[object]:
-        return self._services.resources().thresholds.remote()  # type: ignore[no-any-return]
+        return self._services.resources().thresholds()
 
     def health_reply(self, problem: str | None) -> Reply:
         if problem is None:
@@ -119,7 +124,7 @@ class VramOptimizerPort(ActionPort):
     def _mma(self, action: str) -> Any:
         async def answer(fields: Fields) -> Reply:
             resources = self._services.resources()
-            reply = await resources.model_manager.remote({**fields, "action": action})
+            reply = await resources.model_manager({**fields, "action": action})
             return Reply.model_validate(reply)
 
         return answer
@@ -134,10 +139,10 @@ class VramOptimizerPort(ActionPort):
 
     async def _status(self, fields: Fields) -> Reply:  # noqa: ARG002
         resources = self._services.resources()
-        gpus: GpuList = await resources.gpus.remote()
-        limits: Thresholds = await resources.thresholds.remote()
-        leases: LeaseList = await resources.list_leases.remote()
-        reported: list[LoadedModel] = await resources.mma_models.remote()
+        gpus: GpuList = await resources.gpus()
+        limits: Thresholds = await resources.thresholds()
+        leases: LeaseList = await resources.list_leases()
+        reported: list[LoadedModel] = await resources.mma_models()
         return Reply(
             status="SUCCESS",
             mainpc_vram=_vram(gpus, self._mainpc),
@@ -186,10 +191,10 @@ class VramOptimizerPort(ActionPort):
                 "Invalid threshold parameters: threshold_type critical|warning, 0 < value < 1",
             )
         resources = self._services.resources()
-        current: Thresholds = await resources.thresholds.remote()
+        current: Thresholds = await resources.thresholds()
         changed = current.model_copy(update={f"{kind}_ratio": value})
         Thresholds.model_validate(changed.model_dump())  # warning must stay below critical
-        await resources.set_thresholds.remote(changed)
+        await resources.set_thresholds(changed)
         return Reply(status="SUCCESS", message=f"{kind} threshold set to {value}")
 
     async def _set_idle(self, fields: Fields) -> Reply:
@@ -197,12 +202,12 @@ class VramOptimizerPort(ActionPort):
         if value is None or value <= 0:
             return error_reply(Dialect.COMMAND, "Invalid timeout parameter")
         resources = self._services.resources()
-        current: Thresholds = await resources.thresholds.remote()
-        await resources.set_thresholds.remote(current.model_copy(update={"idle_timeout_s": value}))
+        current: Thresholds = await resources.thresholds()
+        await resources.set_thresholds(current.model_copy(update={"idle_timeout_s": value}))
         return Reply(status="SUCCESS", message=f"idle timeout set to {value:g}s")
 
     async def _health_check(self, fields: Fields) -> Reply:  # noqa: ARG002
-        await self._services.resources().thresholds.remote()  # the scheduler answers
+        await self._services.resources().thresholds()  # the scheduler answers
         return Reply(
             status="SUCCESS",
             health_status={
@@ -225,7 +230,7 @@ class ResourceManagerPort(ActionPort):
         self._limits = {"cpu": 80.0, "memory": 80.0, "gpu": 80.0}
 
     def probe(self) -> Awaitable[object]:
-        return self._services.resources().thresholds.remote()  # type: ignore[no-any-return]
+        return self._services.resources().thresholds()
 
     def actions(self) -> ActionTable:
         return {
@@ -239,8 +244,11 @@ class ResourceManagerPort(ActionPort):
 
     def _figures(self) -> dict[str, JsonValue]:
         host = self._twin.host(self._host)
-        total = sum(g.total_mb for g in host.gpus)
-        used = sum(g.used_mb for g in host.gpus)
+        # Only measured GPUs have a use: without one the percent is unknown (None), so the
+        # availability check leaves GPU memory out instead of reading it as empty.
+        measured = [g for g in host.gpus if g.source != "declared"]
+        total = sum(g.total_mb for g in measured)
+        used = sum(g.used_mb for g in measured)
         return {
             "cpu_percent": host.cpu_percent,
             "memory_percent": host.memory_percent,
@@ -248,7 +256,7 @@ class ResourceManagerPort(ActionPort):
             "memory_total": host.memory_total_mb,
             "disk_usage": host.disk_percent,
             "timestamp": iso_time(host.taken_at or time.time()),
-            "gpu_memory_percent": round(100.0 * used / total, 2) if total else 0.0,
+            "gpu_memory_percent": round(100.0 * used / total, 2) if total else None,
         }
 
     def _available(self, figures: dict[str, JsonValue]) -> bool:
@@ -289,7 +297,7 @@ class ResourceManagerPort(ActionPort):
         request = LeaseRequest(
             owner=f"legacy:{resource_id}", vram_mb=int(amount), host=self._host, max_wait_s=0
         )
-        lease = await resources.request_lease.remote(request)
+        lease = await resources.request_lease(request)
         if lease.state != "granted":
             reason = getattr(lease, "reason", None) or lease.state
             return error_reply(Dialect.ACTION, f"Insufficient system resources: {reason}")
@@ -301,7 +309,7 @@ class ResourceManagerPort(ActionPort):
         )
 
     async def _lease_of(self, resource_id: str) -> str | None:
-        leases: LeaseList = await self._services.resources().list_leases.remote()
+        leases: LeaseList = await self._services.resources().list_leases()
         owner = f"legacy:{resource_id}"
         return next((g.lease_id for g in leases.granted if g.owner == owner), None)
 
@@ -312,14 +320,14 @@ class ResourceManagerPort(ActionPort):
         lease_id = await self._lease_of(resource_id)
         if lease_id is None:
             return error_reply(Dialect.ACTION, f"Resource ID {resource_id} not found")
-        await self._services.resources().release_lease.remote(lease_id)
+        await self._services.resources().release_lease(lease_id)
         return Reply(
             status="success", resource_id=resource_id, message="Resources released successfully"
         )
 
     async def _status(self, fields: Fields) -> Reply:  # noqa: ARG002
         figures = self._figures()
-        leases: LeaseList = await self._services.resources().list_leases.remote()
+        leases: LeaseList = await self._services.resources().list_leases()
         allocated: dict[str, JsonValue] = {
             g.owner.removeprefix("legacy:"): {
                 "type": "gpu",
@@ -359,7 +367,7 @@ class _TaskPort(ActionPort):
         self._host = host
 
     def probe(self) -> Awaitable[object]:
-        return self._services.resources().thresholds.remote()  # type: ignore[no-any-return]
+        return self._services.resources().thresholds()
 
     async def run(self, kind: JsonValue, data: JsonValue, priority: JsonValue) -> Reply:
         if not isinstance(kind, str) or not kind or data in (None, "", {}, []):
@@ -380,7 +388,7 @@ class _TaskPort(ActionPort):
                 "host": self._host,
             }
         )
-        task = await self._services.resources().submit_task.remote(request)
+        task = await self._services.resources().submit_task(request)
         return Reply(
             status="queued",
             message="Task queued for processing",

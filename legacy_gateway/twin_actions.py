@@ -106,14 +106,15 @@ def agent_info(link: Any, fields: Fields) -> Reply:
     return Reply(status="success", agent_info=info)
 
 
-def _vram_figures(host: HostTwin | None) -> tuple[int, int, int]:
+def _vram_figures(host: HostTwin | None) -> tuple[int | None, int | None, int | None]:
+    """Total, used and free VRAM of a host; None where unknown: a host the twin does not
+    know, or used/free of declared GPUs (nothing measures them)."""
     if host is None:
-        return 0, 0, 0
-    return (
-        sum(g.total_mb for g in host.gpus),
-        sum(g.used_mb for g in host.gpus),
-        sum(g.free_mb for g in host.gpus),
-    )
+        return None, None, None
+    total = sum(g.total_mb for g in host.gpus)
+    if any(g.source == "declared" for g in host.gpus):
+        return total, None, None
+    return total, sum(g.used_mb for g in host.gpus), sum(g.free_mb for g in host.gpus)
 
 
 def _ram_used_mb(host: HostTwin) -> float | None:
@@ -181,7 +182,7 @@ class TwinActions:
         ok = "SUCCESS" if dialect is Dialect.COMMAND else "success"
 
         async def send() -> Reply:
-            await self._services.resources().model_manager.remote(frame)
+            await self._services.resources().model_manager(frame)
             return Reply(status=ok, message="VRAM metrics updated successfully")
 
         return guarded(_SERVICE, dialect, send())

@@ -16,13 +16,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
+from cluster.aio import cancel_and_wait
 from cluster.constants import APP_CORE
 from cluster.errors import ClusterError
 from deployments.core.twin_models import HostTwin, TwinSnapshot
@@ -52,10 +52,7 @@ class TwinCache:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="legacy-twin")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     def snapshot(self) -> TwinSnapshot:
         """The current copy.

@@ -5,17 +5,22 @@ them from CoreOrchestrator, ``restart_service`` redeploys one and ``start_servic
 one that is not running. The legacy ``stop_service`` and ``cleanup_system`` were stubs that
 answered success; here they are refused with an error, since a legacy port does not take aisys
 services down and there is no system-wide cleanup to run. ``get_system_info`` and the health
-dict come from the local copy of the digital twin and the registry.
+dict come from the local copy of the digital twin and the registry; the health status is
+``error`` while CoreOrchestrator does not answer, ``degraded`` while the registry view or the
+twin's figures are missing, else ``ok``.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Awaitable
 from typing import Final
 
 from pydantic import JsonValue
 
+from actors.registry.models import Health
 from cluster.constants import APP_CORE
+from cluster.errors import ClusterError
 from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
 from legacy_gateway._ports import ActionPort, ActionTable, Fields, Services, text
 from legacy_gateway.registry_port import RegistryLink
@@ -38,18 +43,24 @@ class UnifiedSystemPort(ActionPort):
         self._link = link
         self._host = host
 
+    def probe(self) -> Awaitable[object]:
+        return self._services.deployment(*_CORE).check_health.remote()  # type: ignore[no-any-return]
+
     def health_reply(self, problem: str | None) -> Reply:
-        base = super().health_reply(problem)
-        records = self._link.records()
-        healthy = sum(1 for r in records if r.health.value == "passing")
-        extra: dict[str, JsonValue] = {
-            "initialization_complete": True,
-            "service_metrics": {
+        """``error`` while CoreOrchestrator (its services, their restarts) is down;
+        ``degraded`` while the registry view or the twin's host figures are unavailable."""
+        extra: dict[str, JsonValue] = {"initialization_complete": True}
+        partial: str | None = None
+        try:
+            records = self._link.records()
+            extra["service_metrics"] = {
                 "registered_services": len(records),
-                "healthy_services": healthy,
-                "unhealthy_services": sum(1 for r in records if r.health.value == "critical"),
-            },
-        }
+                "healthy_services": sum(1 for r in records if r.health is Health.PASSING),
+                "unhealthy_services": sum(1 for r in records if r.health is Health.CRITICAL),
+            }
+        except ClusterError as exc:  # the registry view is not loaded: no counts to give
+            extra["service_metrics"] = {"error": str(exc)}
+            partial = f"{self.service}: {exc}"
         try:
             host = self._twin.host(self._host)
             extra["system_metrics"] = {
@@ -59,7 +70,11 @@ class UnifiedSystemPort(ActionPort):
             }
         except TwinUnavailable as exc:  # health answers even while the twin is unreachable
             extra["system_metrics"] = {"error": str(exc)}
-        return Reply.model_validate({**base.model_dump(), **extra})
+            partial = partial or f"{self.service}: {exc}"
+        base = super().health_reply(problem or partial).model_dump()
+        if problem is not None:
+            base["status"] = "error"
+        return Reply.model_validate({**base, **extra})
 
     def actions(self) -> ActionTable:
         return {

@@ -56,7 +56,7 @@ def _body(operation: dict[str, Any]) -> str:
 
 def _scopes(api: Any) -> dict[tuple[str, str], str]:
     """The scope each (method, path) needs, read from its ``require`` dependencies."""
-    from deployments._auth import api_routes, declared_scopes
+    from deployments.auth import api_routes, declared_scopes
 
     found = {}
     for route in api_routes(api.routes):

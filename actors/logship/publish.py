@@ -26,9 +26,8 @@ from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig, Stream
 
 from cluster.constants import LOGS_STREAM, LOGS_SUBJECTS
 from cluster.errors import ClusterError, ConfigError
-from cluster.nats_client import NatsClient
+from cluster.nats_client import NatsClient, apply_stream_config
 from cluster.settings import LogShippingSettings
-from deployments.errors.store import apply_stream_config
 
 __all__ = ["LogStream", "ensure_logs_stream"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.registry.models import AgentRecord
-from cluster._sqlite import open_database, transaction
+from cluster.sqlite import open_database, transaction
 
 __all__ = ["SqliteRegistryStore"]
 

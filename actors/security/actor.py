@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -20,10 +21,11 @@ from actors._unusable import Unusable
 from actors.security.core import SecurityCore
 from actors.security.followers import FollowerLedger, Propagation
 from cluster.constants import SECURITY_ACTOR_NAME
-from cluster.errors import DatabaseUnusable
+from cluster.errors import DatabaseUnusable, QuotaExceeded
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
 from deployments.security.models import (
+    AccessToken,
     AgentIdentity,
     Grant,
     IdentityCreated,
@@ -41,6 +43,8 @@ from deployments.security.models import (
     TrustReport,
     UserIdentity,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SecurityActor", "get_or_create_security"]
 
@@ -98,6 +102,9 @@ class SecurityActor:
         finally:
             await self._changed_since(version)  # a reused refresh token revoked its family
 
+    async def client_token(self, grant: Grant, source: str = "") -> AccessToken:
+        return await asyncio.to_thread(self._core.client_token, grant, source)
+
     async def register_legacy(self, identity: NewLegacyIdentity) -> LegacyIdentity:
         return await asyncio.to_thread(self._core.register_legacy, identity)
 
@@ -151,6 +158,15 @@ class SecurityActor:
         self, agent: str, outcome: TrustOutcome, reporter: str | None = None
     ) -> TrustReport:
         return self._core.record_outcome(agent, outcome, reporter)
+
+    async def record_outcomes(self, outcomes: dict[str, list[TrustOutcome]]) -> None:
+        """Fold each agent's batch (the coordinator's TrustLink): one commit per agent; an
+        agent over a trust quota is logged and skipped, the others are recorded."""
+        for agent, batch in outcomes.items():
+            try:
+                self._core.record_outcomes(agent, batch)
+            except QuotaExceeded as exc:
+                logger.warning("trust outcomes of %s not recorded: %s", agent, exc)
 
     async def import_trust(self, items: list[ImportedOutcome | ImportedAggregate]) -> ImportTally:
         """Fold legacy trust evidence in (``aisys import-legacy``); keyed, so repeatable."""

@@ -20,6 +20,7 @@ from cluster.errors import (
     QuotaExceeded,
     RateLimited,
     TokenRejected,
+    ValidationFailed,
 )
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import SecuritySettings
@@ -27,6 +28,7 @@ from deployments.security.keys import KeyRing
 from deployments.security.limits import WindowCounter
 from deployments.security.models import (
     WRITE_SCOPES,
+    AccessToken,
     AgentIdentity,
     Grant,
     IdentityCreated,
@@ -258,13 +260,38 @@ class SecurityCore:
             allowed = [s.value for s in scopes_of_roles([Role(r) for r in user[1]])]
             return self._pair(name, "user", self._narrow(allowed, grant.scope))
         if grant.grant_type == "client_credentials":
-            client = grant.client_id or ""
-            secret = grant.client_secret.get_secret_value() if grant.client_secret else ""
-            # A failed attempt is not the agent's doing (anyone can send its id): it is
-            # rate-limited, never counted against the agent's trust.
-            agent = self._check_secret(client, secret, self._store.agent(client), source)
-            return self._agent_pair(client, self._narrow(agent[1], grant.scope))
+            client, scopes = self._client_scopes(grant, source)
+            return self._agent_pair(client, scopes)
         return self._refresh(grant.refresh_token.get_secret_value() if grant.refresh_token else "")
+
+    def client_token(self, grant: Grant, source: str = "") -> AccessToken:
+        """An access token, and no refresh token, for a client-credentials grant.
+
+        What an OAuth2 client (Prometheus' ``oauth2`` scrape option) asks for: it fetches a new
+        token with its secret when the last one expires (RFC 6749 section 4.4.3).
+
+        Raises:
+            ValidationFailed: ``grant`` is not a client-credentials grant.
+            RateLimited: too many failed attempts for this client or from this source.
+            CredentialsRejected: unknown client or wrong secret.
+            TokenRejected: a requested scope is not granted to the client.
+        """
+        if grant.grant_type != "client_credentials":
+            raise ValidationFailed("security: client_token takes client_credentials grants only")
+        client, scopes = self._client_scopes(grant, source)
+        kept, note = self._agent_scopes(client, scopes)
+        access, claims = self._issuer.mint(client, "agent", kept)
+        return AccessToken(
+            access_token=access, expires_in=claims.exp - claims.iat, scope=claims.scope, note=note
+        )
+
+    def _client_scopes(self, grant: Grant, source: str) -> tuple[str, list[str]]:
+        client = grant.client_id or ""
+        secret = grant.client_secret.get_secret_value() if grant.client_secret else ""
+        # A failed attempt is not the agent's doing (anyone can send its id): it is
+        # rate-limited, never counted against the agent's trust.
+        agent = self._check_secret(client, secret, self._store.agent(client), source)
+        return client, self._narrow(agent[1], grant.scope)
 
     def _check_secret(
         self, name: str, secret: str, stored: tuple[str, list[str], float] | None, source: str
@@ -307,12 +334,20 @@ class SecurityCore:
         if requested is None:
             return sorted(allowed)
         wanted = set(requested.split())
-        extra = wanted - set(allowed) - ({s.value for s in Scope} if "admin" in allowed else set())
+        implied = {s.value for s in Scope} if "admin" in allowed else set()
+        if Scope.READ.value in allowed:
+            implied.add(Scope.METRICS_READ.value)
+        extra = wanted - set(allowed) - implied
         if extra:
             raise TokenRejected(f"scopes {sorted(extra)} are not granted to this identity")
         return sorted(wanted)
 
     def _agent_pair(self, agent_id: str, scopes: list[str], family: str = "") -> TokenPair:
+        kept, note = self._agent_scopes(agent_id, scopes)
+        return self._pair(agent_id, "agent", kept, note, family)
+
+    def _agent_scopes(self, agent_id: str, scopes: list[str]) -> tuple[list[str], str]:
+        """The scopes an agent's token carries now, and a note when its trust withheld some."""
         score = self.trust_report(agent_id, 0).score
         if score < self._settings.trust.write_floor:
             kept = [s for s in scopes if Scope(s) not in WRITE_SCOPES]
@@ -320,8 +355,8 @@ class SecurityCore:
                 f"trust score {score:.2f} is below {self._settings.trust.write_floor}: write "
                 "scopes withheld until it recovers"
             )
-            return self._pair(agent_id, "agent", kept or [Scope.READ.value], note, family)
-        return self._pair(agent_id, "agent", scopes, family=family)
+            return kept or [Scope.READ.value], note
+        return scopes, ""
 
     def _pair(
         self,
@@ -423,6 +458,25 @@ class SecurityCore:
         event = (outcome.kind, outcome.success, outcome.latency_s, score_of(state))
         self._store.put_trust(agent, state, event, self._settings.trust.history_limit)
         return self.trust_report(agent, 10)
+
+    def record_outcomes(self, agent: str, outcomes: Sequence[TrustOutcome]) -> None:
+        """Fold a batch of ``agent``'s outcomes into its score in one commit (the coordinator's
+        reports, sent together); each is folded as :meth:`record_outcome` folds it, now.
+
+        Raises:
+            QuotaExceeded: as :meth:`record_outcome`; nothing of the batch was recorded.
+        """
+        if not outcomes:
+            return
+        self._check_trust_quotas(agent)
+        now, settings = self._clock(), self._settings.trust
+        state = self._store.trust(agent) or TrustState(at=now)
+        events: list[TrustEvent] = []
+        for outcome in outcomes:
+            state = observe(state, outcome, now, settings)
+            events.append((now, outcome.kind, outcome.success, outcome.latency_s, score_of(state)))
+        # The state and every history row in one transaction (no import keys: live outcomes).
+        self._store.put_imported(agent, state, events, [], settings.history_limit)
 
     def _check_trust_quotas(self, agent: str) -> None:
         trust = self._settings.trust

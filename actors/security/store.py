@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cluster._sqlite import open_database, transaction
 from cluster.errors import DatabaseWriteFailed
+from cluster.sqlite import open_database, transaction
 from deployments.security.trust import TrustState
 
 __all__ = [
@@ -80,7 +80,7 @@ class SecurityStore:
 
     One connection, used from the actor's event loop and from the threads that check
     passwords (``asyncio.to_thread``): each public method holds ``lock``, so their
-    transactions never interleave. Every write runs in :func:`~cluster._sqlite.transaction`,
+    transactions never interleave. Every write runs in :func:`~cluster.sqlite.transaction`,
     so a failed one (disk full: :class:`~cluster.errors.DatabaseWriteFailed`) is rolled back
     and the next write works.
 

@@ -26,19 +26,17 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import ray
 from pydantic import BaseModel, Field
 from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
+from actors.registry.client import RegistryClient
+from actors.security.client import SecurityClient
 from cluster._progress import Progress
 from cluster.constants import (
     APP_ERRORS,
     APP_OBSERVABILITY,
-    RAY_NAMESPACE,
-    REGISTRY_ACTOR_NAME,
-    SECURITY_ACTOR_NAME,
 )
 from cluster.errors import ClusterError, ConfigError, LegacySourceUnreadable
 from cluster.legacy_import import errorbus, perf, registry, trust
@@ -51,6 +49,7 @@ from deployments.observability.perflog import ImportedMetric, ImportedUsage, Per
 __all__ = ["ImportReport", "LegacySources", "SourceReport", "import_legacy", "render_report"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 #: Rows per Ray call: small enough for one quick transaction, large enough to be cheap.
 BATCH = 1000
 #: Longest one batch may take before the import reports the owner as unavailable.
@@ -132,9 +131,9 @@ def _in_batches(items: Sequence[T], call: Callable[[list[T]], ImportTally]) -> I
     return tally
 
 
-def _actor(name: str, service: str) -> Any:
+def _client(named: Callable[[], C], service: str) -> C:
     try:
-        return ray.get_actor(name, namespace=RAY_NAMESPACE)
+        return named()
     except ValueError as exc:
         raise ClusterError(
             f"the {service} is not deployed; run `aisys up` or `aisys deploy`"
@@ -151,16 +150,16 @@ def _app(name: str) -> Any:
 
 
 def _send_registry(items: list[Any]) -> ImportTally:
-    actor = _actor(REGISTRY_ACTOR_NAME, "agent registry")
+    registry = _client(RegistryClient.named, "agent registry")
     return _in_batches(
-        items, lambda batch: ray.get(actor.import_agents.remote(batch), timeout=CALL_TIMEOUT_S)
+        items, lambda batch: registry.import_agents(batch).get(timeout_s=CALL_TIMEOUT_S)
     )
 
 
 def _send_trust(items: list[Any]) -> ImportTally:
-    actor = _actor(SECURITY_ACTOR_NAME, "SecurityGateway")
+    security = _client(SecurityClient.named, "SecurityGateway")
     return _in_batches(
-        items, lambda batch: ray.get(actor.import_trust.remote(batch), timeout=CALL_TIMEOUT_S)
+        items, lambda batch: security.import_trust(batch).get(timeout_s=CALL_TIMEOUT_S)
     )
 
 

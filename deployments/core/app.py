@@ -25,14 +25,15 @@ from ray.exceptions import RayTaskError
 from ray.serve import Application
 
 from actors.probe.actor import get_or_create_host_probe
+from actors.probe.client import HostProbeClient
 from actors.registry.actor import get_or_create_registry
+from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
-from actors.registry.models import AgentQuery, AgentRecord, Change, Health, Heartbeat, Registration
+from actors.registry.models import AgentQuery, AgentRecord, Health, Heartbeat, Registration
 from actors.registry.view import RegistryView
 from cluster.errors import AgentNotFound, ClusterError, DispatchFailed
 from cluster.settings import CoreSettings, DeclaredGpu
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.core.coordinator import DeploymentTarget, RequestCoordinator, Target
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.grpc_ingress import CoreGrpcMethods
@@ -65,6 +66,7 @@ from deployments.core.twin_models import (
     SimulateLoadResult,
     TwinSnapshot,
 )
+from deployments.http import install_error_handlers
 from deployments.security.models import Scope
 
 __all__ = ["AgentList", "CoreAppArgs", "CoreOrchestrator", "build_app"]
@@ -117,8 +119,8 @@ class CoreOrchestrator(CoreGrpcMethods):
         registry = get_or_create_registry(
             settings.registry, Path(args.data_dir) / "registry.sqlite3", args.host_tag
         )
-        self._registry = registry
         self._follower = RegistryFollower(registry)
+        self._registry = RegistryClient(registry, self._follower)
         self._follower.start()
         coordinator = settings.coordinator
         self._zmq = zmq.asyncio.Context()
@@ -126,7 +128,7 @@ class CoreOrchestrator(CoreGrpcMethods):
         self._client = LazyPirateClient(
             self._zmq, coordinator.dispatch_timeout_s, coordinator.dispatch_attempts
         )
-        self._trust = TrustLink(self._authenticator.actor)
+        self._trust = TrustLink(self._authenticator.security)
         metrics = CoordinatorMetrics()
 
         def finished(status: RequestStatus) -> None:
@@ -143,7 +145,7 @@ class CoreOrchestrator(CoreGrpcMethods):
         )
         self._twin = DigitalTwin(settings.twin, args.host_tags)
         probes = {
-            tag: get_or_create_host_probe(tag, args.declared_gpus.get(tag, []))
+            tag: HostProbeClient(get_or_create_host_probe(tag, args.declared_gpus.get(tag, [])))
             for tag in args.host_tags
         }
         sampler = HostSampler(self._twin, probes, settings.twin, args.data_dir)
@@ -159,6 +161,7 @@ class CoreOrchestrator(CoreGrpcMethods):
             "twin sampler": loop.create_task(sampler.run()),
             "health sweep": loop.create_task(self._sweep_forever()),
             "trust scores": loop.create_task(self._trust.refresh_forever()),
+            "trust outcomes": loop.create_task(self._trust.flush_forever()),
         }
 
     @property
@@ -186,7 +189,7 @@ class CoreOrchestrator(CoreGrpcMethods):
 
     async def _mark(self, agent_id: str, heartbeat: Heartbeat) -> None:
         try:
-            await self._registry.heartbeat.remote(agent_id, heartbeat)
+            await self._registry.heartbeat(agent_id, heartbeat)
         except RayTaskError as exc:
             # An agent deregistered since the sweep began has nothing left to mark.
             if not isinstance(exc.cause, AgentNotFound):
@@ -210,19 +213,13 @@ class CoreOrchestrator(CoreGrpcMethods):
             raise ClusterError("core: the registry actor has not answered yet; retry shortly")
         return self._follower.view
 
-    async def _settled(self, change: Change) -> AgentRecord | None:
-        if not await self._follower.wait_for(change.version):
-            logger.warning("local registry view lags behind version %d", change.version)
-        return change.record
-
     @api.post(
         "/agents",
         summary="Register an agent (idempotent by agent_id)",
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def register(self, registration: Registration) -> AgentRecord:
-        change: Change = await self._registry.register.remote(registration)
-        record = await self._settled(change)
+        record = (await self._registry.visible(self._registry.register(registration))).record
         assert record is not None  # an upsert always carries its record
         return record
 
@@ -232,8 +229,9 @@ class CoreOrchestrator(CoreGrpcMethods):
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> AgentRecord:
-        change: Change = await self._registry.heartbeat.remote(agent_id, heartbeat)
-        record = await self._settled(change)
+        record = (
+            await self._registry.visible(self._registry.heartbeat(agent_id, heartbeat))
+        ).record
         assert record is not None
         return record
 
@@ -244,8 +242,7 @@ class CoreOrchestrator(CoreGrpcMethods):
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def deregister(self, agent_id: str) -> Response:
-        change: Change = await self._registry.deregister.remote(agent_id)
-        await self._settled(change)
+        await self._registry.visible(self._registry.deregister(agent_id))
         return Response(status_code=204)
 
     @api.get("/agents/{agent_id}", summary="Look up one agent", dependencies=[require(Scope.READ)])
@@ -288,6 +285,28 @@ class CoreOrchestrator(CoreGrpcMethods):
     )
     async def submit(self, request: UserRequest) -> SubmitReceipt:
         return self._coordinator.submit(request)
+
+    @api.post(
+        "/requests/wait",
+        summary="Queue a user request and answer its result (202 with its id on timeout)",
+        dependencies=[require(Scope.REQUESTS_SUBMIT)],
+        responses={202: {"description": "Not finished within timeout_s; poll its request_id"}},
+    )
+    async def submit_and_wait(
+        self,
+        request: UserRequest,
+        response: Response,
+        timeout_s: Annotated[float, Query(gt=0, le=30)] = 10,
+    ) -> RequestStatus:
+        """Accepted like ``POST /requests``; 200 once finished, else 202 and a ``Location``."""
+        status = await self._submit_and_wait(request, timeout_s)
+        if status.finished_at is None:
+            response.status_code = 202
+            response.headers["Location"] = f"/core/requests/{status.request_id}"
+        return status
+
+    async def _submit_and_wait(self, request: UserRequest, timeout_s: float) -> RequestStatus:
+        return await self._coordinator.submit_and_wait(request, timeout_s)
 
     @api.get(
         "/requests/{request_id}",

@@ -231,6 +231,17 @@ class RequestCoordinator:
             pass  # not finished yet: the caller gets the current state and asks again
         return entry.status()
 
+    async def submit_and_wait(self, request: UserRequest, timeout_s: float) -> RequestStatus:
+        """Queue ``request`` and return its status once it finished, or after ``timeout_s``.
+
+        The request is accepted (journaled) exactly as :meth:`submit` accepts it; a timeout
+        only ends the wait: the status then says ``queued`` or ``dispatched`` and carries the
+        request id, which the caller polls like any other. Raises :class:`QueueFull` as
+        :meth:`submit` does.
+        """
+        receipt = self.submit(request)
+        return await self.wait_finished(receipt.request_id, timeout_s)
+
     def queue_view(self) -> QueueView:
         return QueueView(
             size=len(self._queue),

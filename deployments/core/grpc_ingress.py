@@ -22,7 +22,7 @@ from ray.exceptions import RayTaskError
 
 from actors.registry.models import AgentQuery, AgentRecord, Heartbeat, Registration
 from cluster.errors import AisysError, PermissionDenied
-from deployments._auth import Authenticator
+from deployments.auth import Authenticator
 from deployments.core.models import RequestStatus, SubmitReceipt, UserRequest
 from deployments.core.proto import aisys_core_pb2 as pb
 from deployments.security.models import Scope
@@ -41,8 +41,11 @@ _CODES = {
     502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
 }
+#: ``SubmitAndWait``'s wait when the request names none, and the longest it may name.
+_WAIT_DEFAULT_S, _WAIT_MAX_S = 10.0, 30.0
 _USER_REQUEST: TypeAdapter[UserRequest] = TypeAdapter(UserRequest)
 M = TypeVar("M", bound=Message)
+R = TypeVar("R", bound=Message)
 
 
 def grpc_code_for(error: AisysError) -> grpc.StatusCode:
@@ -149,6 +152,7 @@ class _CoreRoutes(Protocol):
     async def _query(self, query: AgentQuery) -> tuple[int, list[AgentRecord]]: ...
     async def submit(self, request: UserRequest) -> SubmitReceipt: ...
     async def request_status(self, request_id: str) -> RequestStatus: ...
+    async def _submit_and_wait(self, request: UserRequest, timeout_s: float) -> RequestStatus: ...
 
     @property
     def authenticator(self) -> Authenticator: ...
@@ -165,77 +169,84 @@ async def _authorize(routes: _CoreRoutes, context: Any, scope: Scope) -> None:
         raise PermissionDenied(claims.sub, scope.value)
 
 
+def _rpc(
+    scope: Scope, empty: type[M]
+) -> Callable[
+    [Callable[[_CoreRoutes, R], Awaitable[M]]], Callable[[_CoreRoutes, R, Any], Awaitable[M]]
+]:
+    """An RPC method from ``body(self, request)``: the caller needs ``scope``, an error becomes
+    the gRPC status (and an ``empty`` reply). The method keeps the ``grpc_context`` parameter by
+    name, which is how Serve knows to pass the context."""
+
+    def wrap(
+        body: Callable[[_CoreRoutes, R], Awaitable[M]],
+    ) -> Callable[[_CoreRoutes, R, Any], Awaitable[M]]:
+        async def method(self: _CoreRoutes, request: R, grpc_context: Any) -> M:
+            async def call() -> M:
+                await _authorize(self, grpc_context, scope)
+                return await body(self, request)
+
+            return await _answer(grpc_context, empty, call)
+
+        method.__name__ = body.__name__
+        method.__qualname__ = body.__qualname__
+        method.__doc__ = body.__doc__
+        return method
+
+    return wrap
+
+
 class CoreGrpcMethods:
     """RPC methods of ``aisys.core.v1.CoreOrchestrator``; mixed into the Serve deployment."""
 
-    async def Register(  # noqa: N802 (RPC names come from the proto)
-        self: _CoreRoutes, request: pb.Registration, grpc_context: Any
-    ) -> pb.AgentRecord:
-        async def call() -> pb.AgentRecord:
-            await _authorize(self, grpc_context, Scope.REGISTRY_WRITE)
-            return record_to_proto(await self.register(registration_from_proto(request)))
+    @_rpc(Scope.REGISTRY_WRITE, pb.AgentRecord)
+    async def Register(self: _CoreRoutes, request: pb.Registration) -> pb.AgentRecord:  # noqa: N802
+        return record_to_proto(await self.register(registration_from_proto(request)))
 
-        return await _answer(grpc_context, pb.AgentRecord, call)
+    @_rpc(Scope.REGISTRY_WRITE, pb.AgentRecord)
+    async def Heartbeat(self: _CoreRoutes, request: pb.HeartbeatRequest) -> pb.AgentRecord:  # noqa: N802
+        beat = Heartbeat.model_validate(
+            {"status": request.status or "passing", "note": request.note}
+        )
+        return record_to_proto(await self.heartbeat(request.agent_id, beat))
 
-    async def Heartbeat(  # noqa: N802
-        self: _CoreRoutes, request: pb.HeartbeatRequest, grpc_context: Any
-    ) -> pb.AgentRecord:
-        async def call() -> pb.AgentRecord:
-            await _authorize(self, grpc_context, Scope.REGISTRY_WRITE)
-            beat = Heartbeat.model_validate(
-                {"status": request.status or "passing", "note": request.note}
-            )
-            return record_to_proto(await self.heartbeat(request.agent_id, beat))
+    @_rpc(Scope.READ, pb.AgentRecord)
+    async def Lookup(self: _CoreRoutes, request: pb.LookupRequest) -> pb.AgentRecord:  # noqa: N802
+        return record_to_proto(await self.get_agent(request.agent_id))
 
-        return await _answer(grpc_context, pb.AgentRecord, call)
+    @_rpc(Scope.READ, pb.AgentList)
+    async def ListAgents(self: _CoreRoutes, request: pb.ListRequest) -> pb.AgentList:  # noqa: N802
+        query = AgentQuery.model_validate(
+            {
+                "capability": request.capability or None,
+                "host": request.host or None,
+                "health": request.health or None,
+                "agent_type": request.agent_type or None,
+                "tag": request.tag or None,
+            }
+        )
+        version, agents = await self._query(query)
+        return pb.AgentList(version=version, agents=[record_to_proto(a) for a in agents])
 
-    async def Lookup(  # noqa: N802
-        self: _CoreRoutes, request: pb.LookupRequest, grpc_context: Any
-    ) -> pb.AgentRecord:
-        async def call() -> pb.AgentRecord:
-            await _authorize(self, grpc_context, Scope.READ)
-            return record_to_proto(await self.get_agent(request.agent_id))
+    @_rpc(Scope.REQUESTS_SUBMIT, pb.SubmitReply)
+    async def Submit(self: _CoreRoutes, request: pb.SubmitRequest) -> pb.SubmitReply:  # noqa: N802
+        receipt = await self.submit(submit_from_proto(request))
+        return pb.SubmitReply(
+            request_id=receipt.request_id,
+            priority=receipt.priority,
+            queue_position=receipt.queue_position,
+        )
 
-        return await _answer(grpc_context, pb.AgentRecord, call)
+    @_rpc(Scope.READ, pb.RequestStatus)
+    async def Status(self: _CoreRoutes, request: pb.StatusRequest) -> pb.RequestStatus:  # noqa: N802
+        return status_to_proto(await self.request_status(request.request_id))
 
-    async def ListAgents(  # noqa: N802
-        self: _CoreRoutes, request: pb.ListRequest, grpc_context: Any
-    ) -> pb.AgentList:
-        async def call() -> pb.AgentList:
-            await _authorize(self, grpc_context, Scope.READ)
-            query = AgentQuery.model_validate(
-                {
-                    "capability": request.capability or None,
-                    "host": request.host or None,
-                    "health": request.health or None,
-                    "agent_type": request.agent_type or None,
-                    "tag": request.tag or None,
-                }
-            )
-            version, agents = await self._query(query)
-            return pb.AgentList(version=version, agents=[record_to_proto(a) for a in agents])
-
-        return await _answer(grpc_context, pb.AgentList, call)
-
-    async def Submit(  # noqa: N802
-        self: _CoreRoutes, request: pb.SubmitRequest, grpc_context: Any
-    ) -> pb.SubmitReply:
-        async def call() -> pb.SubmitReply:
-            await _authorize(self, grpc_context, Scope.REQUESTS_SUBMIT)
-            receipt = await self.submit(submit_from_proto(request))
-            return pb.SubmitReply(
-                request_id=receipt.request_id,
-                priority=receipt.priority,
-                queue_position=receipt.queue_position,
-            )
-
-        return await _answer(grpc_context, pb.SubmitReply, call)
-
-    async def Status(  # noqa: N802
-        self: _CoreRoutes, request: pb.StatusRequest, grpc_context: Any
+    @_rpc(Scope.REQUESTS_SUBMIT, pb.RequestStatus)
+    async def SubmitAndWait(  # noqa: N802
+        self: _CoreRoutes, request: pb.SubmitAndWaitRequest
     ) -> pb.RequestStatus:
-        async def call() -> pb.RequestStatus:
-            await _authorize(self, grpc_context, Scope.READ)
-            return status_to_proto(await self.request_status(request.request_id))
-
-        return await _answer(grpc_context, pb.RequestStatus, call)
+        timeout_s = request.timeout_s or _WAIT_DEFAULT_S
+        if not 0 < timeout_s <= _WAIT_MAX_S:
+            raise ValueError(f"timeout_s must be in (0, {_WAIT_MAX_S:g}], not {timeout_s:g}")
+        user_request = submit_from_proto(request.request)
+        return status_to_proto(await self._submit_and_wait(user_request, timeout_s))

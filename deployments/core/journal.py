@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from pydantic import TypeAdapter
 
-from cluster._sqlite import open_database, transaction
+from cluster.sqlite import open_database, transaction
 from deployments.core.models import UserRequest
 
 __all__ = ["JournalEntry", "RequestJournal"]

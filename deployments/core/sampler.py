@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from actors.probe.client import HostProbeClient
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
 from cluster.settings import TwinSettings
@@ -48,17 +49,17 @@ class HostSampler:
     async def sample_once(self) -> None:
         await asyncio.gather(*(self._sample(tag, probe) for tag, probe in self._probes.items()))
 
-    async def _sample(self, tag: str, probe: Any) -> None:
+    async def _sample(self, tag: str, probe: HostProbeClient) -> None:
         timeout = self._settings.probe_timeout_s
         try:
-            reading: HostReading = await asyncio.wait_for(probe.read.remote(), timeout)
+            reading: HostReading = await asyncio.wait_for(probe.read(), timeout)
         except (TimeoutError, ray.exceptions.RayError) as exc:
             logger.warning("probe of host %s did not answer: %s", tag, exc)
             self._twin.record_error(tag, f"probe did not answer: {type(exc).__name__}")
             return
         system: SystemReading | None
         try:
-            system = await asyncio.wait_for(probe.system.remote(self._disk_path), timeout)
+            system = await asyncio.wait_for(probe.system(self._disk_path), timeout)
         except (TimeoutError, AttributeError, ray.exceptions.RayError) as exc:
             # AttributeError: a probe actor started by an older release has no system().
             logger.warning("system facts of host %s unavailable: %s", tag, exc)

@@ -23,8 +23,7 @@ from cluster.constants import ERRORS_SUBJECT_PREFIX
 from cluster.legacy_import.tally import ImportTally
 from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.errors.core import ErrorBusCore
 from deployments.errors.models import (
     SEVERITIES,
@@ -39,6 +38,7 @@ from deployments.errors.models import (
     severity_rank,
     subject_token,
 )
+from deployments.http import install_error_handlers
 from deployments.security.models import Scope
 
 __all__ = ["ErrorBus", "ErrorBusAppArgs", "build_app"]

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +25,7 @@ from typing import Final
 import nats.errors
 import nats.js.errors
 
+from cluster.aio import cancel_and_wait
 from cluster.constants import ERRORS_INDEX_DURABLE, ERRORS_STREAM
 from cluster.errors import ClusterError, DatabaseWriteFailed
 from cluster.legacy_import.tally import ImportTally
@@ -79,10 +79,7 @@ class ErrorBusCore:
         self._indexer = asyncio.create_task(self._index_forever(), name="errors-indexer")
 
     async def close(self) -> None:
-        if self._indexer is not None:
-            self._indexer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._indexer
+        await cancel_and_wait([self._indexer])
         await self.publisher.close()
         self.index.close()
         self.spool.close()

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cluster._sqlite import open_database, transaction
+from cluster.sqlite import open_database, transaction
 from deployments.errors.models import (
     SEVERITIES,
     AgentCounts,
@@ -66,7 +66,7 @@ _ID_CHUNK = 500
 class ErrorIndex:
     """Filterable, pageable copy of the error stream in one SQLite file.
 
-    Every write runs in :func:`~cluster._sqlite.transaction` under the lock: a failed one
+    Every write runs in :func:`~cluster.sqlite.transaction` under the lock: a failed one
     (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 

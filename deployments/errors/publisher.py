@@ -27,6 +27,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from cluster.aio import cancel_and_wait
 from cluster.errors import EventTooLarge
 from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
@@ -139,11 +140,7 @@ class ErrorPublisher:
         )
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._nc is not None:
             await self._nc.close()
 

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cluster._sqlite import open_database, transaction
 from cluster.errors import SpoolFull
+from cluster.sqlite import open_database, transaction
 
 __all__ = ["Spool", "SpooledEvent"]
 

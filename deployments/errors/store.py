@@ -36,14 +36,13 @@ from nats.js.api import (
 from pydantic import ValidationError
 
 from cluster.constants import ERRORS_STREAM, ERRORS_SUBJECTS
-from cluster.errors import ConfigError
+from cluster.nats_client import apply_stream_config
 from cluster.settings import ErrorBusSettings
 from deployments.errors.models import ErrorEvent, StoredEvent
 
 __all__ = [
     "Delivery",
     "DurableConsumer",
-    "apply_stream_config",
     "ensure_stream",
     "follow",
     "stored_event",
@@ -71,17 +70,6 @@ def stream_config(settings: ErrorBusSettings) -> StreamConfig:
 async def ensure_stream(js: JetStreamContext, settings: ErrorBusSettings) -> StreamInfo:
     """Create the ``ERRORS`` stream, or bring an existing one to ``settings``; idempotent."""
     return await apply_stream_config(js, stream_config(settings))
-
-
-async def apply_stream_config(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
-    """Create the stream ``config`` names, or bring an existing one to ``config``; idempotent."""
-    if config.name is None:
-        raise ConfigError("errors: a JetStream stream config must name its stream")
-    try:
-        await js.stream_info(config.name)
-    except nats.js.errors.NotFoundError:
-        return await js.add_stream(config)
-    return await js.update_stream(config)
 
 
 def stored_event(msg: Msg) -> StoredEvent | None:

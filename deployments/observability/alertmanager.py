@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster.aio import cancel_and_wait
 from cluster.settings import AlertingSettings
 from deployments.observability.alert_models import Alert, AlertState
 
@@ -123,9 +124,7 @@ class AlertmanagerNotifier:
         return due
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if self._client is not None:
             await self._client.aclose()
 

@@ -12,21 +12,25 @@ No ``from __future__ import annotations`` here: FastAPI reads the route annotati
 import asyncio
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import zmq.asyncio
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Header, Query, Response
+from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from ray import serve
 from ray.exceptions import RayError, RayTaskError
 from ray.serve import Application
 from ray.serve.exceptions import RayServeException
 
 from actors.probe.actor import get_or_create_host_probe
+from actors.probe.client import HostProbeClient
 from actors.registry.actor import get_or_create_registry
+from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import Heartbeat
 from cluster.constants import APP_ERRORS
@@ -37,16 +41,17 @@ from cluster.settings import (
     AlertRuleSpec,
     DeclaredGpu,
     ErrorBusSettings,
+    LogSeverity,
     ObservabilitySettings,
     RegistrySettings,
 )
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.supervision import zmq_health_probe
 from deployments.errors.models import ErrorCounts
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
+from deployments.http import install_error_handlers
 from deployments.observability.alert_models import (
     Alert,
     AlertHistoryEntry,
@@ -59,6 +64,16 @@ from deployments.observability.alertmanager import AlertmanagerNotifier
 from deployments.observability.anomaly import SeriesStatus
 from deployments.observability.events import alert_events
 from deployments.observability.hub import HubCore, HubSources
+from deployments.observability.log_models import (
+    CLASS_PATTERN,
+    MAX_PAGE,
+    TOKEN_PATTERN,
+    LogFilter,
+    LogPage,
+    LogQuery,
+)
+from deployments.observability.log_sse import sse, stream_limit_s
+from deployments.observability.logread import LogReader
 from deployments.observability.logship import LogShippers
 from deployments.observability.perflog import (
     MetricEntry,
@@ -70,7 +85,12 @@ from deployments.observability.perflog import (
     UsageRecord,
 )
 from deployments.observability.probes import AgentProber
-from deployments.observability.state import HostSample
+from deployments.observability.service_reader import read_services
+from deployments.observability.state import HostSample, PerfAggregate
+from deployments.observability.status_routes import install_status_page
+from deployments.observability.status_routes import router as status_router
+from deployments.observability.status_sources import make_status_page
+from deployments.observability.webhook import WebhookCollector, WebhookNotifier
 from deployments.security.models import Scope
 
 __all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
@@ -96,7 +116,12 @@ class ObservabilityAppArgs(BaseModel):
     auth: AuthArgs
     ray_temp_dir: str
     external_url: str
+    request_timeout_s: float | None = None
 
+
+_Token = Annotated[str | None, Query(pattern=TOKEN_PATTERN)]
+_Class = Annotated[str | None, Query(alias="class", pattern=CLASS_PATTERN)]
+_Text = Annotated[str | None, Query(min_length=1, max_length=256)]
 
 api = FastAPI(
     title="aisys ObservabilityHub",
@@ -106,6 +131,7 @@ api = FastAPI(
 )
 install_error_handlers(api)
 auth_first(api)  # every scoped route checks its token before the request is parsed
+api.include_router(status_router)  # the status page: status_routes.py
 
 
 @serve.deployment
@@ -122,11 +148,12 @@ class ObservabilityHub:
         registry = get_or_create_registry(
             args.registry, Path(args.data_dir) / "registry.sqlite3", args.registry_host_tag
         )
-        self._registry = registry
+        self._registry = RegistryClient(registry)
         self._follower = RegistryFollower(registry)
         self._follower.start()
         self._probes = {
-            tag: get_or_create_host_probe(tag, declared) for tag, declared in args.hosts.items()
+            tag: HostProbeClient(get_or_create_host_probe(tag, declared))
+            for tag, declared in args.hosts.items()
         }
         shippers = None
         if settings.logs.enabled:
@@ -138,6 +165,8 @@ class ObservabilityHub:
                 Path(args.data_dir),
                 settings.host_timeout_s,
             )
+        self._logs = LogReader(args.nats, settings.logs)
+        self._request_timeout_s = args.request_timeout_s
         self._zmq = zmq.asyncio.Context()
         probes = settings.probes
         client = LazyPirateClient(self._zmq, probes.probe_timeout_s, probes.probe_attempts)
@@ -157,6 +186,11 @@ class ObservabilityHub:
             )
             self._alertmanager.start()
         self.metrics = CollectorRegistry()
+        self._webhooks: WebhookNotifier | None = None
+        if settings.alerting.webhook_urls:
+            self._webhooks = WebhookNotifier(settings.alerting, args.external_url)
+            self._webhooks.start()
+            self.metrics.register(WebhookCollector(self._webhooks))
         sources = HubSources(
             hosts=self._sample_hosts,
             agents=lambda: self._follower.view.list_agents(),
@@ -164,6 +198,7 @@ class ObservabilityHub:
             error_counts=self._error_counts,
             notify=self._notify,
             logs=shippers.sample if shippers is not None else None,
+            services=lambda: read_services(settings.host_timeout_s, settings.error_rate_window_s),
         )
         self._core = HubCore(
             settings,
@@ -174,6 +209,7 @@ class ObservabilityHub:
             clock=time.time,
         )
         self._task = asyncio.get_running_loop().create_task(self._run())
+        install_status_page(api, make_status_page(args, lambda: self._core.alerts.alerts()))
 
     async def check_health(self) -> None:
         if self._task.done():
@@ -182,6 +218,8 @@ class ObservabilityHub:
             raise ClusterError("observability: the registry change-feed task has stopped")
         if self._alertmanager is not None and not self._alertmanager.running:
             raise ClusterError("observability: an Alertmanager sender task has stopped")
+        if self._webhooks is not None and not self._webhooks.running:
+            raise ClusterError("observability: a webhook sender task has stopped")
 
     async def _run(self) -> None:
         while True:
@@ -200,13 +238,13 @@ class ObservabilityHub:
             await asyncio.gather(*(self._sample_host(t, a) for t, a in self._probes.items()))
         )
 
-    async def _sample_host(self, tag: str, actor: Any) -> HostSample:
+    async def _sample_host(self, tag: str, actor: HostProbeClient) -> HostSample:
         try:
             reading, system, counters = await asyncio.wait_for(
                 asyncio.gather(
-                    actor.read.remote(),
-                    actor.system.remote(self._data_dir),
-                    actor.counters.remote(),
+                    actor.read(),
+                    actor.system(self._data_dir),
+                    actor.counters(),
                 ),
                 self._settings.host_timeout_s,
             )
@@ -233,7 +271,7 @@ class ObservabilityHub:
 
     async def _mark(self, agent_id: str, heartbeat: Heartbeat) -> None:
         try:
-            await self._registry.heartbeat.remote(agent_id, heartbeat)
+            await self._registry.heartbeat(agent_id, heartbeat)
         except RayTaskError as exc:
             # An agent deregistered since the sweep began has nothing left to mark.
             if not isinstance(exc.cause, AgentNotFound):
@@ -247,11 +285,17 @@ class ObservabilityHub:
                 notification.status,
                 len(notification.alerts),
             )
+        if self._webhooks is not None:
+            self._webhooks.enqueue(notifications)
         if self._publisher is not None:
             events = [e for n in notifications for e in alert_events(n, SOURCE)]
             await self._publisher.publish(events)
 
-    @api.get("/metrics", summary="Prometheus text exposition", dependencies=[require(Scope.READ)])
+    @api.get(
+        "/metrics",
+        summary="Prometheus text exposition (read or metrics:read)",
+        dependencies=[require(Scope.METRICS_READ)],
+    )
     async def prometheus_metrics(self) -> Response:
         return Response(content=generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
 
@@ -364,6 +408,13 @@ class ObservabilityHub:
         """
         return await asyncio.to_thread(self._core.perflog.import_rows, batch, time.time())
 
+    async def perf_aggregates(self, since: float) -> list[PerfAggregate]:
+        """Count, mean and max duration per agent and action since ``since``, uncapped.
+
+        Not a route: the legacy PerformanceMonitor port's ``get_metrics`` reads it.
+        """
+        return await asyncio.to_thread(self._core.perflog.aggregates, since)
+
     @api.get("/perf/usage", summary="Logged resource usage", dependencies=[require(Scope.READ)])
     async def perf_usage(
         self,
@@ -374,6 +425,68 @@ class ObservabilityHub:
     ) -> list[UsageRecord]:
         query = PerfQuery(agent=agent, since=since, until=until, limit=limit)
         return self._core.perflog.usage(query)
+
+    @api.get(
+        "/logs",
+        summary="Shipped log lines, newest first; page with next_before_seq",
+        dependencies=[require(Scope.READ)],
+    )
+    async def logs(
+        self,
+        host: _Token = None,
+        source: _Token = None,
+        error_class: _Class = None,
+        severity: Annotated[LogSeverity | None, Query(description="Minimum severity.")] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: _Text = None,
+        before_seq: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> LogPage:
+        try:
+            query = LogQuery(
+                host=host,
+                source=source,
+                error_class=error_class,
+                min_severity=severity,
+                since=since,
+                until=until,
+                text=text,
+                before_seq=before_seq,
+                limit=limit,
+            )
+        except ValidationError as exc:  # the checks across fields (since after until)
+            raise ValidationFailed(f"logs: {exc.errors()[0]['msg']}") from None
+        return await self._logs.page(query)
+
+    @api.get(
+        "/logs/stream",
+        summary="Follow new log lines as Server-Sent Events (resume with Last-Event-ID)",
+        dependencies=[require(Scope.READ)],
+        response_class=StreamingResponse,
+    )
+    async def logs_stream(
+        self,
+        host: _Token = None,
+        source: _Token = None,
+        error_class: _Class = None,
+        severity: Annotated[LogSeverity | None, Query(description="Minimum severity.")] = None,
+        text: _Text = None,
+        after_seq: Annotated[int | None, Query(ge=0)] = None,
+        last_event_id: Annotated[int | None, Header(ge=0)] = None,
+        x_request_timeout_seconds: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        flt = LogFilter(
+            host=host, source=source, error_class=error_class, min_severity=severity, text=text
+        )
+        after = last_event_id if last_event_id is not None else after_seq
+        entries = await self._logs.follow(flt, after)
+        limit_s = stream_limit_s(x_request_timeout_seconds, self._request_timeout_s)
+        return StreamingResponse(
+            sse(entries, limit_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from deployments.observability.alerts import AlertEngine
 from deployments.observability.anomaly import AnomalyBank
+from deployments.observability.service_series import ServicesCollector
 from deployments.observability.state import HostSample, HubState
 
 __all__ = [
@@ -346,5 +347,6 @@ def register_collectors(
         LogShippingCollector(state),
         AnomalyCollector(anomalies),
         AlertCollector(alerts),
+        ServicesCollector(state, clock),
     ):
         registry.register(collector)

@@ -29,6 +29,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from actors.logship.models import ShipperStats
 from actors.registry.models import AgentRecord
+from cluster.aio import cancel_and_wait
 from cluster.settings import ObservabilitySettings
 from deployments.observability.alert_models import Notification
 from deployments.observability.alert_store import AlertStore
@@ -37,7 +38,7 @@ from deployments.observability.anomaly import AnomalyBank
 from deployments.observability.collectors import register_collectors
 from deployments.observability.perflog import PerfLog
 from deployments.observability.series import current_samples
-from deployments.observability.state import AgentProbe, HostSample, HubState
+from deployments.observability.state import AgentProbe, HostSample, HubState, ServicesSample
 
 __all__ = ["HubCore", "HubSources"]
 
@@ -58,6 +59,8 @@ class HubSources:
     notify: Callable[[list[Notification]], Awaitable[None]]
     #: Counters of every host's log shipper; None when log shipping is off.
     logs: Callable[[], Awaitable[list[ShipperStats]]] | None = None
+    #: Leases, request queue, breakers and error rates of the other services.
+    services: Callable[[], Awaitable[ServicesSample]] | None = None
 
 
 class HubCore:
@@ -107,6 +110,8 @@ class HubCore:
             self.state.set_host(sample)
         if self._sources.logs is not None:
             self.state.log_shippers = await self._sources.logs()
+        if self._sources.services is not None:
+            self.state.services = await self._sources.services()
         counts = await self._sources.error_counts()
         if counts is not None:
             self.state.error_counts = counts
@@ -127,9 +132,7 @@ class HubCore:
 
     async def close(self) -> None:
         """Cancel a running probe sweep."""
-        if self._sweep is not None and not self._sweep.done():
-            self._sweep.cancel()
-            await asyncio.gather(self._sweep, return_exceptions=True)
+        await cancel_and_wait([self._sweep])
 
     def _start_sweep(self, agents: list[AgentRecord]) -> None:
         now = self._clock()

@@ -16,6 +16,7 @@ import ray
 from ray.exceptions import RayError
 
 from actors.logship.actor import get_or_create_log_shipper, shipper_hosts
+from actors.logship.client import LogShipperClient
 from actors.logship.models import ShipperStats
 from cluster.nats_client import NatsClient
 from cluster.settings import LogShippingSettings
@@ -48,8 +49,10 @@ class LogShippers:
         self._timeout_s = timeout_s
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
         self._actors = {
-            tag: get_or_create_log_shipper(
-                tag, settings, ray_temp_dir, broker, data_dir / "logship" / f"{tag}.sqlite3"
+            tag: LogShipperClient(
+                get_or_create_log_shipper(
+                    tag, settings, ray_temp_dir, broker, data_dir / "logship" / f"{tag}.sqlite3"
+                )
             )
             for tag in shipper_hosts(tags, nodes)
         }
@@ -58,10 +61,10 @@ class LogShippers:
         """Every shipper's counters (after handing it the current settings)."""
         return list(await asyncio.gather(*(self._sync(t, a) for t, a in self._actors.items())))
 
-    async def _sync(self, tag: str, actor: Any) -> ShipperStats:
+    async def _sync(self, tag: str, actor: LogShipperClient) -> ShipperStats:
         try:
             stats: ShipperStats = await asyncio.wait_for(
-                actor.sync.remote(self._settings), self._timeout_s
+                actor.sync(self._settings), self._timeout_s
             )
         except (RayError, TimeoutError) as exc:
             reason = f"log shipper of host {tag!r} failed: {type(exc).__name__}: {exc}"

@@ -21,9 +21,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from cluster._sqlite import open_database, transaction
 from cluster.legacy_import.tally import ImportTally
 from cluster.settings import PerfLogSettings
+from cluster.sqlite import open_database, transaction
 from deployments.observability.state import PerfAggregate
 
 __all__ = [
@@ -40,13 +40,20 @@ __all__ = [
 
 _DAY_S = 86_400.0
 
-_SCHEMA = """
+# duration_s is NULL for a metric that is not a duration (PerformanceMonitor's error, request,
+# queue_size and throughput figures, kept in metadata).
+_METRICS_TABLE = """
 CREATE TABLE IF NOT EXISTS metrics (
     id INTEGER PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL,
-    duration_s REAL NOT NULL, metadata TEXT NOT NULL, at REAL NOT NULL, legacy_key TEXT
-);
+    duration_s REAL, metadata TEXT NOT NULL, at REAL NOT NULL, legacy_key TEXT
+)"""
+_METRICS_INDEXES = """
 CREATE INDEX IF NOT EXISTS metrics_agent_at ON metrics (agent, at);
 CREATE INDEX IF NOT EXISTS metrics_at ON metrics (at);
+"""
+_SCHEMA = (
+    f"{_METRICS_TABLE};\n{_METRICS_INDEXES}"
+    + """
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY, agent TEXT NOT NULL, cpu_percent REAL NOT NULL,
     memory_mb REAL NOT NULL, at REAL NOT NULL, legacy_key TEXT,
@@ -55,6 +62,7 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_agent_at ON usage (agent, at);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 """
+)
 #: Columns added after the first release: a log created before them gets them on open.
 _ADDED_COLUMNS: Final = (
     ("metrics", "legacy_key", "TEXT"),
@@ -89,7 +97,9 @@ class MetricEntry(_Model):
 
     agent: str = _Name
     action: str = _Name
-    duration_s: float = Field(ge=0)
+    duration_s: float | None = Field(
+        ge=0, description="None: the metric is not a duration (its figure is in metadata)."
+    )
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     at: float | None = Field(default=None, description="Epoch seconds; None means now.")
 
@@ -117,6 +127,7 @@ class UsageRecord(UsageEntry):
 class ImportedMetric(MetricEntry):
     """A legacy PerformanceLoggerAgent ``metrics`` row (``aisys import-legacy``)."""
 
+    duration_s: float = Field(ge=0)  # every legacy row is a duration
     key: str = Field(min_length=1, max_length=128, description="Unique per legacy row.")
     at: float
 
@@ -151,7 +162,7 @@ WHAT = "the performance log: every metric and usage row logged or imported so fa
 class PerfLog:
     """The SQLite performance log; safe to call from several threads (one lock).
 
-    Every write runs in :func:`~cluster._sqlite.transaction`: a failed one
+    Every write runs in :func:`~cluster.sqlite.transaction`: a failed one
     (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 
@@ -174,7 +185,24 @@ class PerfLog:
                 columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self._allow_null_durations()
         self._db.executescript(_LEGACY_KEY_INDEXES)
+
+    def _allow_null_durations(self) -> None:
+        # Logs created when every metric was a duration have duration_s NOT NULL, which SQLite
+        # cannot drop in place: the table is rebuilt once, its rows and ids kept.
+        not_null = {row[1]: row[3] for row in self._db.execute("PRAGMA table_info(metrics)")}
+        if not not_null.get("duration_s"):
+            return
+        self._db.execute("ALTER TABLE metrics RENAME TO metrics_before_null_durations")
+        self._db.execute(_METRICS_TABLE)
+        columns = "id, agent, action, duration_s, metadata, at, legacy_key"
+        self._db.execute(
+            f"INSERT INTO metrics ({columns}) SELECT {columns} FROM metrics_before_null_durations"
+        )
+        self._db.execute("DROP TABLE metrics_before_null_durations")
+        for statement in filter(str.strip, _METRICS_INDEXES.split(";")):
+            self._db.execute(statement)
 
     def import_rows(self, batch: PerfImport, now: float) -> ImportTally:
         """Add legacy rows at their own times, once each, in one transaction.
@@ -268,11 +296,12 @@ class PerfLog:
         ]
 
     def aggregates(self, since: float) -> list[PerfAggregate]:
-        """Count, mean and max duration per agent and action since ``since``."""
+        """Count, mean and max duration per agent and action since ``since`` (durations only)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT agent, action, COUNT(*), AVG(duration_s), MAX(duration_s) FROM metrics "
-                "WHERE at >= ? GROUP BY agent, action ORDER BY agent, action",
+                "WHERE at >= ? AND duration_s IS NOT NULL "
+                "GROUP BY agent, action ORDER BY agent, action",
                 (since,),
             ).fetchall()
         return [

@@ -14,8 +14,10 @@ from actors.probe.counters import HostCounters
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
 from actors.registry.models import AgentRecord, Health
+from deployments.core.models import BreakerView, QueueView
+from deployments.resources.models import LeaseList
 
-__all__ = ["AgentProbe", "HostSample", "HubState", "PerfAggregate"]
+__all__ = ["AgentProbe", "HostSample", "HubState", "PerfAggregate", "ServicesSample"]
 
 
 class _Model(BaseModel):
@@ -53,6 +55,20 @@ class PerfAggregate(_Model):
     max_duration_s: float = Field(ge=0)
 
 
+class ServicesSample(_Model):
+    """One round's reading of the other services; a part is None when its service did not
+    answer (deployments/observability/service_series.py)."""
+
+    taken_at: float
+    leases: LeaseList | None = None
+    requests: QueueView | None = None
+    breakers: list[BreakerView] | None = None
+    error_window_s: float = Field(gt=0)
+    recent_errors: dict[str, int] | None = Field(
+        default=None, description="Agent -> ErrorBus events in the last error_window_s."
+    )
+
+
 class HubState:
     """The latest samples, replaced wholesale by the loop so a scrape sees one consistent set.
 
@@ -68,6 +84,7 @@ class HubState:
         self.error_counts: dict[str, dict[str, int]] = {}
         self.perf: list[PerfAggregate] = []
         self.log_shippers: list[ShipperStats] = []
+        self.services: ServicesSample | None = None
         self._addresses: dict[str, tuple[str, str]] = {}
         self._heartbeat_alive_at: dict[str, float] = {}
         self._probe_ok_at: dict[str, float] = {}

@@ -22,6 +22,7 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 from actors._singleton import singleton_options
 from actors._unusable import Unusable
 from actors.probe.actor import get_or_create_host_probe
+from actors.probe.client import HostProbeClient
 from actors.probe.models import HostReading
 from cluster.constants import RESOURCES_ACTOR_NAME
 from cluster.errors import DatabaseUnusable, ValidationFailed, WorkerFailed, WorkerNotFound
@@ -122,7 +123,10 @@ class ResourcesActor:
             model_manager_host, self._best_available, lambda: self._thresholds, time.time
         )
         self.decisions: list[tuple[float, UnloadDecision, bool]] = []
-        self._probes = {tag: get_or_create_host_probe(tag, table) for tag, table in hosts.items()}
+        self._probes = {
+            tag: HostProbeClient(get_or_create_host_probe(tag, table))
+            for tag, table in hosts.items()
+        }
         self._tasks = TaskRecords(
             settings.tasks_max_active, settings.tasks_kept, settings.task_retention_s, time.time
         )
@@ -333,7 +337,7 @@ class ResourcesActor:
         timeout = self._settings.poll_interval_s * 5
         for tag, probe in self._probes.items():
             try:
-                reading: HostReading = await asyncio.wait_for(probe.read.remote(), timeout)
+                reading: HostReading = await asyncio.wait_for(probe.read(), timeout)
             except (TimeoutError, ray.exceptions.RayError) as exc:
                 logger.warning("probe of host %s did not answer: %s", tag, exc)
                 continue

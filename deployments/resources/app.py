@@ -20,9 +20,10 @@ from ray.serve import Application
 from cluster.errors import ClusterError, ValidationFailed
 from cluster.nats_client import NatsClient
 from cluster.settings import DeclaredGpu, ErrorBusSettings, ResourceSettings
-from deployments._auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.http import install_error_handlers
 from deployments.resources.actor import get_or_create_resources
+from deployments.resources.client import ResourcesClient
 from deployments.resources.models import (
     GpuList,
     LeaseHeartbeat,
@@ -78,19 +79,21 @@ class ResourceScheduler:
 
     def __init__(self, args: ResourcesAppArgs) -> None:
         install_auth(api, Authenticator(args.auth))
-        self._actor = get_or_create_resources(
-            args.settings,
-            Path(args.data_dir) / "resources.sqlite3",
-            args.host_tag,
-            args.hosts,
-            args.model_manager_host,
-            (args.nats, args.errors) if args.nats and args.errors else None,
+        self._actor = ResourcesClient(
+            get_or_create_resources(
+                args.settings,
+                Path(args.data_dir) / "resources.sqlite3",
+                args.host_tag,
+                args.hosts,
+                args.model_manager_host,
+                (args.nats, args.errors) if args.nats and args.errors else None,
+            )
         )
         self._call_max_bytes = args.settings.workers.call_max_bytes
 
     async def check_health(self) -> None:
         try:
-            await self._actor.thresholds.remote()
+            await self._actor.thresholds()
         except RayError as exc:
             raise ClusterError(f"resources: the scheduler actor does not answer: {exc}") from exc
 
@@ -100,7 +103,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def request_lease(self, request: LeaseRequest, response: Response) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.request_lease.remote(request)
+        status: LeaseStatus = await self._actor.request_lease(request)
         response.status_code = 201 if status.state == "granted" else 202
         return status
 
@@ -110,7 +113,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def list_leases(self) -> LeaseList:
-        leases: LeaseList = await self._actor.list_leases.remote()
+        leases: LeaseList = await self._actor.list_leases()
         return leases
 
     @api.get(
@@ -119,7 +122,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def get_lease(self, lease_id: str) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.get_lease.remote(lease_id)
+        status: LeaseStatus = await self._actor.get_lease(lease_id)
         return status
 
     @api.delete(
@@ -128,7 +131,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def release_lease(self, lease_id: str) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.release_lease.remote(lease_id)
+        status: LeaseStatus = await self._actor.release_lease(lease_id)
         return status
 
     @api.put(
@@ -137,7 +140,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def heartbeat(self, lease_id: str, heartbeat: LeaseHeartbeat) -> LeaseStatus:
-        status: LeaseStatus = await self._actor.heartbeat.remote(lease_id, heartbeat.used)
+        status: LeaseStatus = await self._actor.heartbeat(lease_id, heartbeat.used)
         return status
 
     @api.get(
@@ -146,9 +149,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def gpus(self, refresh: bool = False) -> GpuList:
-        method = self._actor.refresh if refresh else self._actor.gpus
-        table: GpuList = await method.remote()
-        return table
+        return await (self._actor.refresh() if refresh else self._actor.gpus())
 
     @api.post(
         "/tasks",
@@ -157,7 +158,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def submit_task(self, request: TaskRequest) -> TaskStatus:
-        status: TaskStatus = await self._actor.submit_task.remote(request)
+        status: TaskStatus = await self._actor.submit_task(request)
         return status
 
     @api.get(
@@ -166,7 +167,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def task_status(self, task_id: str) -> TaskStatus:
-        status: TaskStatus = await self._actor.task_status.remote(task_id)
+        status: TaskStatus = await self._actor.task_status(task_id)
         return status
 
     @api.post(
@@ -176,12 +177,12 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def start_worker(self, request: WorkerRequest) -> WorkerStatus:
-        status: WorkerStatus = await self._actor.start_worker.remote(request)
+        status: WorkerStatus = await self._actor.start_worker(request)
         return status
 
     @api.get("/workers", summary="Live model workers", dependencies=[require(Scope.READ)])
     async def list_workers(self) -> WorkerList:
-        workers: WorkerList = await self._actor.list_workers.remote()
+        workers: WorkerList = await self._actor.list_workers()
         return workers
 
     @api.get(
@@ -190,7 +191,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.READ)],
     )
     async def get_worker(self, worker_id: str) -> WorkerStatus:
-        status: WorkerStatus = await self._actor.get_worker.remote(worker_id)
+        status: WorkerStatus = await self._actor.get_worker(worker_id)
         return status
 
     @api.post(
@@ -218,7 +219,7 @@ class ResourceScheduler:
             call = WorkerCall.model_validate_json(body)
         except ValidationError as exc:
             raise ValidationFailed(f"not a worker call: {exc}") from exc
-        result: WorkerCallResult = await self._actor.call_worker.remote(worker_id, call)
+        result: WorkerCallResult = await self._actor.call_worker(worker_id, call)
         return result
 
     @api.delete(
@@ -227,14 +228,14 @@ class ResourceScheduler:
         dependencies=[require(Scope.RESOURCES_LEASE)],
     )
     async def stop_worker(self, worker_id: str) -> WorkerStatus:
-        status: WorkerStatus = await self._actor.stop_worker.remote(worker_id)
+        status: WorkerStatus = await self._actor.stop_worker(worker_id)
         return status
 
     @api.get(
         "/optimizer", summary="The VRAM optimizer's thresholds", dependencies=[require(Scope.READ)]
     )
     async def thresholds(self) -> Thresholds:
-        thresholds: Thresholds = await self._actor.thresholds.remote()
+        thresholds: Thresholds = await self._actor.thresholds()
         return thresholds
 
     @api.put(
@@ -243,7 +244,7 @@ class ResourceScheduler:
         dependencies=[require(Scope.ADMIN)],
     )
     async def set_thresholds(self, thresholds: Thresholds) -> Thresholds:
-        updated: Thresholds = await self._actor.set_thresholds.remote(thresholds)
+        updated: Thresholds = await self._actor.set_thresholds(thresholds)
         return updated
 
 

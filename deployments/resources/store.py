@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from cluster._sqlite import open_database, transaction
+from cluster.sqlite import open_database, transaction
 from deployments.resources.models import EndedLease, LeaseGrant, QueuedLease
 
 __all__ = ["EVENTS_KEPT", "SqliteLeaseStore"]
@@ -48,7 +48,7 @@ class SqliteLeaseStore:
     """Write-through store; each method commits before it returns (WAL, ``synchronous=NORMAL``,
     so a killed process loses nothing that was acknowledged).
 
-    Every write runs in :func:`~cluster._sqlite.transaction`: a failed one
+    Every write runs in :func:`~cluster.sqlite.transaction`: a failed one
     (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from cluster._sqlite import open_database, transaction
+from cluster.sqlite import open_database, transaction
 from deployments.resources.worker_models import WorkerStatus
 
 __all__ = ["WorkerStore"]

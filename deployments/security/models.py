@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = [
+    "AccessToken",
     "AgentIdentity",
     "Claims",
     "Grant",
@@ -39,9 +40,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 
 class Scope(StrEnum):
-    """What a token allows. ``admin`` implies every other scope."""
+    """What a token allows. ``admin`` implies every other scope, ``read`` implies
+    ``metrics:read`` (the Prometheus exporter and nothing else)."""
 
     READ = "read"
+    METRICS_READ = "metrics:read"
     REGISTRY_WRITE = "registry:write"
     REQUESTS_SUBMIT = "requests:submit"
     RESOURCES_LEASE = "resources:lease"
@@ -50,7 +53,7 @@ class Scope(StrEnum):
     ADMIN = "admin"
 
 
-WRITE_SCOPES = frozenset(s for s in Scope if s is not Scope.READ)
+WRITE_SCOPES = frozenset(s for s in Scope if s not in (Scope.READ, Scope.METRICS_READ))
 
 
 class Role(StrEnum):
@@ -179,13 +182,19 @@ class Grant(_Model):
     )
 
 
-class TokenPair(_Model):
+class AccessToken(_Model):
+    """An OAuth2 access token response (RFC 6749 section 5.1) without a refresh token: what a
+    form-encoded client-credentials request gets (section 4.4.3)."""
+
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
-    refresh_token: str
     scope: str
     note: str = ""
+
+
+class TokenPair(AccessToken):
+    refresh_token: str
 
 
 class RevokeRequest(_Model):
@@ -210,7 +219,10 @@ class Claims(_Model):
         return frozenset(self.scope.split())
 
     def allows(self, scope: Scope) -> bool:
-        return Scope.ADMIN.value in self.scopes or scope.value in self.scopes
+        held = self.scopes
+        if scope is Scope.METRICS_READ and Scope.READ.value in held:
+            return True
+        return Scope.ADMIN.value in held or scope.value in held
 
 
 class VerifyResponse(_Model):

@@ -7,6 +7,7 @@ signed with the public key as an HMAC secret are rejected before any signature c
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
@@ -20,6 +21,8 @@ __all__ = ["ALGORITHMS", "TokenIssuer", "TokenVerifier"]
 
 ALGORITHMS = ["EdDSA"]
 _REQUIRED = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "scope"]
+#: Tokens whose signature and claims were checked, remembered per verifier at most.
+_CHECKED_MAX = 4096
 
 Clock = Callable[[], float]
 
@@ -61,23 +64,31 @@ class TokenIssuer:
 class TokenVerifier:
     """Verifies access tokens locally with published public keys and a revocation set.
 
+    A token whose signature and claims passed is remembered (at most ``_CHECKED_MAX``, all
+    forgotten whenever the keys or the revocations change), so a client sending the same token
+    again pays only the checks that can change with time: expiry and revocation.
+
     Args:
         issuer: required ``iss``.
         audience: required ``aud``.
         leeway_s: clock skew allowed on ``exp`` and ``nbf``.
+        clock: what a remembered token's expiry is checked against.
     """
 
-    def __init__(self, issuer: str, audience: str, leeway_s: int) -> None:
+    def __init__(self, issuer: str, audience: str, leeway_s: int, clock: Clock = time.time) -> None:
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
         self._keys: dict[str, jwt.PyJWK] = {}
         self._revoked: Mapping[str, int] = {}
+        self._checked: dict[str, Claims] = {}
+        self._clock = clock
 
     def update(self, jwks: list[dict[str, str]], revoked: Mapping[str, int]) -> None:
         """Replace the known public keys and the revoked token ids."""
         self._keys = {jwk["kid"]: jwt.PyJWK(jwk) for jwk in jwks}
         self._revoked = dict(revoked)
+        self._checked = {}
 
     def verify(self, token: str) -> Claims:
         """Return the claims of a valid token.
@@ -85,6 +96,22 @@ class TokenVerifier:
         Raises:
             TokenRejected: the reason names the failed check (expired, audience, revoked, ...).
         """
+        checked = self._checked.get(token)
+        if checked is not None:
+            # Signature, issuer, audience and nbf passed before; the clock only moves on.
+            if checked.exp <= self._clock() - self._leeway_s:
+                self._checked.pop(token, None)
+                raise TokenRejected("expired")
+            if checked.jti in self._revoked:
+                raise TokenRejected("revoked")
+            return checked
+        claims = self._verify_fully(token)
+        if len(self._checked) >= _CHECKED_MAX:
+            self._checked.clear()
+        self._checked[token] = claims
+        return claims
+
+    def _verify_fully(self, token: str) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:

@@ -119,13 +119,13 @@ def make_settings(nvml_table: Path = NVML_DOUBLE_TABLE, **overrides: object) -> 
         },
         # One ObservabilityHub round a second and no group_wait, so alert states and their
         # notifications move within seconds; legacy logs under the data dir
-        # (tests/integration/test_observability_http.py).
+        # (tests/integration/test_observability_http.py), log follows idle 1 s (test_logs.py).
         "observability": ObservabilitySettings.model_validate(
             {
                 "sample_interval_s": 1.0,
                 "probes": {"sweep_interval_s": 1.0, "probe_timeout_s": 0.5},
                 "alerting": {"group_wait_s": 0.0, "group_interval_s": 1.0},
-                "logs": {"legacy_root": str(data_dir / "legacy")},
+                "logs": {"legacy_root": str(data_dir / "legacy"), "sse_keepalive_s": 1.0},
             }
         ),
         "resources": ResourceSettings.model_validate(

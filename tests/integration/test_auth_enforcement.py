@@ -35,6 +35,7 @@ MUTATING_ROUTES: list[tuple[str, str, str, object, str]] = [
     ("registry", "PUT", "/core/agents/x/heartbeat", {}, "registry:write"),
     ("registry", "DELETE", "/core/agents/x", None, "registry:write"),
     ("requests", "POST", "/core/requests", {"type": "text", "data": "hi"}, "requests:submit"),
+    ("requests", "POST", "/core/requests/wait", {"type": "text", "data": "hi"}, "requests:submit"),
     ("requests", "POST", "/core/interrupt", {"session_id": "s"}, "requests:submit"),
     ("requests", "DELETE", "/core/interrupt", None, "requests:submit"),
     ("services", "POST", "/core/services/core/restart", None, "admin"),

@@ -6,11 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import pytest
 
+from cluster.settings import Settings
 from deployments.core.models import RequestMetadata
 from deployments.core.priority import compute_priority
+from deployments.core.proto import aisys_core_pb2 as pb
+from deployments.core.proto import aisys_core_pb2_grpc as pb_grpc
 from tests.conftest import free_port, wait_for_condition
 from tests.integration._zmq_agent import ZmqAgent
 
@@ -168,6 +172,78 @@ def test_interrupt_cancels_queued_requests_of_the_session(
     http.delete("/core/interrupt")
     wait_for_condition(lambda: finished(http, other), timeout_s=30)
     assert [t["parameters"]["request"]["data"] for t in server.received] == ["o"]
+
+
+def test_submit_and_wait_answers_the_result_or_202_with_the_id_to_poll(
+    http: httpx.Client, agent: tuple[str, ZmqAgent]
+) -> None:
+    agent_id, _ = agent
+    done = http.post("/core/requests/wait", json={"type": "text", "data": "sw"})
+    assert done.status_code == 200, done.text
+    status = done.json()
+    assert status["state"] == "succeeded" and status["downstream"] == agent_id
+    assert status["result"]["data"]["echo"] == "sw"
+
+    http.post("/core/interrupt", json={"session_id": "nobody", "pause_s": 300})
+    late = http.post(
+        "/core/requests/wait", json={"type": "text", "data": "late"}, params={"timeout_s": 0.2}
+    )
+    assert late.status_code == 202, late.text
+    request_id = late.json()["request_id"]
+    assert late.json()["state"] == "queued"
+    assert late.headers["location"] == f"/core/requests/{request_id}"
+    http.delete("/core/interrupt")  # the request was not lost: polling its id finishes it
+    polled = http.get(f"/core/requests/{request_id}", params={"wait_s": 10}).json()
+    assert polled["state"] == "succeeded" and polled["result"]["data"]["echo"] == "late"
+    # Both outcomes reach the agent's trust score (sent in a batch, in the background).
+    wait_for_condition(
+        lambda: http.get(f"/security/trust/{agent_id}").json()["evidence"] > 0, timeout_s=20
+    )
+
+    for bad in (0, 31, "soon"):
+        refused = http.post(
+            "/core/requests/wait", json={"type": "text", "data": "x"}, params={"timeout_s": bad}
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+
+
+def test_grpc_submit_and_wait(
+    aisys_system: Settings, admin_token: str, http: httpx.Client, agent: tuple[str, ZmqAgent]
+) -> None:
+    metadata = (("application", "core"), ("authorization", f"Bearer {admin_token}"))
+    with grpc.insecure_channel(f"127.0.0.1:{aisys_system.ports.grpc}") as channel:
+        stub = pb_grpc.CoreOrchestratorStub(channel)  # type: ignore[no-untyped-call]
+        text = pb.SubmitRequest(type="text", text="g-sw", session_id="g")
+        done = stub.SubmitAndWait(
+            pb.SubmitAndWaitRequest(request=text, timeout_s=10), metadata=metadata, timeout=30
+        )
+        assert done.state == "succeeded" and done.downstream == agent[0]
+        assert '"echo":"g-sw"' in done.result_json.replace(" ", "")
+
+        http.post("/core/interrupt", json={"session_id": "nobody", "pause_s": 300})
+        late = stub.SubmitAndWait(
+            pb.SubmitAndWaitRequest(request=text, timeout_s=0.2), metadata=metadata, timeout=30
+        )
+        assert late.state == "queued" and late.request_id.startswith("req_")
+        http.delete("/core/interrupt")
+        wait_for_condition(lambda: finished(http, late.request_id), timeout_s=30)
+        status = stub.Status(
+            pb.StatusRequest(request_id=late.request_id), metadata=metadata, timeout=30
+        )
+        assert status.state == "succeeded"
+
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.SubmitAndWait(
+                pb.SubmitAndWaitRequest(request=text, timeout_s=31), metadata=metadata, timeout=30
+            )
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as anonymous:
+            stub.SubmitAndWait(
+                pb.SubmitAndWaitRequest(request=text),
+                metadata=(("application", "core"),),
+                timeout=30,
+            )
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_unknown_request_and_bad_media_are_clear_errors(http: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""deployments._auth without Ray: the token is checked before the request is parsed, and a
+"""deployments.auth without Ray: the token is checked before the request is parsed, and a
 replica whose revocation feed stalls fails closed (fake actor, fake clock)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from ray.exceptions import RayActorError
 
 from cluster.errors import ConfigError, RevocationStale, TokenRejected
-from deployments._auth import _SecurityFollower, auth_first, install_auth, require
-from deployments._http import install_error_handlers
+from deployments.auth import _SecurityFollower, auth_first, install_auth, require
+from deployments.http import install_error_handlers
 from deployments.security.models import Claims, Jwks, Scope, SecurityFeed
 from deployments.security.tokens import TokenVerifier
 

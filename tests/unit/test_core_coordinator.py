@@ -377,6 +377,30 @@ def test_wait_finished_long_polls_until_the_result_or_the_timeout() -> None:
         asyncio.run(coordinator.wait_finished("nope", 0.01))
 
 
+def test_submit_and_wait_returns_the_result_or_the_unfinished_status_with_its_id(
+    tmp_path: Path,
+) -> None:
+    journal = RequestJournal(tmp_path / "journal.sqlite3")
+    coordinator = RequestCoordinator(
+        settings(), lambda _: [agent("cot")], Downstream(), journal=journal
+    )
+
+    async def body() -> None:
+        done = await coordinator.submit_and_wait(text(data="now"), 5)
+        assert done.state is RequestState.SUCCEEDED and done.result is not None
+        assert isinstance(done.result.data, dict) and done.result.data["data"] == "now"
+        coordinator.interrupt(InterruptRequest(session_id="nobody", pause_s=60))
+        late = await coordinator.submit_and_wait(text(data="later"), 0.05)
+        # The wait ended, the request did not: it is journaled, queued and polled by its id.
+        assert late.state is RequestState.QUEUED and late.request_id.startswith("req_")
+        assert [p.request_id for p in journal.pending()] == [late.request_id]
+        waiter = asyncio.create_task(coordinator.wait_finished(late.request_id, 5))
+        coordinator.resume()
+        assert (await waiter).state is RequestState.SUCCEEDED
+
+    run_with(coordinator, body)
+
+
 def test_accepted_requests_survive_a_coordinator_restart_through_the_journal(
     tmp_path: Path,
 ) -> None:

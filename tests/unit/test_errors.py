@@ -32,3 +32,10 @@ def test_error_body_names_class_component_and_detail() -> None:
         "detail": "registry: agent 'x' is not registered",
     }
     assert AgentNotFound.http_status == 404
+
+
+def test_an_error_built_with_keywords_pickles_with_its_arguments_in_order() -> None:
+    error = MissingHostTag(tag="pc2", hint="start it", needed_by="application resources")
+    assert error.args == ("pc2", "application resources", "start it")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.tag, copy.needed_by, copy.hint) == ("pc2", "application resources", "start it")

@@ -99,3 +99,47 @@ def test_cli_writes_the_result_and_prints_the_summary(
     assert f"wrote {written}" in out
     assert main(["migrate-config", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_agents_still_delegated_or_mirrored_are_kept_with_their_dependents() -> None:
+    legacy = _load("mainpc_startup_config.yaml")
+    result = migrate(legacy, {"SystemDigitalTwin": "mirror", "RequestCoordinator": "delegate"})
+    agents = _agents(result.config)
+    assert agents["SystemDigitalTwin"] == []  # its ServiceRegistry dependency: gateway answers
+    assert agents["RequestCoordinator"] == ["SystemDigitalTwin"]
+    assert agents["ModelManagerAgent"] == ["SystemDigitalTwin"]  # not dropped: it still runs
+    assert "SystemDigitalTwin" not in result.report.removed
+    assert "ServiceRegistry" in result.report.removed
+    assert [(k.agent, k.mode, k.in_file) for k in result.report.kept] == [
+        ("RequestCoordinator", "delegate", True),
+        ("SystemDigitalTwin", "mirror", True),
+    ]
+    assert all(c.dependency != "SystemDigitalTwin" for c in result.report.dropped)
+    summary = "\n".join(result.report.summary())
+    assert "= kept SystemDigitalTwin (mirror mode" in summary
+
+
+def test_cli_keeps_the_agents_the_settings_delegate_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "startup_config.yaml"
+    source.write_text((FIXTURES / "mainpc_startup_config.yaml").read_text())
+    settings = tmp_path / "aisys.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "legacy_gateway": {
+                    "delegate_to": {"unified_system_health": "tcp://10.0.0.7:5569"},
+                    "mirror_to": {"service_registry": "tcp://10.0.0.7:7100"},
+                },
+            }
+        )
+    )
+    assert main(["--config", str(settings), "migrate-config", str(source)]) == 0
+    agents = _agents(yaml.safe_load((tmp_path / "startup_config.aisys.yaml").read_text()))
+    assert {"ServiceRegistry", "UnifiedSystemAgent"} <= set(agents)
+    assert "SystemDigitalTwin" not in agents
+    out = capsys.readouterr().out
+    assert "= kept ServiceRegistry (mirror mode" in out
+    assert "= kept UnifiedSystemAgent (delegate mode" in out

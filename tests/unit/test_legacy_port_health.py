@@ -16,6 +16,7 @@ import zmq
 from ray.exceptions import RaySystemError
 
 from actors.registry.follower import RegistryFollower
+from deployments.resources.client import ResourcesClient
 from legacy_gateway._codec import Reply, decode
 from legacy_gateway._ports import HEALTH_PROBE_TIMEOUT_S, Services
 from legacy_gateway.monitor_ports import (
@@ -75,7 +76,7 @@ class _Services(Services):
         return SimpleNamespace(thresholds=call, check_health=call, queue=call)
 
     def resources(self) -> Any:
-        return self._target()
+        return ResourcesClient(self._target())
 
     def deployment(self, name: str, app: str) -> Any:  # noqa: ARG002
         return self._target()

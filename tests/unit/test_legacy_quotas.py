@@ -177,7 +177,7 @@ def test_the_gateway_refuses_over_a_cap_on_its_view_without_calling_the_actor(
     tmp_path: Path,
 ) -> None:
     link, core = _link(tmp_path, precheck=True, legacy_agents_per_source=2)
-    actor = link._actor
+    actor = link._registry.handle
     port = ServiceRegistryPort(link)
     for i in range(2):
         assert _ask(port, _register_agent(f"a{i}"), "10.0.0.9") == {"status": "success"}

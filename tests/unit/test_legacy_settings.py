@@ -88,6 +88,19 @@ def test_environment_overrides_nested_fields(
             "give the legacy agent's address as tcp://host:port",
         ),
         ({"legacy_gateway": {"max_frame_bytes": 10}}, "max_frame_bytes"),
+        (
+            {
+                "legacy_gateway": {
+                    "delegate_to": {"service_registry": "tcp://10.0.0.7:7100"},
+                    "mirror_to": {"service_registry": "tcp://10.0.0.7:7100"},
+                }
+            },
+            "give each legacy service one mode",
+        ),
+        (
+            {"legacy_gateway": {"mirror_to": {"request_coordinator": "tcp://10.0.0.7:26002"}}},
+            "take no registrations or events aisys could record; use delegate_to",
+        ),
     ],
 )
 def test_invalid_sections_are_refused_with_the_fix(
@@ -105,3 +118,16 @@ def test_delegate_mode_is_per_service_and_off_by_default(tmp_path: Path) -> None
         legacy_gateway={"delegate_to": {"system_digital_twin": "tcp://10.0.0.7:7120"}},
     ).legacy_gateway
     assert gateway.delegate_to == {LegacyService.SYSTEM_DIGITAL_TWIN: "tcp://10.0.0.7:7120"}
+
+
+def test_mirror_mode_is_per_service_and_names_what_it_records(tmp_path: Path) -> None:
+    from cluster._settings_services import MIRRORABLE
+    from legacy_gateway.mirror import MIRRORED
+
+    assert set(MIRRORED) == MIRRORABLE  # the settings check against the actions recorded
+    gateway = load_settings(
+        data_dir=tmp_path,
+        legacy_gateway={"mirror_to": {"performance_logger": "tcp://10.0.0.8:5632"}},
+    ).legacy_gateway
+    assert gateway.mirror_to == {LegacyService.PERFORMANCE_LOGGER: "tcp://10.0.0.8:5632"}
+    assert gateway.delegate_to == {}

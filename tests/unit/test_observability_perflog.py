@@ -115,3 +115,32 @@ def test_retention_and_row_cap_are_configurable(tmp_path: Path) -> None:
     log.log_metric(MetricEntry(agent="a", action="x", duration_s=1), now=NOW)
     log.log_metric(MetricEntry(agent="a", action="x", duration_s=1), now=NOW)
     assert len(log.metrics(PerfQuery(limit=100))) == 2
+
+
+def test_a_metric_without_a_duration_is_stored_as_none_and_left_out_of_the_aggregates(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "perf.db"
+    db = sqlite3.connect(path)
+    db.executescript(_FIRST_SCHEMA)  # duration_s NOT NULL, as the first release made it
+    db.execute(
+        "INSERT INTO metrics (agent, action, duration_s, metadata, at) "
+        "VALUES ('tts', 'speak', 0.3, '{}', 1700000000.0)"
+    )
+    db.commit()
+    db.close()
+    log = PerfLog(path, PerfLogSettings())  # rebuilt once: NULL durations allowed, rows kept
+    queued = MetricEntry(
+        agent="tts", action="monitor:queue_size", duration_s=None, metadata={"value": 7}
+    )
+    log.log_metric(queued, now=NOW + 1)
+    rows = log.metrics(PerfQuery(agent="tts"))
+    assert [(r.id, r.action, r.duration_s) for r in rows] == [
+        (2, "monitor:queue_size", None),
+        (1, "speak", 0.3),
+    ]
+    (speak,) = log.aggregates(since=0)  # the queue size is not a duration of 0 s
+    assert (speak.action, speak.count, speak.mean_duration_s) == ("speak", 1, 0.3)
+    log.close()
+    again = PerfLog(path, PerfLogSettings())  # a second open does not rebuild again
+    assert len(again.metrics(PerfQuery())) == 2

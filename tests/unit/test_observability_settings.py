@@ -25,7 +25,16 @@ def test_defaults_pin_the_hub_to_pc2_with_the_legacy_retentions() -> None:
         30.0,
         7.0,
     )
-    assert [r.name for r in settings.alerting.rules] == ["HostDown", "AgentDown"]
+    assert [r.name for r in settings.alerting.rules] == [
+        "HostDown",
+        "AgentDown",
+        "GpuVramPressure",
+        "DiskNearlyFull",
+        "GpuTemperatureHigh",
+        "ErrorRateSpike",
+        "LeaseWaitingTooLong",
+        "BreakerOpen",
+    ]
     (inhibit,) = settings.alerting.inhibit_rules
     assert (inhibit.source_matchers, inhibit.equal) == ({"alertname": "HostDown"}, ["host"])
     assert settings.anomaly.breach_thresholds["aisys_gpu_memory_used_ratio"] == 0.95

@@ -114,6 +114,34 @@ def test_revoked_token_is_rejected(keys: KeyRing) -> None:
         verifier(keys, revoked={claims.jti: claims.exp}).verify(token)
 
 
+def test_a_checked_token_is_remembered_yet_still_expires_and_is_revoked(
+    keys: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, claims = issuer(keys, ttl=60).mint("a", "user", ["read"])
+    now = [time.time()]
+    v = TokenVerifier("aisys", "aisys", leeway_s=0, clock=lambda: now[0])
+    v.update(keys.jwks(), {})
+    assert v.verify(token) == claims
+
+    def no_decode(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the signature was checked again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jwt, "decode", no_decode)
+        assert v.verify(token) == claims  # remembered: no second signature check
+        now[0] = claims.exp + 1.0
+        with pytest.raises(TokenRejected, match="expired"):
+            v.verify(token)
+    now[0] = time.time()
+    assert v.verify(token) == claims
+    v.update(keys.jwks(), {claims.jti: claims.exp})
+    with pytest.raises(TokenRejected, match="revoked"):
+        v.verify(token)
+    v.update([], {})  # its key is gone: nothing remembered outlives it
+    with pytest.raises(TokenRejected, match="unknown key"):
+        v.verify(token)
+
+
 def test_keys_are_generated_once_private_and_rotation_keeps_old_tokens_valid(
     tmp_path: Path,
 ) -> None:

@@ -48,3 +48,20 @@ def test_a_model_id_over_the_length_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(QuotaExceeded, match="model_id of 17 characters: the limit is 16"):
         core.record_outcome("x" * 17, TrustOutcome(success=True))
     assert list(core.scores()) == ["x" * 16]
+
+
+def test_a_batch_of_outcomes_scores_like_the_same_outcomes_one_by_one(tmp_path: Path) -> None:
+    settings = SecuritySettings(trust=TrustSettings(models_max=1, history_limit=10))
+    one_by_one = SecurityCore(settings, tmp_path / "a", Clock())
+    batched = SecurityCore(settings, tmp_path / "b", Clock())
+    outcomes = [TrustOutcome(success=i % 3 != 0, latency_s=0.01 * i) for i in range(14)]
+    for outcome in outcomes:
+        one_by_one.record_outcome("cot", outcome)
+    batched.record_outcomes("cot", outcomes)
+    single, batch = one_by_one.trust_report("cot", 100), batched.trust_report("cot", 100)
+    assert batch.score == pytest.approx(single.score)
+    assert batch.evidence == pytest.approx(single.evidence)
+    assert batch.history == single.history and len(batch.history) == 10  # pruned the same
+    with pytest.raises(QuotaExceeded):  # the quotas hold for a batch too: nothing recorded
+        batched.record_outcomes("other", outcomes)
+    assert list(batched.scores()) == ["cot"]

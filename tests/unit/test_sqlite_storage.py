@@ -28,7 +28,6 @@ from actors.registry.store import SqliteRegistryStore
 from actors.security.actor import SecurityActor
 from actors.security.core import SecurityCore
 from actors.security.store import SecurityStore
-from cluster._sqlite import Database, open_database, transaction
 from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
 from cluster.nats_client import NatsClient
 from cluster.settings import (
@@ -37,6 +36,7 @@ from cluster.settings import (
     RegistrySettings,
     SecuritySettings,
 )
+from cluster.sqlite import Database, open_database, transaction
 from deployments.core.journal import JournalEntry, RequestJournal
 from deployments.core.models import TextRequest
 from deployments.errors.index import ErrorIndex

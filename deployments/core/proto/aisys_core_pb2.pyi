@@ -130,6 +130,14 @@ class SubmitReply(_message.Message):
     queue_position: int
     def __init__(self, request_id: _Optional[str] = ..., priority: _Optional[int] = ..., queue_position: _Optional[int] = ...) -> None: ...
 
+class SubmitAndWaitRequest(_message.Message):
+    __slots__ = ("request", "timeout_s")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    request: SubmitRequest
+    timeout_s: float
+    def __init__(self, request: _Optional[_Union[SubmitRequest, _Mapping]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ("request_id",)
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

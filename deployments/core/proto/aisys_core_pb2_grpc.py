@@ -64,6 +64,11 @@ class CoreOrchestratorStub:
                 request_serializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.StatusRequest.SerializeToString,
                 response_deserializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.RequestStatus.FromString,
                 _registered_method=True)
+        self.SubmitAndWait = channel.unary_unary(
+                '/aisys.core.v1.CoreOrchestrator/SubmitAndWait',
+                request_serializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.SubmitAndWaitRequest.SerializeToString,
+                response_deserializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.RequestStatus.FromString,
+                _registered_method=True)
 
 
 class CoreOrchestratorServicer:
@@ -105,6 +110,12 @@ class CoreOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitAndWait(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoreOrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +147,11 @@ def add_CoreOrchestratorServicer_to_server(servicer, server):
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
                     request_deserializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.StatusRequest.FromString,
+                    response_serializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.RequestStatus.SerializeToString,
+            ),
+            'SubmitAndWait': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitAndWait,
+                    request_deserializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.SubmitAndWaitRequest.FromString,
                     response_serializer=deployments_dot_core_dot_proto_dot_aisys__core__pb2.RequestStatus.SerializeToString,
             ),
     }
@@ -300,6 +316,33 @@ class CoreOrchestrator:
             target,
             '/aisys.core.v1.CoreOrchestrator/Status',
             deployments_dot_core_dot_proto_dot_aisys__core__pb2.StatusRequest.SerializeToString,
+            deployments_dot_core_dot_proto_dot_aisys__core__pb2.RequestStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAndWait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aisys.core.v1.CoreOrchestrator/SubmitAndWait',
+            deployments_dot_core_dot_proto_dot_aisys__core__pb2.SubmitAndWaitRequest.SerializeToString,
             deployments_dot_core_dot_proto_dot_aisys__core__pb2.RequestStatus.FromString,
             options,
             channel_credentials,

@@ -40,6 +40,8 @@ from starlette.routing import BaseRoute
 
 from actors.follower import FeedFollower
 from actors.security.actor import get_or_create_security
+from actors.security.client import SecurityClient
+from cluster.aio import cancel_and_wait
 from cluster.errors import (
     ClusterError,
     ConfigError,
@@ -124,9 +126,7 @@ class _SecurityFollower(FeedFollower[SecurityFeed]):
         self._watch = asyncio.get_running_loop().create_task(self._watch_reachability())
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        await cancel_and_wait([self._watch])
         await super().stop()
 
     async def _watch_reachability(self) -> None:
@@ -195,14 +195,16 @@ class Authenticator:
     """Verifies bearer tokens for one replica."""
 
     def __init__(self, args: AuthArgs) -> None:
-        self.actor = get_or_create_security(args.settings, Path(args.data_dir), args.host_tag)
+        handle = get_or_create_security(args.settings, Path(args.data_dir), args.host_tag)
         self.open_reads = args.settings.open_reads
         self._verifier = TokenVerifier(
             args.settings.issuer, args.settings.audience, args.settings.leeway_s
         )
         self.follower = _SecurityFollower(
-            self.actor, self._verifier, args.settings.revocation_max_age_s, _follower_name()
+            handle, self._verifier, args.settings.revocation_max_age_s, _follower_name()
         )
+        #: The security actor's typed calls; a revocation waits for this replica's follower.
+        self.security = SecurityClient(handle, self.follower)
         self.follower.start()
 
     async def authenticate(self, authorization: str | None) -> Claims:
@@ -223,15 +225,13 @@ class Authenticator:
         self.follower.require_fresh()
         return self._verifier.verify(token.strip())
 
-    async def wait_version(self, version: int) -> bool:
-        return await self.follower.wait_for(version)
-
 
 async def _claims_for(
     authority: TokenAuthority, authorization: str | None, scopes: list[Scope]
 ) -> Claims | None:
     """401/403 unless the token allows every scope; None when only open reads are asked."""
-    needed = [s for s in scopes if not (s is Scope.READ and authority.open_reads)]
+    reads = (Scope.READ, Scope.METRICS_READ)
+    needed = [s for s in scopes if not (s in reads and authority.open_reads)]
     if not needed:
         return None
     claims = await authority.authenticate(authorization)
@@ -334,7 +334,7 @@ def install_auth(api: FastAPI, authenticator: TokenAuthority) -> None:
     if late:
         raise ConfigError(
             f"routes {late} check their token after parsing the request; call "
-            "deployments._auth.auth_first(api) right after creating the app"
+            "deployments.auth.auth_first(api) right after creating the app"
         )
 
 

@@ -1,0 +1,1 @@
+"""Legacy agents ported to the SDK, as worked examples."""
