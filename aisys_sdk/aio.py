@@ -43,6 +43,10 @@ from aisys_sdk.models import (
     SubmitReceipt,
     TokenPair,
     UserRequest,
+    WorkerCall,
+    WorkerCallResult,
+    WorkerRequest,
+    WorkerStatus,
     _AgentList,
 )
 
@@ -301,3 +305,35 @@ class AsyncAgentClient:
             renew_every_s: renewal period; None: a third of the lease's TTL.
         """
         return Lease(self._api, request, wait_s, renew_every_s)
+
+    # -- model workers -------------------------------------------------------------------
+
+    async def start_worker(self, request: WorkerRequest) -> WorkerStatus:
+        """Start a model worker under a VRAM lease; ready (or waiting for its lease)."""
+        status: WorkerStatus = await self._api.call(
+            "POST", "/resources/workers", WorkerStatus, body=request
+        )
+        return status
+
+    async def worker(self, worker_id: str) -> WorkerStatus:
+        status: WorkerStatus = await self._api.call(
+            "GET", f"/resources/workers/{worker_id}", WorkerStatus
+        )
+        return status
+
+    async def call_worker(
+        self, worker_id: str, method: str, *args: JsonValue, **kwargs: JsonValue
+    ) -> JsonValue:
+        """Call an allow-listed method of the worker; its JSON result."""
+        call = WorkerCall(method=method, args=list(args), kwargs=kwargs)
+        result: WorkerCallResult = await self._api.call(
+            "POST", f"/resources/workers/{worker_id}/call", WorkerCallResult, body=call
+        )
+        return result.result
+
+    async def stop_worker(self, worker_id: str) -> WorkerStatus:
+        """Stop the worker and release its lease."""
+        status: WorkerStatus = await self._api.call(
+            "DELETE", f"/resources/workers/{worker_id}", WorkerStatus
+        )
+        return status

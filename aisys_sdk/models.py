@@ -40,6 +40,10 @@ __all__ = [
     "UnloadEndpoint",
     "UserRequest",
     "VisionRequest",
+    "WorkerCall",
+    "WorkerCallResult",
+    "WorkerRequest",
+    "WorkerStatus",
 ]
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -325,3 +329,54 @@ class EndedLease(_Answer):
 
 
 LeaseStatus = Annotated[LeaseGrant | QueuedLease | EndedLease, Field(discriminator="state")]
+
+
+# -- ResourceScheduler (/resources/workers) ----------------------------------------------------
+
+
+class WorkerRequest(_Request):
+    """A model worker: an allow-listed ``module:Class`` run as a Ray actor under a VRAM lease."""
+
+    cls: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    args: list[JsonValue] = Field(default_factory=list)
+    kwargs: dict[str, JsonValue] = Field(default_factory=dict)
+    kind: str | None = Field(default=None, max_length=128)
+    vram_mb: int = Field(gt=0, le=1_048_576)
+    host: str = "any"
+    gpu: int | str = "any"
+    priority: int = Field(default=10, ge=0, le=100)
+    max_wait_s: float | None = Field(default=None, ge=0, le=86_400)
+
+
+class WorkerStatus(_Answer):
+    """A worker: where it runs, under which lease, its process."""
+
+    worker_id: str
+    cls: str
+    kind: str
+    state: Literal["waiting", "starting", "ready", "stopped", "failed"]
+    request: WorkerRequest
+    lease_id: str | None = None
+    vram_mb: int
+    host: str | None = None
+    gpu_index: int | None = None
+    actor_name: str | None = None
+    pid: int | None = None
+    created_at: float
+    last_call_at: float
+    restarts: int = 0
+    error: str | None = None
+
+
+class WorkerCall(_Request):
+    """An allow-listed method of a worker, with JSON arguments."""
+
+    method: str = Field(pattern=r"^[A-Za-z_]\w{0,63}$")
+    args: list[JsonValue] = Field(default_factory=list)
+    kwargs: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class WorkerCallResult(_Answer):
+    worker_id: str
+    method: str
+    result: JsonValue

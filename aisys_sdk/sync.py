@@ -44,6 +44,8 @@ from aisys_sdk.models import (
     SubmitReceipt,
     TokenPair,
     UserRequest,
+    WorkerRequest,
+    WorkerStatus,
 )
 
 __all__ = ["AgentClient", "SyncLease"]
@@ -268,3 +270,17 @@ class AgentClient:
         return SyncLease(
             self._runner, self._aio.lease(request, wait_s=wait_s, renew_every_s=renew_every_s)
         )
+
+    def start_worker(self, request: WorkerRequest) -> WorkerStatus:
+        return self._runner.run(self._aio.start_worker(request))
+
+    def worker(self, worker_id: str) -> WorkerStatus:
+        return self._runner.run(self._aio.worker(worker_id))
+
+    def call_worker(
+        self, worker_id: str, method: str, *args: JsonValue, **kwargs: JsonValue
+    ) -> JsonValue:
+        return self._runner.run(self._aio.call_worker(worker_id, method, *args, **kwargs))
+
+    def stop_worker(self, worker_id: str) -> WorkerStatus:
+        return self._runner.run(self._aio.stop_worker(worker_id))

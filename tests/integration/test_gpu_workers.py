@@ -10,6 +10,7 @@ real pid, as the driver would show it once the worker allocated.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -17,7 +18,10 @@ from typing import Any, cast
 import httpx
 import pytest
 import ray
+from pydantic import SecretStr
 
+from aisys_sdk import AgentClient, ClientConfig
+from aisys_sdk.models import WorkerRequest
 from cluster import system
 from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.settings import Settings
@@ -307,3 +311,25 @@ def test_the_vram_optimizer_unloads_an_idle_worker_under_pressure(
         assert http.get(f"/resources/leases/{worker['lease_id']}").json()["state"] == "released"
     finally:
         _write_pc2(table, original, [])
+
+
+@pytest.mark.usefixtures("workers")
+def test_the_sdk_starts_calls_and_stops_a_worker(aisys_system: Settings, http: httpx.Client):
+    agent_id = f"it-workers-{uuid.uuid4().hex[:8]}"
+    created = http.post(
+        "/security/agents", json={"agent_id": agent_id, "scopes": ["read", "resources:lease"]}
+    )
+    assert created.status_code == 200, created.text
+    config = ClientConfig(
+        url=f"http://127.0.0.1:{aisys_system.ports.http}",
+        client_id=agent_id,
+        client_secret=SecretStr(created.json()["client_secret"]),
+        timeout_s=60,
+    )
+    with AgentClient(config) as client:
+        worker = client.start_worker(WorkerRequest(cls=WORKER, vram_mb=500, host="pc2"))
+        assert (worker.state, worker.host, worker.gpu_index) == ("ready", "pc2", 0)
+        report = client.call_worker(worker.worker_id, "report")
+        assert isinstance(report, dict) and report["pid"] == worker.pid
+        assert client.stop_worker(worker.worker_id).state == "stopped"
+        assert client.worker(worker.worker_id).state == "stopped"

@@ -22,6 +22,7 @@ from aisys_sdk.config import ClientConfig
 from deployments.core import models as core
 from deployments.errors import models as errorbus
 from deployments.resources import models as resources
+from deployments.resources import worker_models as workers
 from deployments.security import models as security
 from tests._tls import self_signed_certificate
 
@@ -45,6 +46,10 @@ PAIRS: list[tuple[Any, Any]] = [
     (models.LeaseGrant, resources.LeaseGrant),
     (models.QueuedLease, resources.QueuedLease),
     (models.EndedLease, resources.EndedLease),
+    (models.WorkerRequest, workers.WorkerRequest),
+    (models.WorkerStatus, workers.WorkerStatus),
+    (models.WorkerCall, workers.WorkerCall),
+    (models.WorkerCallResult, workers.WorkerCallResult),
 ]
 
 
