@@ -69,7 +69,25 @@ class ServicesCollector(Collector):
             "How long each queued lease request has waited.",
             ["lease_id", "owner", "host"],
         )
+        used = _gauge(
+            "aisys_lease_used_vram_bytes",
+            "VRAM NVML measures for a lease's processes (workers, tasks).",
+            ["lease_id", "owner", "host", "gpu"],
+        )
+        unexplained = _gauge(
+            "aisys_unexplained_vram_bytes",
+            "VRAM of GPU processes that no lease explains.",
+            ["host", "gpu", "pid"],
+        )
         leases = sample.leases if sample is not None else None
+        for row in leases.usage.leases if leases is not None and leases.usage else []:
+            if row.used_mb is not None:
+                labels = [row.lease_id, row.owner, row.host, str(row.gpu_index)]
+                used.add_metric(labels, row.used_mb * _MIB)
+        for proc in leases.usage.unexplained if leases is not None and leases.usage else []:
+            if proc.used_mb is not None:
+                labels = [proc.host, str(proc.gpu_index), str(proc.pid)]
+                unexplained.add_metric(labels, proc.used_mb * _MIB)
         if leases is not None:
             # Every GPU the hosts report is known to have 0 leases unless one names it.
             counts: dict[tuple[str, str], list[int]] = {
@@ -90,7 +108,7 @@ class ServicesCollector(Collector):
             for request in leases.queued:
                 labels = [request.lease_id, request.request.owner, request.request.host]
                 wait.add_metric(labels, max(0.0, now - request.requested_at))
-        yield from (active, leased, queued, wait)
+        yield from (active, leased, queued, wait, used, unexplained)
 
     def _requests(self, sample: ServicesSample | None) -> Iterator[Metric]:
         size = _gauge("aisys_request_queue_length", "Requests queued in CoreOrchestrator.")

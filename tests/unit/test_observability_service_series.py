@@ -13,7 +13,15 @@ from deployments.observability.alerts import AlertEngine
 from deployments.observability.series import current_samples
 from deployments.observability.service_series import ServicesCollector
 from deployments.observability.state import HubState, ServicesSample
-from deployments.resources.models import LeaseGrant, LeaseList, LeaseRequest, QueuedLease
+from deployments.resources.models import (
+    GpuMemoryUse,
+    LeaseGrant,
+    LeaseList,
+    LeaseRequest,
+    LeaseUsage,
+    QueuedLease,
+    UsageReport,
+)
 from tests.unit._observability_helpers import MIB, Clock, gpu, host_sample
 
 
@@ -148,3 +156,30 @@ def test_default_rules_fire_for_a_long_wait_an_open_breaker_and_an_error_spike(
     engine.evaluate(current_samples(registry, wanted), clock())
     (lease,) = [a for a in engine.alerts() if a.rule == "LeaseWaitingTooLong"]
     assert lease.state == "resolved"
+
+
+def test_measured_vram_per_lease_and_unexplained_memory_are_exported() -> None:
+    clock = Clock()
+    state = HubState()
+    usage = UsageReport(
+        leases=[
+            LeaseUsage(lease_id="l1", owner="worker:w", host="pc2", gpu_index=0, leased_mb=1000,
+                       used_mb=1200, pids=[7], over=False),
+            LeaseUsage(lease_id="l2", owner="tts", host="pc2", gpu_index=0, leased_mb=500,
+                       used_mb=None, pids=[], over=False),
+        ],
+        unexplained=[GpuMemoryUse(host="pc2", gpu_index=0, pid=99, used_mb=300)],
+        learned_peaks={},
+    )  # fmt: skip
+    base = sample(clock)
+    assert base.leases is not None
+    state.services = base.model_copy(
+        update={"leases": base.leases.model_copy(update={"usage": usage})}
+    )
+    value = registry_of(state, clock).get_sample_value
+    labels = {"lease_id": "l1", "owner": "worker:w", "host": "pc2", "gpu": "0"}
+    assert value("aisys_lease_used_vram_bytes", labels) == 1200 * MIB
+    assert value("aisys_lease_used_vram_bytes", {**labels, "lease_id": "l2"}) is None
+    assert value("aisys_unexplained_vram_bytes", {"host": "pc2", "gpu": "0", "pid": "99"}) == (
+        300 * MIB
+    )
