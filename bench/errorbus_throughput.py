@@ -43,7 +43,7 @@ from cluster.constants import ERRORS_STREAM
 from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import NatsSettings, Settings
 from deployments.errors.models import ErrorEvent
-from deployments.errors.store import stream_config
+from deployments.errors.stream import stream_config
 
 PUBLISHERS = 8
 HTTP_CLIENTS = 4

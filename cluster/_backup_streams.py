@@ -28,7 +28,7 @@ from cluster.constants import APP_ERRORS, ERRORS_STREAM, LOGS_STREAM
 from cluster.errors import ClusterError, ConfigError
 from cluster.nats_client import NatsClient, nats_client
 from cluster.settings import Settings
-from deployments.errors.store import stream_config as errors_stream_config
+from deployments.errors.stream import stream_config as errors_stream_config
 
 __all__ = [
     "BACKUP_STREAMS",

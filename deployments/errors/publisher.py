@@ -33,7 +33,7 @@ from cluster.nats_client import NatsClient
 from cluster.settings import ErrorBusSettings
 from deployments.errors.models import ErrorEvent, PublishResult
 from deployments.errors.spool import Spool, SpooledEvent
-from deployments.errors.store import ensure_stream
+from deployments.errors.stream import ensure_stream
 
 __all__ = ["ErrorPublisher"]
 

@@ -1,12 +1,12 @@
-"""The ``ERRORS`` JetStream stream: its configuration, durable consumers and live following.
+"""The ``ERRORS`` JetStream stream's readers: durable consumers and live following.
 
-The stream is the source of truth for error events (file storage, retention by age and size,
-duplicate window for ``Nats-Msg-Id``). Readers either pull through a named durable consumer,
-which resumes where it stopped after a restart, or follow live from a sequence number.
+The stream (configured by :mod:`deployments.errors.stream`) is the source of truth for error
+events (file storage, retention by age and size, duplicate window for ``Nats-Msg-Id``). Readers
+either pull through a named durable consumer, which resumes where it stopped after a restart,
+or follow live from a sequence number.
 
-Example::
+Example (the stream made first with :func:`deployments.errors.stream.ensure_stream`)::
 
-    await ensure_stream(js, settings)
     consumer = await DurableConsumer.create(js, "observability")
     for delivery in await consumer.fetch(100, timeout_s=1.0):
         handle(delivery.stored.event)
@@ -28,48 +28,20 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    DiscardPolicy,
-    StorageType,
-    StreamConfig,
-    StreamInfo,
 )
 from pydantic import ValidationError
 
 from cluster.constants import ERRORS_STREAM, ERRORS_SUBJECTS
-from cluster.nats_client import apply_stream_config
-from cluster.settings import ErrorBusSettings
 from deployments.errors.models import ErrorEvent, StoredEvent
 
 __all__ = [
     "Delivery",
     "DurableConsumer",
-    "ensure_stream",
     "follow",
     "stored_event",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def stream_config(settings: ErrorBusSettings) -> StreamConfig:
-    """The ``ERRORS`` stream as ``settings`` describe it."""
-    return StreamConfig(
-        name=ERRORS_STREAM,
-        description="aisys error events, errors.<severity>.<agent>",
-        subjects=[ERRORS_SUBJECTS],
-        storage=StorageType.FILE,
-        max_age=settings.max_age_s,
-        max_bytes=settings.max_stream_mb * 1024 * 1024,
-        # A stored event carries a little more than the JSON limit (headers, subject).
-        max_msg_size=settings.max_event_bytes + 4096,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=settings.duplicate_window_s,
-    )
-
-
-async def ensure_stream(js: JetStreamContext, settings: ErrorBusSettings) -> StreamInfo:
-    """Create the ``ERRORS`` stream, or bring an existing one to ``settings``; idempotent."""
-    return await apply_stream_config(js, stream_config(settings))
 
 
 def stored_event(msg: Msg) -> StoredEvent | None:

@@ -18,7 +18,8 @@ from deployments.errors.core import ErrorBusCore
 from deployments.errors.models import ErrorEvent, ErrorQuery
 from deployments.errors.publisher import ErrorPublisher
 from deployments.errors.spool import Spool
-from deployments.errors.store import DurableConsumer, ensure_stream, follow
+from deployments.errors.store import DurableConsumer, follow
+from deployments.errors.stream import ensure_stream
 from tests.conftest import free_port
 from tests.integration._errorbus import read_stream, stream_count
 

@@ -27,7 +27,7 @@ from cluster.nats_server import NatsServer
 from cluster.settings import ErrorBusSettings, Settings
 from deployments.errors.core import ErrorBusCore
 from deployments.errors.models import ErrorEvent
-from deployments.errors.store import ensure_stream
+from deployments.errors.stream import ensure_stream
 from tests._legacy_stores import (
     registry_values,
     write_errors_db,

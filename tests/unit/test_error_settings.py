@@ -9,7 +9,7 @@ from cluster.errors import ConfigError
 from cluster.serve_config import build_serve_config
 from cluster.settings import ErrorBridgeSettings, ErrorBusSettings, load_settings
 from deployments.errors.app import ErrorBusAppArgs
-from deployments.errors.store import stream_config
+from deployments.errors.stream import stream_config
 from legacy_gateway.app import LegacyAppArgs
 
 
