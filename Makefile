@@ -97,4 +97,4 @@ bench-quick: dev-venv
 # ledger, a Ray task under it with num_gpus, its CUDA_VISIBLE_DEVICES and the VRAM NVML measured
 # for it. Without a driver it says so and exits 0.
 gpu-check: venv
-	$(BIN)/python -m cluster.gpu_check
+	$(BIN)/python -m cluster.ops.gpu_check

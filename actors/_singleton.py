@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.constants import RAY_NAMESPACE
+from cluster.base.constants import RAY_NAMESPACE
 
 __all__ = ["singleton_options"]
 

@@ -5,7 +5,7 @@ DEAD at once (``max_restarts`` does not apply), its callers get ``ActorDiedError
 HTTP layer reports as "a state actor is restarting or unreachable; retry shortly"), and the
 next ``get_or_create_*`` creates it again, to fail the same way. So the actor keeps
 :class:`Unusable` in place of its core, and every call that reaches the core raises the
-:class:`~cluster.errors.DatabaseUnusable` (HTTP 503 naming the file and the fix through a
+:class:`~cluster.base.errors.DatabaseUnusable` (HTTP 503 naming the file and the fix through a
 Serve route, the message in the feed followers' logs) until the file is restored or moved
 aside and aisys is restarted.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from cluster.errors import StorageError
+from cluster.base.errors import StorageError
 
 __all__ = ["Unusable"]
 

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from ray.exceptions import RayActorError
 
-from cluster.aio import cancel_and_wait
+from cluster.base.aio import cancel_and_wait
 
 __all__ = ["FeedFollower"]
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application
 
+from actors.security.models import Scope
 from bench._noop import NOOP_BODY
 from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments.security.models import Scope
 
 __all__ = ["Guarded", "GuardedArgs", "build_app"]
 

@@ -30,17 +30,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cluster._dashboard import DashboardClient
-from cluster._progress import Progress
-from cluster._ray_node import export_ray_auth, read_ray_token
-from cluster.errors import ClusterError, ConfigError
-from cluster.settings import (
+from cluster.base.errors import ClusterError, ConfigError
+from cluster.base.settings import (
     LegacyGatewaySettings,
     NatsSettings,
     PortSettings,
     Settings,
     load_settings,
 )
+from cluster.ops._dashboard import DashboardClient
+from cluster.ops._progress import Progress
+from cluster.ops._ray_node import export_ray_auth, read_ray_token
 
 __all__ = [
     "NOOP",
@@ -150,12 +150,12 @@ def running_system(settings: Settings, progress: Progress | None = None) -> Iter
     progress = progress or Progress()
     # The token has to be in the environment before Ray is imported (below).
     export_ray_auth(settings, generate=True)
-    from cluster import system
+    from cluster.ops import system
 
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         system.up(settings, progress, wait_tags_s=30.0)
-        from cluster.identity import ensure_admin
+        from cluster.ops.identity import ensure_admin
 
         ensure_admin(settings)
         # ray.init (inside up) installs its own SIGTERM handlers; take SIGTERM back.
@@ -220,7 +220,7 @@ def baseline_app(
         target: ``(import path of the builder, name of the deployment class it binds)``.
         args: the builder's args, if it takes any.
     """
-    from cluster.serve_config import build_serve_config
+    from cluster.ops.serve_config import build_serve_config
 
     app = next(a for a in build_serve_config(settings)["applications"] if a["name"] == like)
     import_path, deployment = target
@@ -255,8 +255,8 @@ def deploy_with_extra_apps(
     """
     from ray.serve.schema import ServeDeploySchema
 
-    from cluster.serve_config import build_serve_config
-    from cluster.system import dashboard_url
+    from cluster.ops.serve_config import build_serve_config
+    from cluster.ops.system import dashboard_url
 
     config = build_serve_config(settings)
     config["applications"] = [*config["applications"], *extra_apps]

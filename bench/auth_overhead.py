@@ -27,14 +27,14 @@ from bench._system import (
     deploy_with_extra_apps,
     running_system,
 )
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 
 GOAL_RATIO = 1.1
 OPEN, GUARDED = "/open/", "/guarded/"
 
 
 def _apps(settings: Settings) -> list[dict[str, Any]]:
-    from cluster.serve_config import _auth_args
+    from cluster.ops.serve_config import _auth_args
 
     return [
         baseline_app(settings, "core", "open", NOOP),

@@ -40,7 +40,7 @@ from bench._system import (
     deploy_with_extra_apps,
     running_system,
 )
-from cluster.constants import APP_CORE
+from cluster.base.constants import APP_CORE
 
 CORE = "/core"
 AGENT_ID = "bench-reasoner"

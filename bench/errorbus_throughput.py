@@ -37,13 +37,13 @@ import httpx
 import zmq
 from nats.aio.msg import Msg
 
+from actors.errors.models import ErrorEvent
+from actors.errors.stream import stream_config
 from bench._goals import AT_LEAST, Goal, verdict
 from bench._system import admin_headers, bench_settings, is_shared, running_system
-from cluster.constants import ERRORS_STREAM
-from cluster.nats_client import NatsClient, nats_client
-from cluster.settings import NatsSettings, Settings
-from deployments.errors.models import ErrorEvent
-from deployments.errors.stream import stream_config
+from cluster.base.constants import ERRORS_STREAM
+from cluster.base.nats_client import NatsClient, nats_client
+from cluster.base.settings import NatsSettings, Settings
 
 PUBLISHERS = 8
 HTTP_CLIENTS = 4

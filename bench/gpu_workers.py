@@ -44,7 +44,7 @@ def _through_service(client: httpx.Client) -> float:
 def _direct(num_gpus: float) -> float:
     import ray
 
-    from deployments.resources.workers import WorkerHost
+    from actors.resources.workers import WorkerHost
 
     start = time.perf_counter()
     handle: Any = (

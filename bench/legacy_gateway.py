@@ -43,7 +43,7 @@ import zmq
 
 from bench._goals import AT_LEAST, AT_MOST, Goal, verdict
 from bench._system import bench_settings, running_system
-from cluster.settings import LegacyService
+from cluster.base.settings import LegacyService
 
 P50_GOAL = 1.5
 THROUGHPUT_GOAL = 1.0

@@ -38,7 +38,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from actors.registry.models import Heartbeat
 from bench._goals import AT_MOST, Goal, verdict
-from cluster.settings import (
+from cluster.base.settings import (
     AlertingSettings,
     AnomalySettings,
     ObservabilitySettings,

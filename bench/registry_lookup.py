@@ -30,7 +30,7 @@ from bench._system import (
     deploy_with_extra_apps,
     running_system,
 )
-from cluster.constants import APP_CORE, APP_ROUTE_PREFIXES
+from cluster.base.constants import APP_CORE, APP_ROUTE_PREFIXES
 
 GOAL_RATIO = 1.2
 #: Registrations per second at least this share of the no-op POST route's rate (1 / 1.3).

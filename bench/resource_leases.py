@@ -27,6 +27,9 @@ import httpx
 
 from actors.probe.gpu import RecordedProbe
 from actors.probe.models import HostReading
+from actors.resources.models import LeaseGrant, LeaseRequest
+from actors.resources.scheduler import LeaseScheduler
+from actors.resources.store import SqliteLeaseStore
 from bench._goals import AT_MOST, Goal, verdict
 from bench._system import (
     NOOP,
@@ -37,11 +40,8 @@ from bench._system import (
     deploy_with_extra_apps,
     running_system,
 )
-from cluster.constants import APP_RESOURCES
-from cluster.settings import ResourceSettings
-from deployments.resources.models import LeaseGrant, LeaseRequest
-from deployments.resources.scheduler import LeaseScheduler
-from deployments.resources.store import SqliteLeaseStore
+from cluster.base.constants import APP_RESOURCES
+from cluster.base.settings import ResourceSettings
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "nvml"
 NOOP_APP, NOOP_ROUTE = "noop", "/noop"

@@ -1,6 +1,6 @@
-"""Wiring of aisys: settings, host profiles, the Serve config builder, errors, the CLI."""
+"""aisys's lowest floor (:mod:`cluster.base`) and its top floor (:mod:`cluster.ops`)."""
 
-from cluster.errors import AisysError
-from cluster.settings import Settings, load_settings
+from cluster.base.errors import AisysError
+from cluster.base.settings import Settings, load_settings
 
 __all__ = ["AisysError", "Settings", "load_settings"]

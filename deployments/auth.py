@@ -41,8 +41,10 @@ from starlette.routing import BaseRoute
 from actors.follower import FeedFollower
 from actors.security.actor import get_or_create_security
 from actors.security.client import SecurityClient
-from cluster.aio import cancel_and_wait
-from cluster.errors import (
+from actors.security.models import Claims, Scope, SecurityFeed
+from actors.security.tokens import TokenVerifier
+from cluster.base.aio import cancel_and_wait
+from cluster.base.errors import (
     ClusterError,
     ConfigError,
     PermissionDenied,
@@ -50,9 +52,7 @@ from cluster.errors import (
     TokenRejected,
     ValidationFailed,
 )
-from cluster.settings import SecuritySettings
-from deployments.security.models import Claims, Scope, SecurityFeed
-from deployments.security.tokens import TokenVerifier
+from cluster.base.settings import SecuritySettings
 
 __all__ = [
     "AuthArgs",

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from cluster.errors import AisysError, RateLimited, RevocationStale, TokenRejected
+from cluster.base.errors import AisysError, RateLimited, RevocationStale, TokenRejected
 
 __all__ = ["install_error_handlers"]
 

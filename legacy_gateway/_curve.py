@@ -26,7 +26,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from cluster.errors import ConfigError
+from cluster.base.errors import ConfigError
 
 __all__ = ["SERVER_SECRET_FILE", "CurveServer"]
 

@@ -32,8 +32,8 @@ from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
 from actors.registry.models import Health
-from cluster.errors import AisysError
-from deployments.resources.client import ResourcesClient
+from actors.resources.client import ResourcesClient
+from cluster.base.errors import AisysError
 from legacy_gateway._codec import (
     HEALTH_VERBS,
     CommandRequest,

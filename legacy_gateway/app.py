@@ -18,17 +18,17 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application
 
+from actors.errors.publisher import ErrorPublisher
+from actors.errors.spool import Spool
 from actors.registry.actor import get_or_create_registry
 from actors.registry.follower import RegistryFollower
-from cluster.errors import ClusterError
-from cluster.nats_client import NatsClient
-from cluster.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
+from actors.security.models import Scope
+from cluster.base.errors import ClusterError
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import ErrorBusSettings, LegacyGatewaySettings, RegistrySettings
 from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.errors.core import SPOOL_FILE
-from deployments.errors.publisher import ErrorPublisher
-from deployments.errors.spool import Spool
 from deployments.http import install_error_handlers
-from deployments.security.models import Scope
 from legacy_gateway._ports import Services
 from legacy_gateway.builtin_records import builtin_records
 from legacy_gateway.error_bridge import BridgeStats, ErrorBridge

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from actors.registry.models import AgentRecord, Health
-from cluster.settings import LegacyGatewaySettings, LegacyService
+from cluster.base.settings import LegacyGatewaySettings, LegacyService
 
 __all__ = ["BUILTIN_SERVICES", "BUILTIN_TAG", "ERROR_BUS", "builtin_records"]
 

@@ -22,8 +22,8 @@ from pydantic import JsonValue, TypeAdapter, ValidationError
 from ray import serve
 from ray.exceptions import RayError
 
-from cluster.constants import APP_CORE
-from cluster.errors import AisysError
+from cluster.base.constants import APP_CORE
+from cluster.base.errors import AisysError
 from deployments.core.models import QueueView, SubmitReceipt, UserRequest
 from legacy_gateway._codec import (
     HEALTH_VERBS,

@@ -29,13 +29,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from cluster.aio import cancel_and_wait
-from cluster.constants import ERRORS_SUBJECTS
-from cluster.errors import ErrorBusError
-from cluster.settings import ErrorBridgeSettings
-from deployments.errors.models import ErrorEvent
+from actors.errors.models import ErrorEvent
+from actors.errors.publisher import ErrorPublisher
+from cluster.base.aio import cancel_and_wait
+from cluster.base.constants import ERRORS_SUBJECTS
+from cluster.base.errors import ErrorBusError
+from cluster.base.settings import ErrorBridgeSettings
 from deployments.errors.normalize import MALFORMED_TYPE, malformed_error_report, normalize_frames
-from deployments.errors.publisher import ErrorPublisher
 
 __all__ = ["BridgeStats", "ErrorBridge", "LegacyErrorFrame"]
 

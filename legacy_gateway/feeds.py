@@ -44,10 +44,10 @@ from pydantic import BaseModel, JsonValue, ValidationError
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from cluster.aio import cancel_and_wait
-from cluster.constants import APP_CORE
-from cluster.errors import AisysError, ClusterError
-from cluster.settings import LegacyGatewaySettings
+from cluster.base.aio import cancel_and_wait
+from cluster.base.constants import APP_CORE
+from cluster.base.errors import AisysError, ClusterError
+from cluster.base.settings import LegacyGatewaySettings
 from deployments.core.models import InterruptRequest, TextRequest
 from legacy_gateway._ports import Services
 

@@ -26,9 +26,9 @@ import zmq.asyncio
 from pydantic import BaseModel
 from zmq.auth.thread import ThreadAuthenticator
 
-from cluster.constants import APP_LEGACY
-from cluster.errors import ConfigError, PortInUse
-from cluster.settings import LegacyGatewaySettings, LegacyService
+from cluster.base.constants import APP_LEGACY
+from cluster.base.errors import ConfigError, PortInUse
+from cluster.base.settings import LegacyGatewaySettings, LegacyService
 from deployments.auth import Authenticator
 from legacy_gateway._curve import CurveServer
 from legacy_gateway._ports import HealthOnlyPort, Services

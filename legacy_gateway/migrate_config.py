@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from cluster.errors import ConfigError
+from cluster.base.errors import ConfigError
 
 __all__ = [
     "CONSOLIDATED",

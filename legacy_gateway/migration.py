@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from cluster.settings import LegacyGatewaySettings, LegacyService
+from cluster.base.settings import LegacyGatewaySettings, LegacyService
 from legacy_gateway.mirror import MirrorStats
 from legacy_gateway.usage import CallStat
 

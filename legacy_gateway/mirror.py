@@ -31,7 +31,7 @@ import zmq
 import zmq.asyncio
 from pydantic import BaseModel
 
-from cluster.settings import MIRRORABLE, LegacyService
+from cluster.base.settings import MIRRORABLE, LegacyService
 from legacy_gateway._codec import (
     ActionRequest,
     CommandRequest,

@@ -25,7 +25,7 @@ from typing import Any, Final
 from pydantic import JsonValue
 
 from actors.registry.models import AgentRecord, Health
-from cluster.constants import APP_OBSERVABILITY
+from cluster.base.constants import APP_OBSERVABILITY
 from deployments.observability.perflog import MetricEntry, MetricRecord, UsageEntry
 from deployments.observability.state import PerfAggregate
 from legacy_gateway._codec import HEALTH_VERBS, Dialect, Reply, error_reply, iso_time

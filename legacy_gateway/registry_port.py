@@ -29,8 +29,8 @@ from actors.registry.client import RegistryClient
 from actors.registry.core import check_quotas
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentRecord, Heartbeat, Registration
-from cluster.errors import AisysError, ClusterError
-from cluster.settings import RegistrySettings
+from cluster.base.errors import AisysError, ClusterError
+from cluster.base.settings import RegistrySettings
 from legacy_gateway._codec import (
     HEALTH_VERBS,
     ActionRequest,

@@ -19,9 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from cluster.errors import IdentityExists, TokenRejected
+from actors.security.models import LegacySession, NewLegacyIdentity, TrustOutcome
+from cluster.base.errors import IdentityExists, TokenRejected
 from deployments.auth import Authenticator
-from deployments.security.models import LegacySession, NewLegacyIdentity, TrustOutcome
 from legacy_gateway._codec import Dialect, LegacyRequest, Reply, error_reply, iso_time
 from legacy_gateway._ports import ActionPort, Fields
 from legacy_gateway.server import Outcome, Received

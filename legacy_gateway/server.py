@@ -32,8 +32,8 @@ from typing import Any, Protocol
 import psutil
 import zmq
 
-from cluster.aio import cancel_and_wait
-from cluster.errors import PortInUse
+from cluster.base.aio import cancel_and_wait
+from cluster.base.errors import PortInUse
 from legacy_gateway._codec import (
     Dialect,
     LegacyRequest,

@@ -24,9 +24,9 @@ from typing import Any, Final
 from pydantic import JsonValue
 from ray.serve.exceptions import RayServeException
 
-from cluster.constants import APP_CORE
-from deployments.resources.models import GpuList, LeaseList, LeaseRequest, TaskRequest
-from deployments.resources.optimizer import LoadedModel, Thresholds
+from actors.resources.models import GpuList, LeaseList, LeaseRequest, TaskRequest
+from actors.resources.optimizer import LoadedModel, Thresholds
+from cluster.base.constants import APP_CORE
 from legacy_gateway._codec import (
     HEALTH_VERBS,
     ActionRequest,

@@ -28,7 +28,7 @@ from typing import Any, Final
 from pydantic import JsonValue, ValidationError
 
 from actors.registry.models import AgentRecord, Heartbeat
-from cluster.constants import APP_CORE, APP_ERRORS
+from cluster.base.constants import APP_CORE, APP_ERRORS
 from deployments.core.twin_models import HostTwin, SimulateLoadRequest, SimulateLoadResult
 from deployments.errors.normalize import normalize_record
 from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time

@@ -22,9 +22,9 @@ import time
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from cluster.aio import cancel_and_wait
-from cluster.constants import APP_CORE
-from cluster.errors import ClusterError
+from cluster.base.aio import cancel_and_wait
+from cluster.base.constants import APP_CORE
+from cluster.base.errors import ClusterError
 from deployments.core.twin_models import HostTwin, TwinSnapshot
 from legacy_gateway._ports import Services
 

@@ -19,8 +19,8 @@ from typing import Final
 from pydantic import JsonValue
 
 from actors.registry.models import Health
-from cluster.constants import APP_CORE
-from cluster.errors import ClusterError
+from cluster.base.constants import APP_CORE
+from cluster.base.errors import ClusterError
 from legacy_gateway._codec import Dialect, Reply, error_reply, iso_time
 from legacy_gateway._ports import ActionPort, ActionTable, Fields, Services, text
 from legacy_gateway.registry_port import RegistryLink

@@ -117,7 +117,7 @@ def grpc_section() -> list[str]:
 
 
 def render() -> str:
-    from cluster.constants import APP_ROUTE_PREFIXES
+    from cluster.base.constants import APP_ROUTE_PREFIXES
 
     lines = [
         "# HTTP and gRPC reference",

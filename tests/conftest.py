@@ -22,7 +22,7 @@ os.environ["RAY_AUTH_TOKEN"] = SESSION_RAY_TOKEN
 os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
-from cluster.nats_server import NatsServer, nats_binary  # noqa: E402
+from cluster.ops.nats_server import NatsServer, nats_binary  # noqa: E402
 
 #: Test ports come from below the kernel's ephemeral range (32768-60999 here) and above Ray's
 #: worker ports (10002-19999): a port bound to 0 by any process (Ray's gRPC servers, its

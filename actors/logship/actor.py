@@ -23,10 +23,10 @@ from actors.logship.models import ShipperStats
 from actors.logship.publish import LogStream
 from actors.logship.shipper import LogShipper
 from actors.logship.store import PositionStore
-from cluster.constants import log_shipper_actor_name
-from cluster.errors import ClusterError, DatabaseUnusable
-from cluster.nats_client import NatsClient
-from cluster.settings import LogShippingSettings
+from cluster.base.constants import log_shipper_actor_name
+from cluster.base.errors import ClusterError, DatabaseUnusable
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import LogShippingSettings
 
 __all__ = ["LogShipperActor", "get_or_create_log_shipper", "shipper_hosts"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from cluster.settings import LogPattern
+from cluster.base.settings import LogPattern
 
 __all__ = ["LineClassifier"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from actors.calls import Call
 from actors.logship.models import ShipperStats
-from cluster.settings import LogShippingSettings
+from cluster.base.settings import LogShippingSettings
 
 __all__ = ["LogShipperClient"]
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.constants import LOGS_SUBJECT_PREFIX
-from cluster.settings import LogSeverity
+from cluster.base.constants import LOGS_SUBJECT_PREFIX
+from cluster.base.settings import LogSeverity
 
 __all__ = ["LogRecord", "ShipperStats", "SourceStats"]
 

@@ -24,10 +24,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig, StreamInfo
 
-from cluster.constants import LOGS_STREAM, LOGS_SUBJECTS
-from cluster.errors import ClusterError, ConfigError
-from cluster.nats_client import NatsClient, apply_stream_config
-from cluster.settings import LogShippingSettings
+from cluster.base.constants import LOGS_STREAM, LOGS_SUBJECTS
+from cluster.base.errors import ClusterError, ConfigError
+from cluster.base.nats_client import NatsClient, apply_stream_config
+from cluster.base.settings import LogShippingSettings
 
 __all__ = ["LogStream", "ensure_logs_stream"]
 

@@ -27,8 +27,8 @@ from actors.logship.models import LogRecord, ShipperStats, SourceStats
 from actors.logship.publish import LogStream
 from actors.logship.store import PositionStore
 from actors.logship.tail import Line, SourceTailer
-from cluster.errors import ClusterError
-from cluster.settings import LogShippingSettings
+from cluster.base.errors import ClusterError
+from cluster.base.settings import LogShippingSettings
 
 __all__ = ["LogShipper"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from actors.logship.tail import FileKey, Position
-from cluster.sqlite import open_database, transaction
+from cluster.base.sqlite import open_database, transaction
 
 __all__ = ["PositionStore"]
 

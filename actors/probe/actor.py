@@ -15,8 +15,8 @@ from actors.probe.gpu import DeclaredProbe, HostProbe, NvmlProbe
 from actors.probe.models import HostReading
 from actors.probe.nvml import bind_host
 from actors.probe.system import SystemReading, read_system
-from cluster.constants import RAY_NAMESPACE, host_probe_actor_name
-from cluster.settings import DeclaredGpu
+from cluster.base.constants import RAY_NAMESPACE, host_probe_actor_name
+from cluster.base.settings import DeclaredGpu
 
 __all__ = ["HostProbeActor", "get_or_create_host_probe"]
 

@@ -26,7 +26,7 @@ import psutil
 from actors.probe.models import GpuProcess, GpuReading, GpuSnapshot, HostReading
 from actors.probe.nvml import nvml
 from actors.probe.nvml_double import NvmlDouble
-from cluster.settings import DeclaredGpu
+from cluster.base.settings import DeclaredGpu
 
 __all__ = [
     "nvml_per_device",

@@ -1,7 +1,7 @@
 """The one place that chooses what answers NVML calls: the driver, or the NVML test double.
 
 Settings ``resources.nvml_double`` (a device-table path) reaches every Ray process of a node as
-the environment variable ``AISYS_RESOURCES__NVML_DOUBLE`` (``cluster._ray_node.ray_env`` sets it
+the environment variable ``AISYS_RESOURCES__NVML_DOUBLE`` (``cluster.ops._ray_node.ray_env`` sets it
 from Settings); where it is set, :func:`nvml` returns an
 :class:`~actors.probe.nvml_double.NvmlDouble` for the host this process probes, otherwise the
 real ``pynvml`` module. The probe code calls ``nvml().nvmlInit()`` and so on either way, and

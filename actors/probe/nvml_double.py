@@ -44,7 +44,7 @@ from typing import Final, Literal
 import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.errors import ConfigError
+from cluster.base.errors import ConfigError
 
 __all__ = [
     "NAME_MARK",

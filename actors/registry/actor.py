@@ -28,10 +28,10 @@ from actors.registry.models import (
     Registration,
 )
 from actors.registry.store import SqliteRegistryStore
-from cluster.constants import REGISTRY_ACTOR_NAME
-from cluster.errors import DatabaseUnusable
-from cluster.legacy_import.tally import ImportTally
-from cluster.settings import RegistrySettings
+from cluster.base.constants import REGISTRY_ACTOR_NAME
+from cluster.base.errors import DatabaseUnusable
+from cluster.base.settings import RegistrySettings
+from cluster.base.tally import ImportTally
 
 __all__ = ["RegistryActor", "get_or_create_registry"]
 
@@ -45,7 +45,7 @@ class RegistryActor:
     """Ray actor holding the agent registry. Use :func:`get_or_create_registry`.
 
     When ``registry.sqlite3`` is not a usable database the actor still starts, and every call
-    raises that :class:`~cluster.errors.DatabaseUnusable` (naming the file and the fix) rather
+    raises that :class:`~cluster.base.errors.DatabaseUnusable` (naming the file and the fix) rather
     than the constructor failing and Ray re-creating the actor.
     """
 
@@ -137,7 +137,7 @@ def get_or_create_registry(settings: RegistrySettings, db_path: Path, host_tag: 
     """Return the handle of the registry actor, creating it pinned to ``host_tag`` if absent.
 
     Args:
-        settings: the registry section of :class:`cluster.settings.Settings`.
+        settings: the registry section of :class:`cluster.base.settings.Settings`.
         db_path: SQLite file on the host that carries ``host_tag``.
         host_tag: Ray custom resource of the host the actor must live on.
     """

@@ -30,9 +30,9 @@ from actors.registry.models import (
     ImportedAgent,
     Registration,
 )
-from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
-from cluster.errors import ViewLagging
-from cluster.legacy_import.tally import ImportTally
+from cluster.base.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.base.errors import ViewLagging
+from cluster.base.tally import ImportTally
 
 __all__ = ["RegistryClient"]
 

@@ -31,9 +31,9 @@ from actors.registry.models import (
 )
 from actors.registry.store import SqliteRegistryStore
 from actors.registry.view import RegistryView
-from cluster.errors import AgentNotFound, QuotaExceeded
-from cluster.legacy_import.tally import ImportTally
-from cluster.settings import RegistrySettings
+from cluster.base.errors import AgentNotFound, QuotaExceeded
+from cluster.base.settings import RegistrySettings
+from cluster.base.tally import ImportTally
 
 __all__ = ["RegistryCore", "check_quotas", "metadata_bytes"]
 

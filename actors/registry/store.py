@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.registry.models import AgentRecord
-from cluster.sqlite import open_database, transaction
+from cluster.base.sqlite import open_database, transaction
 
 __all__ = ["SqliteRegistryStore"]
 
@@ -32,7 +32,7 @@ class SqliteRegistryStore:
 
     WAL mode with ``synchronous=NORMAL`` keeps every committed change through a crash of the
     process (an actor kill); only a power loss can take the last transactions. Used from the
-    actor's event loop only. A failed write (:class:`~cluster.errors.DatabaseWriteFailed` on a
+    actor's event loop only. A failed write (:class:`~cluster.base.errors.DatabaseWriteFailed` on a
     full disk) is rolled back and the next one works.
 
     Raises:

@@ -20,11 +20,7 @@ from actors._singleton import singleton_options
 from actors._unusable import Unusable
 from actors.security.core import SecurityCore
 from actors.security.followers import FollowerLedger, Propagation
-from cluster.constants import SECURITY_ACTOR_NAME
-from cluster.errors import DatabaseUnusable, QuotaExceeded
-from cluster.legacy_import.tally import ImportTally
-from cluster.settings import SecuritySettings
-from deployments.security.models import (
+from actors.security.models import (
     AccessToken,
     AgentIdentity,
     Grant,
@@ -43,6 +39,10 @@ from deployments.security.models import (
     TrustReport,
     UserIdentity,
 )
+from cluster.base.constants import SECURITY_ACTOR_NAME
+from cluster.base.errors import DatabaseUnusable, QuotaExceeded
+from cluster.base.settings import SecuritySettings
+from cluster.base.tally import ImportTally
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class SecurityActor:
     """Ray actor over :class:`SecurityCore`. Use :func:`get_or_create_security`.
 
     When ``security.sqlite3`` is not a usable database the actor still starts, and every call
-    raises that :class:`~cluster.errors.DatabaseUnusable` (naming the file and the fix) rather
+    raises that :class:`~cluster.base.errors.DatabaseUnusable` (naming the file and the fix) rather
     than the constructor failing and Ray re-creating the actor.
     """
 

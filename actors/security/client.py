@@ -20,9 +20,7 @@ import ray
 
 from actors.calls import Call
 from actors.security.followers import Propagation
-from cluster.constants import RAY_NAMESPACE, SECURITY_ACTOR_NAME
-from cluster.legacy_import.tally import ImportTally
-from deployments.security.models import (
+from actors.security.models import (
     AccessToken,
     AgentIdentity,
     Grant,
@@ -41,6 +39,8 @@ from deployments.security.models import (
     TrustReport,
     UserIdentity,
 )
+from cluster.base.constants import RAY_NAMESPACE, SECURITY_ACTOR_NAME
+from cluster.base.tally import ImportTally
 
 __all__ = ["Revocation", "SecurityClient"]
 

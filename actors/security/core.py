@@ -11,22 +11,9 @@ from typing import Literal
 
 import jwt
 
-from actors.security.store import SecurityStore, TrustEvent
-from cluster.errors import (
-    CredentialsRejected,
-    IdentityExists,
-    IdentityLimitReached,
-    IdentityNotFound,
-    QuotaExceeded,
-    RateLimited,
-    TokenRejected,
-    ValidationFailed,
-)
-from cluster.legacy_import.tally import ImportTally
-from cluster.settings import SecuritySettings
-from deployments.security.keys import KeyRing
-from deployments.security.limits import WindowCounter
-from deployments.security.models import (
+from actors.security.keys import KeyRing
+from actors.security.limits import WindowCounter
+from actors.security.models import (
     WRITE_SCOPES,
     AccessToken,
     AgentIdentity,
@@ -49,9 +36,10 @@ from deployments.security.models import (
     UserIdentity,
     scopes_of_roles,
 )
-from deployments.security.passwords import hash_secret, verify_secret
-from deployments.security.tokens import ALGORITHMS, TokenIssuer
-from deployments.security.trust import (
+from actors.security.passwords import hash_secret, verify_secret
+from actors.security.store import SecurityStore, TrustEvent
+from actors.security.tokens import ALGORITHMS, TokenIssuer
+from actors.security.trust import (
     TrustState,
     add_counts,
     decayed,
@@ -59,6 +47,18 @@ from deployments.security.trust import (
     observe,
     score_of,
 )
+from cluster.base.errors import (
+    CredentialsRejected,
+    IdentityExists,
+    IdentityLimitReached,
+    IdentityNotFound,
+    QuotaExceeded,
+    RateLimited,
+    TokenRejected,
+    ValidationFailed,
+)
+from cluster.base.settings import SecuritySettings
+from cluster.base.tally import ImportTally
 
 __all__ = ["SecurityCore"]
 

@@ -3,7 +3,7 @@
 Every verifier long-polls ``wait_changes(since=<the version it applied>, follower=<name>)``,
 so each poll tells the security actor the caller's applied version. A replica that has not
 polled for ``alive_s`` is gone or cut off; a cut-off one fails closed by itself
-(:class:`cluster.errors.RevocationStale`), so only the live ones are waited for.
+(:class:`cluster.base.errors.RevocationStale`), so only the live ones are waited for.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cluster.errors import DatabaseWriteFailed
-from cluster.sqlite import open_database, transaction
-from deployments.security.trust import TrustState
+from actors.security.trust import TrustState
+from cluster.base.errors import DatabaseWriteFailed
+from cluster.base.sqlite import open_database, transaction
 
 __all__ = [
     "SecurityStore",
@@ -80,8 +80,8 @@ class SecurityStore:
 
     One connection, used from the actor's event loop and from the threads that check
     passwords (``asyncio.to_thread``): each public method holds ``lock``, so their
-    transactions never interleave. Every write runs in :func:`~cluster.sqlite.transaction`,
-    so a failed one (disk full: :class:`~cluster.errors.DatabaseWriteFailed`) is rolled back
+    transactions never interleave. Every write runs in :func:`~cluster.base.sqlite.transaction`,
+    so a failed one (disk full: :class:`~cluster.base.errors.DatabaseWriteFailed`) is rolled back
     and the next write works.
 
     Raises:

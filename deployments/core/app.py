@@ -31,8 +31,9 @@ from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentQuery, AgentRecord, Health, Heartbeat, Registration
 from actors.registry.view import RegistryView
-from cluster.errors import AgentNotFound, ClusterError, DispatchFailed
-from cluster.settings import CoreSettings, DeclaredGpu
+from actors.security.models import Scope
+from cluster.base.errors import AgentNotFound, ClusterError, DispatchFailed
+from cluster.base.settings import CoreSettings, DeclaredGpu
 from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.core.coordinator import DeploymentTarget, RequestCoordinator, Target
 from deployments.core.dispatch import LazyPirateClient
@@ -67,7 +68,6 @@ from deployments.core.twin_models import (
     TwinSnapshot,
 )
 from deployments.http import install_error_handlers
-from deployments.security.models import Scope
 
 __all__ = ["AgentList", "CoreAppArgs", "CoreOrchestrator", "build_app"]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from actors.registry.models import AgentRecord, Health
-from cluster.errors import (
+from cluster.base.errors import (
     AisysError,
     CircuitOpen,
     DispatchFailed,
@@ -38,7 +38,7 @@ from cluster.errors import (
     RequestNotFound,
     StorageError,
 )
-from cluster.settings import CoordinatorSettings, DispatchRoute, RequestType
+from cluster.base.settings import CoordinatorSettings, DispatchRoute, RequestType
 from deployments.core.breaker import BreakerBoard, CircuitBreaker
 from deployments.core.dispatch import tcp_endpoint
 from deployments.core.journal import JournalEntry, RequestJournal

@@ -18,7 +18,7 @@ import logging
 import zmq
 import zmq.asyncio
 
-from cluster.errors import DispatchFailed
+from cluster.base.errors import DispatchFailed
 
 __all__ = ["LazyPirateClient", "tcp_endpoint"]
 

@@ -21,11 +21,11 @@ from pydantic import TypeAdapter, ValidationError
 from ray.exceptions import RayTaskError
 
 from actors.registry.models import AgentQuery, AgentRecord, Heartbeat, Registration
-from cluster.errors import AisysError, PermissionDenied
+from actors.security.models import Scope
+from cluster.base.errors import AisysError, PermissionDenied
 from deployments.auth import Authenticator
 from deployments.core.models import RequestStatus, SubmitReceipt, UserRequest
 from deployments.core.proto import aisys_core_pb2 as pb
-from deployments.security.models import Scope
 
 __all__ = ["CoreGrpcMethods", "grpc_code_for"]
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from pydantic import TypeAdapter
 
-from cluster.sqlite import open_database, transaction
+from cluster.base.sqlite import open_database, transaction
 from deployments.core.models import UserRequest
 
 __all__ = ["JournalEntry", "RequestJournal"]
@@ -38,7 +38,7 @@ class JournalEntry(NamedTuple):
 class RequestJournal:
     """SQLite (WAL) table of pending requests; every write commits before it returns.
 
-    A failed write (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk: the request is
+    A failed write (:class:`~cluster.base.errors.DatabaseWriteFailed` on a full disk: the request is
     refused with 503) is rolled back and the next one works.
 
     Raises:

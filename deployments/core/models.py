@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from cluster.settings import RequestType
+from cluster.base.settings import RequestType
 
 __all__ = [
     "AgentResponse",

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from cluster.errors import QueueFull
-from cluster.settings import RequestType
+from cluster.base.errors import QueueFull
+from cluster.base.settings import RequestType
 from deployments.core.models import RequestMetadata
 
 __all__ = ["BoundedPriorityQueue", "compute_priority"]

@@ -15,7 +15,7 @@ import ray
 from actors.probe.client import HostProbeClient
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
-from cluster.settings import TwinSettings
+from cluster.base.settings import TwinSettings
 from deployments.core.twin import DigitalTwin
 
 __all__ = ["HostSampler"]

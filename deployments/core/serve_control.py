@@ -17,8 +17,8 @@ from ray import serve
 from ray.serve._private.constants import SERVE_CONTROLLER_NAME
 from ray.serve.schema import ServeDeploySchema
 
-from cluster.constants import SERVE_NAMESPACE
-from cluster.errors import ClusterError, DispatchFailed, ServiceNotFound
+from cluster.base.constants import SERVE_NAMESPACE
+from cluster.base.errors import ClusterError, DispatchFailed, ServiceNotFound
 from deployments.core.coordinator import DeploymentTarget
 from deployments.core.models import AgentResponse, TaskDefinition
 

@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors.registry.models import AgentRecord, Health, Heartbeat
-from cluster.errors import DispatchFailed
-from cluster.settings import SupervisionSettings
+from cluster.base.errors import DispatchFailed
+from cluster.base.settings import SupervisionSettings
 from deployments.core.dispatch import LazyPirateClient, tcp_endpoint
 
 __all__ = ["HealthCheck", "HealthReply", "HealthSweep", "SweepReport", "zmq_health_probe"]

@@ -14,8 +14,8 @@ import asyncio
 import logging
 
 from actors.security.client import SecurityClient
+from actors.security.models import TrustOutcome
 from deployments.core.models import RequestState, RequestStatus
-from deployments.security.models import TrustOutcome
 
 __all__ = ["TrustLink", "outcome_of"]
 

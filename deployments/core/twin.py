@@ -15,8 +15,8 @@ from typing import Any
 
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
-from cluster.errors import ClusterError, UnknownHost
-from cluster.settings import TwinSettings
+from cluster.base.errors import ClusterError, UnknownHost
+from cluster.base.settings import TwinSettings
 from deployments.core.twin_models import (
     DeploymentTwin,
     GpuTwin,

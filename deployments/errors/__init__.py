@@ -4,9 +4,9 @@ Services and new agents publish with :class:`ErrorPublisher`; the legacy ZeroMQ 
 bridged by :mod:`legacy_gateway.error_bridge`.
 """
 
-from deployments.errors.models import ErrorEvent, PublishResult, Severity
-from deployments.errors.publisher import ErrorPublisher
-from deployments.errors.spool import Spool
+from actors.errors.models import ErrorEvent, PublishResult, Severity
+from actors.errors.publisher import ErrorPublisher
+from actors.errors.spool import Spool
 from deployments.errors.store import DurableConsumer
 
 __all__ = ["DurableConsumer", "ErrorEvent", "ErrorPublisher", "PublishResult", "Severity", "Spool"]

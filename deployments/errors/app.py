@@ -19,13 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application
 
-from cluster.constants import ERRORS_SUBJECT_PREFIX
-from cluster.legacy_import.tally import ImportTally
-from cluster.nats_client import NatsClient
-from cluster.settings import ErrorBusSettings
-from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments.errors.core import ErrorBusCore
-from deployments.errors.models import (
+from actors.errors.models import (
     SEVERITIES,
     ErrorBatch,
     ErrorCounts,
@@ -38,8 +32,14 @@ from deployments.errors.models import (
     severity_rank,
     subject_token,
 )
+from actors.security.models import Scope
+from cluster.base.constants import ERRORS_SUBJECT_PREFIX
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import ErrorBusSettings
+from cluster.base.tally import ImportTally
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.errors.core import ErrorBusCore
 from deployments.http import install_error_handlers
-from deployments.security.models import Scope
 
 __all__ = ["ErrorBus", "ErrorBusAppArgs", "build_app"]
 

@@ -25,14 +25,7 @@ from typing import Final
 import nats.errors
 import nats.js.errors
 
-from cluster.aio import cancel_and_wait
-from cluster.constants import ERRORS_INDEX_DURABLE, ERRORS_STREAM
-from cluster.errors import ClusterError, DatabaseWriteFailed
-from cluster.legacy_import.tally import ImportTally
-from cluster.nats_client import NatsClient
-from cluster.settings import ErrorBusSettings
-from deployments.errors.index import ErrorIndex
-from deployments.errors.models import (
+from actors.errors.models import (
     ErrorCounts,
     ErrorEvent,
     ErrorPage,
@@ -40,8 +33,15 @@ from deployments.errors.models import (
     PublishResult,
     StoredEvent,
 )
-from deployments.errors.publisher import ErrorPublisher
-from deployments.errors.spool import Spool
+from actors.errors.publisher import ErrorPublisher
+from actors.errors.spool import Spool
+from cluster.base.aio import cancel_and_wait
+from cluster.base.constants import ERRORS_INDEX_DURABLE, ERRORS_STREAM
+from cluster.base.errors import ClusterError, DatabaseWriteFailed
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import ErrorBusSettings
+from cluster.base.tally import ImportTally
+from deployments.errors.index import ErrorIndex
 from deployments.errors.store import DurableConsumer, follow
 
 __all__ = ["ErrorBusCore", "SPOOL_FILE"]

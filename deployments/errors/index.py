@@ -19,8 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cluster.sqlite import open_database, transaction
-from deployments.errors.models import (
+from actors.errors.models import (
     SEVERITIES,
     AgentCounts,
     ErrorCounts,
@@ -31,6 +30,7 @@ from deployments.errors.models import (
     StoredEvent,
     severity_rank,
 )
+from cluster.base.sqlite import open_database, transaction
 
 __all__ = ["ErrorIndex"]
 
@@ -66,8 +66,8 @@ _ID_CHUNK = 500
 class ErrorIndex:
     """Filterable, pageable copy of the error stream in one SQLite file.
 
-    Every write runs in :func:`~cluster.sqlite.transaction` under the lock: a failed one
-    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    Every write runs in :func:`~cluster.base.sqlite.transaction` under the lock: a failed one
+    (:class:`~cluster.base.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 
     Raises:

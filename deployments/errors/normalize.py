@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from pydantic import JsonValue, ValidationError
 
-from deployments.errors.models import ErrorEvent, normalize_severity
+from actors.errors.models import ErrorEvent, normalize_severity
 
 __all__ = ["MALFORMED_TYPE", "malformed_error_report", "normalize_frames", "normalize_record"]
 

@@ -1,11 +1,11 @@
 """The ``ERRORS`` JetStream stream's readers: durable consumers and live following.
 
-The stream (configured by :mod:`deployments.errors.stream`) is the source of truth for error
+The stream (configured by :mod:`actors.errors.stream`) is the source of truth for error
 events (file storage, retention by age and size, duplicate window for ``Nats-Msg-Id``). Readers
 either pull through a named durable consumer, which resumes where it stopped after a restart,
 or follow live from a sequence number.
 
-Example (the stream made first with :func:`deployments.errors.stream.ensure_stream`)::
+Example (the stream made first with :func:`actors.errors.stream.ensure_stream`)::
 
     consumer = await DurableConsumer.create(js, "observability")
     for delivery in await consumer.fetch(100, timeout_s=1.0):
@@ -31,8 +31,8 @@ from nats.js.api import (
 )
 from pydantic import ValidationError
 
-from cluster.constants import ERRORS_STREAM, ERRORS_SUBJECTS
-from deployments.errors.models import ErrorEvent, StoredEvent
+from actors.errors.models import ErrorEvent, StoredEvent
+from cluster.base.constants import ERRORS_STREAM, ERRORS_SUBJECTS
 
 __all__ = [
     "Delivery",

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
-from cluster.settings import AlertRuleSpec, AlertSeverity
+from cluster.base.settings import AlertRuleSpec, AlertSeverity
 
 __all__ = [
     "Alert",

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from cluster.settings import AlertRuleSpec
-from cluster.sqlite import open_database, transaction
+from cluster.base.settings import AlertRuleSpec
+from cluster.base.sqlite import open_database, transaction
 from deployments.observability.alert_models import (
     AlertHistoryEntry,
     GroupRecord,
@@ -49,8 +49,8 @@ WHAT = (
 class AlertStore:
     """Rules by name, silences by id, alerts by fingerprint, groups by key, history by time.
 
-    Every write runs in :func:`~cluster.sqlite.transaction` under the lock: a failed one
-    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    Every write runs in :func:`~cluster.base.sqlite.transaction` under the lock: a failed one
+    (:class:`~cluster.base.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 
     Raises:

@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.aio import cancel_and_wait
-from cluster.settings import AlertingSettings
+from cluster.base.aio import cancel_and_wait
+from cluster.base.settings import AlertingSettings
 from deployments.observability.alert_models import Alert, AlertState
 
 __all__ = ["AlertmanagerNotifier", "PostableAlert"]

@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cluster.errors import AlertRuleNotFound, SilenceNotFound
-from cluster.settings import AlertingSettings, AlertRuleSpec, Comparison
+from cluster.base.errors import AlertRuleNotFound, SilenceNotFound
+from cluster.base.settings import AlertingSettings, AlertRuleSpec, Comparison
 from deployments.observability.alert_models import (
     Alert,
     AlertHistoryEntry,

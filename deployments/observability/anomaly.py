@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from cluster.settings import AnomalySettings
+from cluster.base.settings import AnomalySettings
 from deployments.observability.series import Sample, SeriesKey
 
 __all__ = ["AnomalyBank", "EwmaDetector", "SeriesStatus", "TrendPredictor"]

@@ -27,17 +27,20 @@ from ray.exceptions import RayError, RayTaskError
 from ray.serve import Application
 from ray.serve.exceptions import RayServeException
 
+from actors.errors.models import ErrorCounts
+from actors.errors.publisher import ErrorPublisher
+from actors.errors.spool import Spool
 from actors.probe.actor import get_or_create_host_probe
 from actors.probe.client import HostProbeClient
 from actors.registry.actor import get_or_create_registry
 from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import Heartbeat
-from cluster.constants import APP_ERRORS
-from cluster.errors import AgentNotFound, ClusterError, ValidationFailed
-from cluster.legacy_import.tally import ImportTally
-from cluster.nats_client import NatsClient
-from cluster.settings import (
+from actors.security.models import Scope
+from cluster.base.constants import APP_ERRORS
+from cluster.base.errors import AgentNotFound, ClusterError, ValidationFailed
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import (
     AlertRuleSpec,
     DeclaredGpu,
     ErrorBusSettings,
@@ -45,12 +48,10 @@ from cluster.settings import (
     ObservabilitySettings,
     RegistrySettings,
 )
+from cluster.base.tally import ImportTally
 from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
 from deployments.core.dispatch import LazyPirateClient
 from deployments.core.supervision import zmq_health_probe
-from deployments.errors.models import ErrorCounts
-from deployments.errors.publisher import ErrorPublisher
-from deployments.errors.spool import Spool
 from deployments.http import install_error_handlers
 from deployments.observability.alert_models import (
     Alert,
@@ -91,7 +92,6 @@ from deployments.observability.status_routes import install_status_page
 from deployments.observability.status_routes import router as status_router
 from deployments.observability.status_sources import make_status_page
 from deployments.observability.webhook import WebhookCollector, WebhookNotifier
-from deployments.security.models import Scope
 
 __all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
 

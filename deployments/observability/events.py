@@ -6,7 +6,7 @@ the whole alert (labels, value, times) travels in ``details``.
 
 from __future__ import annotations
 
-from deployments.errors.models import ErrorEvent, Severity
+from actors.errors.models import ErrorEvent, Severity
 from deployments.observability.alert_models import Notification
 
 __all__ = ["alert_events"]

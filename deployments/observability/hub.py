@@ -29,8 +29,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from actors.logship.models import ShipperStats
 from actors.registry.models import AgentRecord
-from cluster.aio import cancel_and_wait
-from cluster.settings import ObservabilitySettings
+from cluster.base.aio import cancel_and_wait
+from cluster.base.settings import ObservabilitySettings
 from deployments.observability.alert_models import Notification
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alerts import AlertEngine

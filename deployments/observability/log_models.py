@@ -19,8 +19,8 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actors.logship.models import LogRecord
-from cluster.constants import LOGS_SUBJECT_PREFIX
-from cluster.settings import LogSeverity
+from cluster.base.constants import LOGS_SUBJECT_PREFIX
+from cluster.base.settings import LogSeverity
 
 __all__ = [
     "CLASS_PATTERN",

@@ -41,10 +41,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from actors.logship.models import LogRecord
-from cluster.constants import LOGS_STREAM
-from cluster.errors import ClusterError, ConfigError
-from cluster.nats_client import NatsClient
-from cluster.settings import LogShippingSettings
+from cluster.base.constants import LOGS_STREAM
+from cluster.base.errors import ClusterError, ConfigError
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import LogShippingSettings
 from deployments.observability.log_models import LogEntry, LogFilter, LogPage, LogQuery
 
 __all__ = ["FOLLOW_BATCH", "WINDOW", "LogReader"]

@@ -18,8 +18,8 @@ from ray.exceptions import RayError
 from actors.logship.actor import get_or_create_log_shipper, shipper_hosts
 from actors.logship.client import LogShipperClient
 from actors.logship.models import ShipperStats
-from cluster.nats_client import NatsClient
-from cluster.settings import LogShippingSettings
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import LogShippingSettings
 
 __all__ = ["LogShippers"]
 

@@ -21,9 +21,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from cluster.legacy_import.tally import ImportTally
-from cluster.settings import PerfLogSettings
-from cluster.sqlite import open_database, transaction
+from cluster.base.settings import PerfLogSettings
+from cluster.base.sqlite import open_database, transaction
+from cluster.base.tally import ImportTally
 from deployments.observability.state import PerfAggregate
 
 __all__ = [
@@ -162,8 +162,8 @@ WHAT = "the performance log: every metric and usage row logged or imported so fa
 class PerfLog:
     """The SQLite performance log; safe to call from several threads (one lock).
 
-    Every write runs in :func:`~cluster.sqlite.transaction`: a failed one
-    (:class:`~cluster.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
+    Every write runs in :func:`~cluster.base.sqlite.transaction`: a failed one
+    (:class:`~cluster.base.errors.DatabaseWriteFailed` on a full disk) stores nothing and the next
     one works.
 
     Raises:

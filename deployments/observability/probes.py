@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from actors.registry.models import AgentRecord
-from cluster.settings import SupervisionSettings
+from cluster.base.settings import SupervisionSettings
 from deployments.core.dispatch import tcp_endpoint
 from deployments.core.supervision import HealthSweep, Mark, Probe
 from deployments.observability.state import AgentProbe

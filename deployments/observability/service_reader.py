@@ -18,11 +18,11 @@ from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from cluster.constants import APP_CORE, APP_ERRORS, APP_RESOURCES
+from actors.errors.models import ErrorCounts
+from actors.resources.models import LeaseList
+from cluster.base.constants import APP_CORE, APP_ERRORS, APP_RESOURCES
 from deployments.core.models import BreakerView, QueueView
-from deployments.errors.models import ErrorCounts
 from deployments.observability.state import ServicesSample
-from deployments.resources.models import LeaseList
 
 __all__ = ["read_services"]
 

@@ -14,8 +14,8 @@ from actors.probe.counters import HostCounters
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
 from actors.registry.models import AgentRecord, Health
+from actors.resources.models import LeaseList
 from deployments.core.models import BreakerView, QueueView
-from deployments.resources.models import LeaseList
 
 __all__ = ["AgentProbe", "HostSample", "HubState", "PerfAggregate", "ServicesSample"]
 

@@ -29,15 +29,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from cluster.errors import AisysError, TokenRejected
+from actors.errors.models import ErrorPage, StoredEvent
+from actors.resources.models import GpuList, LeaseList
+from actors.security.models import Claims
+from cluster.base.errors import AisysError, TokenRejected
 from deployments.core.models import BreakerView, QueueView
 from deployments.core.twin_models import TwinSnapshot
-from deployments.errors.models import ErrorPage, StoredEvent
 from deployments.observability.alert_models import Alert
 from deployments.observability.status_html import render_panels
 from deployments.observability.status_models import GpuRow, LeaseShare, StatusSnapshot, StreamTicket
-from deployments.resources.models import GpuList, LeaseList
-from deployments.security.models import Claims
 
 __all__ = [
     "ERRORS_SHOWN",

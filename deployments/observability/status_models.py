@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.errors.models import StoredEvent
 from actors.probe.models import GpuSource
 from actors.registry.models import AgentRecord
 from deployments.core.models import BreakerView, QueueView
 from deployments.core.twin_models import HostTwin, ServiceTwin
-from deployments.errors.models import StoredEvent
 from deployments.observability.alert_models import Alert
 
 __all__ = ["PANELS", "GpuRow", "LeaseShare", "StatusSnapshot", "StreamTicket"]

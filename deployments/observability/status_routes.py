@@ -19,13 +19,13 @@ from typing import Annotated, Final
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from cluster.constants import APP_ROUTE_PREFIXES, APP_SECURITY
+from actors.errors.models import StoredEvent
+from actors.security.models import Claims, Scope
+from cluster.base.constants import APP_ROUTE_PREFIXES, APP_SECURITY
 from deployments.auth import AuthFirstRoute, require
-from deployments.errors.models import StoredEvent
 from deployments.observability.status import SnapshotCache, TicketBook, status_events
 from deployments.observability.status_html import CSP, page_html
 from deployments.observability.status_models import StatusSnapshot, StreamTicket
-from deployments.security.models import Claims, Scope
 
 __all__ = ["StatusPage", "install_status_page", "router"]
 

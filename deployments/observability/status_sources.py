@@ -20,10 +20,10 @@ from ray import serve
 from ray.exceptions import RayError
 from ray.serve.exceptions import RayServeException
 
-from cluster.constants import APP_CORE, APP_ERRORS, APP_RESOURCES, ERRORS_SUBJECTS
-from cluster.errors import ClusterError
-from cluster.nats_client import NatsClient
-from deployments.errors.models import StoredEvent
+from actors.errors.models import StoredEvent
+from cluster.base.constants import APP_CORE, APP_ERRORS, APP_RESOURCES, ERRORS_SUBJECTS
+from cluster.base.errors import ClusterError
+from cluster.base.nats_client import NatsClient
 from deployments.errors.store import follow
 from deployments.observability.alert_models import Alert
 from deployments.observability.status import SnapshotCache, StatusSources, TicketBook

@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.settings import AlertingSettings
+from cluster.base.settings import AlertingSettings
 from deployments.observability.alert_models import Alert, Notification
 
 __all__ = [

@@ -17,14 +17,9 @@ from ray import serve
 from ray.exceptions import RayError
 from ray.serve import Application
 
-from cluster.errors import ClusterError, ValidationFailed
-from cluster.nats_client import NatsClient
-from cluster.settings import DeclaredGpu, ErrorBusSettings, ResourceSettings
-from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments.http import install_error_handlers
-from deployments.resources.actor import get_or_create_resources
-from deployments.resources.client import ResourcesClient
-from deployments.resources.models import (
+from actors.resources.actor import get_or_create_resources
+from actors.resources.client import ResourcesClient
+from actors.resources.models import (
     GpuList,
     LeaseHeartbeat,
     LeaseList,
@@ -33,15 +28,20 @@ from deployments.resources.models import (
     TaskRequest,
     TaskStatus,
 )
-from deployments.resources.optimizer import Thresholds
-from deployments.resources.worker_models import (
+from actors.resources.optimizer import Thresholds
+from actors.resources.worker_models import (
     WorkerCall,
     WorkerCallResult,
     WorkerList,
     WorkerRequest,
     WorkerStatus,
 )
-from deployments.security.models import Scope
+from actors.security.models import Scope
+from cluster.base.errors import ClusterError, ValidationFailed
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import DeclaredGpu, ErrorBusSettings, ResourceSettings
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.http import install_error_handlers
 
 __all__ = ["ResourceScheduler", "ResourcesAppArgs", "build_app"]
 

@@ -16,10 +16,7 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from ray.serve import Application
 
-from cluster.errors import ClusterError, SecurityError
-from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
-from deployments.http import install_error_handlers
-from deployments.security.models import (
+from actors.security.models import (
     AccessToken,
     Claims,
     Grant,
@@ -37,6 +34,9 @@ from deployments.security.models import (
     UserIdentity,
     VerifyResponse,
 )
+from cluster.base.errors import ClusterError, SecurityError
+from deployments.auth import AuthArgs, Authenticator, auth_first, install_auth, require
+from deployments.http import install_error_handlers
 from deployments.security.oauth import (
     FORM_CONTENT_TYPE,
     OAuthError,

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cluster.errors import CredentialsRejected, RateLimited, SecurityError, TokenRejected
-from deployments.security.models import Grant
+from actors.security.models import Grant
+from cluster.base.errors import CredentialsRejected, RateLimited, SecurityError, TokenRejected
 
 __all__ = [
     "FORM_CONTENT_TYPE",

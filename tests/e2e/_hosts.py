@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 import yaml
 
-from cluster._procs import MARKER_ENV, terminate
+from cluster.ops._procs import MARKER_ENV, terminate
 from tests.conftest import free_port, short_tmp_dir
 from tests.e2e.netns import Netns, require_netns, veth_pair
 

@@ -44,8 +44,8 @@ import psutil
 import pytest
 import yaml
 
-from cluster._procs import terminate
-from cluster.settings import PortSettings
+from cluster.base.settings import PortSettings
+from cluster.ops._procs import terminate
 from tests.conftest import free_port, short_tmp_dir
 from tests.e2e._hosts import LEGACY_PORT_NAMES, owned_processes, tail
 from tests.e2e.netns import Netns, require_netns, veth_pair

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from nats.js.api import DeliverPolicy
 
-from cluster.constants import ERRORS_STREAM, ERRORS_SUBJECTS
-from cluster.nats_client import NatsClient
-from deployments.errors.models import StoredEvent
+from actors.errors.models import StoredEvent
+from cluster.base.constants import ERRORS_STREAM, ERRORS_SUBJECTS
+from cluster.base.nats_client import NatsClient
 from deployments.errors.store import stored_event
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import zmq
 
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from tests.conftest import wait_for_condition
 
 

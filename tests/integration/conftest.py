@@ -18,10 +18,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from cluster import system
-from cluster._progress import Progress
-from cluster.identity import ensure_admin
-from cluster.settings import (
+from cluster.base.settings import (
     CoreSettings,
     ErrorBridgeSettings,
     ErrorBusSettings,
@@ -37,6 +34,9 @@ from cluster.settings import (
     Settings,
     load_settings,
 )
+from cluster.ops import system
+from cluster.ops._progress import Progress
+from cluster.ops.identity import ensure_admin
 from tests.conftest import SESSION_RAY_TOKEN, free_port, short_tmp_dir
 
 pytestmark = pytest.mark.integration

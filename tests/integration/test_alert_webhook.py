@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
-from cluster.settings import AlertingSettings, AlertRuleSpec
+from cluster.base.settings import AlertingSettings, AlertRuleSpec
 from deployments.observability.alert_models import Notification
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alerts import AlertEngine

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster.settings import AlertingSettings, AlertRuleSpec
+from cluster.base.settings import AlertingSettings, AlertRuleSpec
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alertmanager import AlertmanagerNotifier
 from deployments.observability.alerts import AlertEngine

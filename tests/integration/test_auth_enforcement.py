@@ -16,9 +16,9 @@ import httpx
 import jwt
 import pytest
 
-from cluster.settings import Settings
-from deployments.security.keys import KeyRing
-from deployments.security.tokens import TokenIssuer
+from actors.security.keys import KeyRing
+from actors.security.tokens import TokenIssuer
+from cluster.base.settings import Settings
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration

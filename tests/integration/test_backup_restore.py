@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster import backup, system
-from cluster._progress import Progress
-from cluster.constants import ERRORS_STREAM, LOGS_STREAM
-from cluster.errors import ClusterError, ConfigError
-from cluster.nats_client import NatsClient, nats_client
-from cluster.settings import Settings
+from cluster.base.constants import ERRORS_STREAM, LOGS_STREAM
+from cluster.base.errors import ClusterError, ConfigError
+from cluster.base.nats_client import NatsClient, nats_client
+from cluster.base.settings import Settings
+from cluster.ops import backup, system
+from cluster.ops._progress import Progress
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration

@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cluster import system
-from cluster._dashboard import DashboardClient
-from cluster._progress import Progress
-from cluster.check import ERROR_AGENT
-from cluster.cli import main
-from cluster.constants import APP_RESOURCES
-from cluster.serve_config import build_serve_config
-from cluster.settings import Settings
+from cluster.base.constants import APP_RESOURCES
+from cluster.base.settings import Settings
+from cluster.ops import system
+from cluster.ops._dashboard import DashboardClient
+from cluster.ops._progress import Progress
+from cluster.ops.check import ERROR_AGENT
+from cluster.ops.cli import main
+from cluster.ops.serve_config import build_serve_config
 from tests.conftest import wait_for_condition
 from tests.integration.conftest import settings_file
 

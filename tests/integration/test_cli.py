@@ -13,7 +13,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from tests.integration.conftest import settings_file
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_status_exits_nonzero_when_nothing_runs() -> None:
 
 
 def test_status_exits_1_and_names_what_is_unhealthy(aisys_system: Settings) -> None:
-    from cluster import system
+    from cluster.ops import system
 
     server = system.embedded_nats(aisys_system)
     assert server.stop()

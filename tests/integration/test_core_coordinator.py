@@ -10,7 +10,7 @@ import grpc
 import httpx
 import pytest
 
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from deployments.core.models import RequestMetadata
 from deployments.core.priority import compute_priority
 from deployments.core.proto import aisys_core_pb2 as pb

@@ -11,7 +11,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from cluster.errors import DispatchFailed
+from cluster.base.errors import DispatchFailed
 from deployments.core.dispatch import LazyPirateClient, tcp_endpoint
 from deployments.core.supervision import zmq_health_probe
 from tests.conftest import free_port

@@ -9,7 +9,7 @@ import grpc
 import httpx
 import pytest
 
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from deployments.core.proto import aisys_core_pb2 as pb
 from deployments.core.proto import aisys_core_pb2_grpc as pb_grpc
 from tests.conftest import wait_for_condition

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import zmq
 
-from cluster.constants import ERRORS_SUBJECTS
-from cluster.nats_client import NatsClient
-from cluster.nats_server import NatsServer
-from cluster.settings import ErrorBridgeSettings, ErrorBusSettings
+from actors.errors.publisher import ErrorPublisher
+from actors.errors.spool import Spool
+from cluster.base.constants import ERRORS_SUBJECTS
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import ErrorBridgeSettings, ErrorBusSettings
+from cluster.ops.nats_server import NatsServer
 from deployments.errors.normalize import MALFORMED_TYPE
-from deployments.errors.publisher import ErrorPublisher
-from deployments.errors.spool import Spool
 from legacy_gateway.error_bridge import ErrorBridge, LegacyErrorFrame
 from tests.conftest import free_port
 from tests.integration._errorbus import read_stream

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import zmq
 
-from cluster import system
-from cluster.nats_client import nats_client
-from cluster.settings import Settings
+from cluster.base.nats_client import nats_client
+from cluster.base.settings import Settings
+from cluster.ops import system
 from tests.conftest import wait_for_condition
 from tests.integration._errorbus import read_stream
 

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from cluster.constants import ERRORS_STREAM
-from cluster.errors import EventTooLarge, SpoolFull
-from cluster.nats_client import NatsClient
-from cluster.nats_server import NatsServer
-from cluster.settings import ErrorBusSettings
+from actors.errors.models import ErrorEvent, ErrorQuery
+from actors.errors.publisher import ErrorPublisher
+from actors.errors.spool import Spool
+from actors.errors.stream import ensure_stream
+from cluster.base.constants import ERRORS_STREAM
+from cluster.base.errors import EventTooLarge, SpoolFull
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import ErrorBusSettings
+from cluster.ops.nats_server import NatsServer
 from deployments.errors.core import ErrorBusCore
-from deployments.errors.models import ErrorEvent, ErrorQuery
-from deployments.errors.publisher import ErrorPublisher
-from deployments.errors.spool import Spool
 from deployments.errors.store import DurableConsumer, follow
-from deployments.errors.stream import ensure_stream
 from tests.conftest import free_port
 from tests.integration._errorbus import read_stream, stream_count
 

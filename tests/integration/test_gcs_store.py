@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from cluster.gcs_store import GcsStore
+from cluster.ops.gcs_store import GcsStore
 from tests.conftest import free_port
 
 

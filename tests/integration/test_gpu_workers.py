@@ -20,12 +20,12 @@ import pytest
 import ray
 from pydantic import SecretStr
 
+from actors.resources.worker_models import WorkerList
 from aisys_sdk import AgentClient, ClientConfig
 from aisys_sdk.models import WorkerRequest
-from cluster import system
-from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
-from cluster.settings import Settings
-from deployments.resources.worker_models import WorkerList
+from cluster.base.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
+from cluster.base.settings import Settings
+from cluster.ops import system
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration

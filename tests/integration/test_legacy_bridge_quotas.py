@@ -16,8 +16,8 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from cluster.settings import ErrorBridgeSettings
-from deployments.errors.models import ErrorEvent
+from actors.errors.models import ErrorEvent
+from cluster.base.settings import ErrorBridgeSettings
 from legacy_gateway.error_bridge import ErrorBridge
 from tests.conftest import free_port
 

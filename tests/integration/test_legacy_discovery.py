@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import zmq
 
-from cluster.settings import LegacyService, Settings
+from cluster.base.settings import LegacyService, Settings
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,
     client_fixture,

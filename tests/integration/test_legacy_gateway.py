@@ -14,7 +14,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from cluster.settings import LegacyService, Settings
+from cluster.base.settings import LegacyService, Settings
 from tests.conftest import wait_for_condition
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,

@@ -18,16 +18,16 @@ import httpx
 import pytest
 import redis
 
-from cluster.cli import main
-from cluster.constants import ERRORS_STREAM
-from cluster.errors import LegacySourceUnreadable
-from cluster.legacy_import.registry import read_registry, safe_url
-from cluster.nats_client import nats_client
-from cluster.nats_server import NatsServer
-from cluster.settings import ErrorBusSettings, Settings
+from actors.errors.models import ErrorEvent
+from actors.errors.stream import ensure_stream
+from cluster.base.constants import ERRORS_STREAM
+from cluster.base.errors import LegacySourceUnreadable
+from cluster.base.nats_client import nats_client
+from cluster.base.settings import ErrorBusSettings, Settings
+from cluster.ops.cli import main
+from cluster.ops.legacy_import.registry import read_registry, safe_url
+from cluster.ops.nats_server import NatsServer
 from deployments.errors.core import ErrorBusCore
-from deployments.errors.models import ErrorEvent
-from deployments.errors.stream import ensure_stream
 from tests._legacy_stores import (
     registry_values,
     write_errors_db,

@@ -25,10 +25,10 @@ import zmq
 import zmq.asyncio
 
 from actors.registry.follower import RegistryFollower
-from cluster import system
-from cluster.cli import main
-from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
-from cluster.settings import LegacyGatewaySettings, LegacyService, Settings
+from cluster.base.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.base.settings import LegacyGatewaySettings, LegacyService, Settings
+from cluster.ops import system
+from cluster.ops.cli import main
 from legacy_gateway._codec import ActionRequest, LegacyRequest, Reply
 from legacy_gateway.gateway import HostGateway
 from legacy_gateway.mirror import MirrorPort, MirrorStats

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import zmq
 
-from cluster.settings import LegacyService, Settings
+from cluster.base.settings import LegacyService, Settings
 from legacy_gateway.system_ports import IDLE_REMINDER
 from tests.conftest import wait_for_condition
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)

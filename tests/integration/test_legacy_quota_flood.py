@@ -26,9 +26,9 @@ import zmq
 from ray.util.state import list_actors
 
 from actors.registry.models import AgentRecord
-from cluster import system
-from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
-from cluster.settings import LegacyService, RegistrySettings, Settings
+from cluster.base.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.base.settings import LegacyService, RegistrySettings, Settings
+from cluster.ops import system
 from tests.conftest import free_port
 from tests.integration._legacy_client import LegacyClient, ports_fixture, zctx_fixture
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import zmq
 
-from cluster.settings import LegacyService
+from cluster.base.settings import LegacyService
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,
     ports_fixture,

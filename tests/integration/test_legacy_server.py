@@ -18,8 +18,8 @@ import zmq.asyncio
 import zmq.auth
 
 from actors.registry.follower import RegistryFollower
-from cluster.errors import ConfigError, PortInUse
-from cluster.settings import LegacyGatewaySettings, LegacyService
+from cluster.base.errors import ConfigError, PortInUse
+from cluster.base.settings import LegacyGatewaySettings, LegacyService
 from legacy_gateway._codec import (
     ActionRequest,
     InvalidRequest,

@@ -27,10 +27,10 @@ import pytest
 
 from actors.logship.models import LogRecord
 from actors.logship.publish import LogStream
-from cluster.constants import LOGS_STREAM
-from cluster.nats_client import nats_client
-from cluster.nats_server import NatsServer
-from cluster.settings import LogShippingSettings, Settings
+from cluster.base.constants import LOGS_STREAM
+from cluster.base.nats_client import nats_client
+from cluster.base.settings import LogShippingSettings, Settings
+from cluster.ops.nats_server import NatsServer
 from deployments.observability.log_models import LogEntry, LogQuery
 from deployments.observability.logread import WINDOW, LogReader
 from tests.conftest import wait_for_condition

@@ -21,10 +21,10 @@ from actors.logship.models import LogRecord
 from actors.logship.publish import LogStream
 from actors.logship.shipper import LogShipper
 from actors.logship.store import PositionStore
-from cluster.constants import LOGS_STREAM, LOGS_SUBJECTS
-from cluster.nats_client import NatsClient
-from cluster.nats_server import NatsServer, nats_binary
-from cluster.settings import LogShippingSettings
+from cluster.base.constants import LOGS_STREAM, LOGS_SUBJECTS
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import LogShippingSettings
+from cluster.ops.nats_server import NatsServer, nats_binary
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

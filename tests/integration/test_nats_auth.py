@@ -18,11 +18,11 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from cluster.constants import ERRORS_STREAM
-from cluster.nats_client import NatsClient, nats_client
-from cluster.nats_server import NatsServer
-from cluster.settings import Settings
-from deployments.errors.models import ErrorEvent
+from actors.errors.models import ErrorEvent
+from cluster.base.constants import ERRORS_STREAM
+from cluster.base.nats_client import NatsClient, nats_client
+from cluster.base.settings import Settings
+from cluster.ops.nats_server import NatsServer
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration
@@ -123,7 +123,7 @@ def test_a_server_admits_its_user_and_refuses_anonymous_and_wrong_passwords(
 
 
 def test_a_server_is_never_started_without_a_password(nats_server: NatsServer) -> None:
-    from cluster.errors import ConfigError
+    from cluster.base.errors import ConfigError
 
     bare = NatsServer(
         binary=nats_server.binary,

@@ -19,9 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.logship.models import LogRecord
-from cluster.constants import LOGS_STREAM
-from cluster.nats_client import NatsClient, nats_client
-from cluster.settings import Settings
+from cluster.base.constants import LOGS_STREAM
+from cluster.base.nats_client import NatsClient, nats_client
+from cluster.base.settings import Settings
 from tests.conftest import wait_for_condition
 from tests.integration._zmq_agent import ZmqAgent
 

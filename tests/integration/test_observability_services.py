@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from tests.conftest import wait_for_condition
 from tests.integration.test_observability_http import MIB, scrape
 

@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from cluster.settings import SecuritySettings, Settings
+from cluster.base.settings import SecuritySettings, Settings
 from tests.conftest import free_port, short_tmp_dir, wait_for_condition
 from tests.integration.conftest import ADMIN_PASSWORD, login, make_settings, settings_file
 from tests.integration.test_alert_webhook import ScriptedReceiver

@@ -9,10 +9,10 @@ import httpx
 import pytest
 import ray
 
-from cluster import system
-from cluster._progress import Progress
-from cluster.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
-from cluster.settings import Settings
+from cluster.base.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
+from cluster.base.settings import Settings
+from cluster.ops import system
+from cluster.ops._progress import Progress
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ import pytest
 import ray
 import zmq
 
-from cluster import system
-from cluster.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
-from cluster.settings import Settings
-from deployments.resources.models import LeaseList
+from actors.resources.models import LeaseList
+from cluster.base.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
+from cluster.base.settings import Settings
+from cluster.ops import system
 from tests.conftest import wait_for_condition
 
 pytestmark = pytest.mark.integration

@@ -43,7 +43,7 @@ from aisys_sdk import (
 )
 from aisys_sdk.examples.model_worker import ModelWorker
 from aisys_sdk.examples.proactive_agent import ProactiveAgent
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from tests._tls import self_signed_certificate
 from tests.conftest import free_port, wait_for_condition
 from tests.integration._zmq_agent import ZmqAgent

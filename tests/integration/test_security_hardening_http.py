@@ -11,9 +11,9 @@ import httpx
 import pytest
 import zmq
 
-from cluster.settings import LegacyService, Settings
-from deployments.security.keys import KeyRing
-from deployments.security.tokens import TokenIssuer
+from actors.security.keys import KeyRing
+from actors.security.tokens import TokenIssuer
+from cluster.base.settings import LegacyService, Settings
 from tests.conftest import wait_for_condition
 from tests.integration._legacy_client import (  # noqa: F401 (fixtures)
     LegacyClient,

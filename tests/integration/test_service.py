@@ -26,9 +26,9 @@ import psutil
 import pytest
 from pydantic import SecretStr
 
-from cluster._procs import MARKER_ENV, terminate
-from cluster.service import STOP_TIMEOUT_S
-from cluster.settings import RaySettings, Settings
+from cluster.base.settings import RaySettings, Settings
+from cluster.ops._procs import MARKER_ENV, terminate
+from cluster.ops.service import STOP_TIMEOUT_S
 from tests._systemd_unit import directives, exec_start
 from tests._tls import self_signed_certificate
 from tests.conftest import SESSION_RAY_TOKEN, wait_for_condition

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster.settings import Settings
+from cluster.base.settings import Settings
 from tests.conftest import wait_for_condition
 from tests.integration.conftest import ADMIN_PASSWORD
 

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import zmq
 
-from deployments.resources._owners import ask_to_unload
-from deployments.resources.models import UnloadEndpoint
+from actors.resources._owners import ask_to_unload
+from actors.resources.models import UnloadEndpoint
 
 pytestmark = pytest.mark.integration
 

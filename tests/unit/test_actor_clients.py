@@ -14,7 +14,7 @@ from actors.registry.follower import RegistryFollower
 from actors.registry.models import Change, ChangeFeed
 from actors.security.client import SecurityClient
 from actors.security.followers import Propagation
-from cluster.errors import ViewLagging
+from cluster.base.errors import ViewLagging
 
 
 class _Method:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from cluster.aio import cancel_and_wait
+from cluster.base.aio import cancel_and_wait
 
 
 async def _forever() -> None:
@@ -26,7 +26,7 @@ def test_every_task_ends_even_when_one_had_failed(caplog: pytest.LogCaptureFixtu
         await cancel_and_wait([tasks[0], tasks[3], None, tasks[1], tasks[2]])
         return tasks
 
-    with caplog.at_level(logging.WARNING, logger="cluster.aio"):
+    with caplog.at_level(logging.WARNING, logger="cluster.base.aio"):
         tasks = asyncio.run(run())
     assert all(task.cancelled() for task in tasks[:3])
     assert tasks[3].done() and not tasks[3].cancelled()

@@ -14,11 +14,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from ray.exceptions import RayActorError
 
-from cluster.errors import ConfigError, RevocationStale, TokenRejected
+from actors.security.models import Claims, Jwks, Scope, SecurityFeed
+from actors.security.tokens import TokenVerifier
+from cluster.base.errors import ConfigError, RevocationStale, TokenRejected
 from deployments.auth import _SecurityFollower, auth_first, install_auth, require
 from deployments.http import install_error_handlers
-from deployments.security.models import Claims, Jwks, Scope, SecurityFeed
-from deployments.security.tokens import TokenVerifier
 
 
 class Body(BaseModel):

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from cluster._backup_files import RayNode, collect_host_state, tags_by_node
-from cluster._progress import Progress
-from cluster.backup import BACKUP_VERSION, restore, restore_tags
-from cluster.errors import ClusterError, ConfigError
-from cluster.settings import Settings, load_settings
+from actors.errors.models import ErrorEvent, StoredEvent
+from cluster.base.errors import ClusterError, ConfigError
+from cluster.base.settings import Settings, load_settings
+from cluster.ops._backup_files import RayNode, collect_host_state, tags_by_node
+from cluster.ops._progress import Progress
+from cluster.ops.backup import BACKUP_VERSION, restore, restore_tags
 from deployments.errors.index import ErrorIndex
-from deployments.errors.models import ErrorEvent, StoredEvent
 
 QUIET = Progress(quiet=True)
 

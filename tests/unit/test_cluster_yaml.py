@@ -17,9 +17,9 @@ import pytest
 import ray.autoscaler
 import yaml
 
-from cluster import cluster_stop
-from cluster.cli import _parser
-from cluster.settings import PortSettings, Settings, load_settings
+from cluster.base.settings import PortSettings, Settings, load_settings
+from cluster.ops import cluster_stop
+from cluster.ops.cli import _parser
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = REPO / "cluster.yaml"
@@ -245,7 +245,7 @@ def test_ray_stop_on_a_host_without_bootstrap_config_stops_only_this_host(
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["stop", "--force"], "python -m cluster.cluster_stop --force"),
+        (["stop", "--force"], "python -m cluster.ops.cluster_stop --force"),
         (["status", "--address", "x"], "ray status --address x"),
     ],
 )

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from actors.registry.models import AgentRecord, Health
-from cluster.errors import DispatchFailed, QueueFull, RequestNotFound
-from cluster.settings import CoordinatorSettings, DispatchRoute
+from cluster.base.errors import DispatchFailed, QueueFull, RequestNotFound
+from cluster.base.settings import CoordinatorSettings, DispatchRoute
 from deployments.core.coordinator import AgentTarget, DeploymentTarget, RequestCoordinator, Target
 from deployments.core.journal import RequestJournal
 from deployments.core.models import (

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from cluster.errors import QueueFull
+from cluster.base.errors import QueueFull
 from deployments.core.models import RequestMetadata
 from deployments.core.priority import BoundedPriorityQueue, compute_priority
 

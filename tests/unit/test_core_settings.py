@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cluster.constants import CORE_GRPC_SERVICER
-from cluster.errors import (
+from cluster.base.constants import CORE_GRPC_SERVICER
+from cluster.base.errors import (
     AisysError,
     CircuitOpen,
     DispatchFailed,
@@ -21,8 +21,8 @@ from cluster.errors import (
     ServiceNotFound,
     UnknownHost,
 )
-from cluster.serve_config import build_serve_config
-from cluster.settings import DispatchRoute, SupervisionSettings, load_settings
+from cluster.base.settings import DispatchRoute, SupervisionSettings, load_settings
+from cluster.ops.serve_config import build_serve_config
 from deployments.core.app import CoreAppArgs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from actors.registry.models import AgentRecord, Health, Heartbeat
-from cluster.settings import SupervisionSettings
+from cluster.base.settings import SupervisionSettings
 from deployments.core.supervision import HealthSweep
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from actors.probe.models import GpuReading, HostReading
 from actors.probe.system import SystemReading
-from cluster.errors import ClusterError, UnknownHost
-from cluster.settings import TwinSettings
+from cluster.base.errors import ClusterError, UnknownHost
+from cluster.base.settings import TwinSettings
 from deployments.core.twin import DigitalTwin, services_from_details
 from deployments.core.twin_models import ResourceCheck, SimulateLoadRequest
 from tests.unit._resources_helpers import RTX3060, FakeClock, recorded

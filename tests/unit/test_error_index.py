@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import SpoolFull
+from actors.errors.models import ErrorEvent, ErrorQuery, StoredEvent
+from actors.errors.spool import Spool
+from cluster.base.errors import SpoolFull
 from deployments.errors.index import ErrorIndex
-from deployments.errors.models import ErrorEvent, ErrorQuery, StoredEvent
-from deployments.errors.spool import Spool
 
 T0 = datetime(2025, 7, 15, tzinfo=UTC)
 

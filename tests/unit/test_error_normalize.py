@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deployments.errors.models import ErrorEvent, normalize_severity, subject_token
+from actors.errors.models import ErrorEvent, normalize_severity, subject_token
 from deployments.errors.normalize import MALFORMED_TYPE, RAW_KEEP_BYTES, normalize_frames
 
 NOW = datetime(2025, 7, 15, 12, 0, tzinfo=UTC)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.constants import APP_ERRORS, APP_LEGACY, ERRORS_STREAM, ERRORS_SUBJECTS
-from cluster.errors import ConfigError
-from cluster.serve_config import build_serve_config
-from cluster.settings import ErrorBridgeSettings, ErrorBusSettings, load_settings
+from actors.errors.stream import stream_config
+from cluster.base.constants import APP_ERRORS, APP_LEGACY, ERRORS_STREAM, ERRORS_SUBJECTS
+from cluster.base.errors import ConfigError
+from cluster.base.settings import ErrorBridgeSettings, ErrorBusSettings, load_settings
+from cluster.ops.serve_config import build_serve_config
 from deployments.errors.app import ErrorBusAppArgs
-from deployments.errors.stream import stream_config
 from legacy_gateway.app import LegacyAppArgs
 
 

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from cluster.errors import AgentNotFound, AisysError, ConfigError, MissingHostTag
+from cluster.base.errors import AgentNotFound, AisysError, ConfigError, MissingHostTag
 
 
 @pytest.mark.parametrize(

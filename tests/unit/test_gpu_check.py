@@ -14,7 +14,7 @@ import pytest
 
 from actors.probe.nvml import NVML_DOUBLE_ENV
 from actors.probe.nvml_double import NvmlDouble
-from cluster.gpu_check import main
+from cluster.ops.gpu_check import main
 
 
 def _table(tmp_path: Path) -> Path:

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from actors.probe.models import GpuProcess, GpuReading, HostReading
-from cluster.errors import ValidationFailed
-from cluster.settings import ResourceSettings
-from deployments.resources.models import LeaseGrant, LeaseRequest
-from deployments.resources.scheduler import LeaseScheduler
-from deployments.resources.store import SqliteLeaseStore
-from deployments.resources.usage import measure
-from deployments.resources.worker_models import WorkerRequest, WorkerStatus
-from deployments.resources.worker_store import WorkerStore
-from deployments.resources.workers import WorkerPool, is_out_of_memory
+from actors.resources.models import LeaseGrant, LeaseRequest
+from actors.resources.scheduler import LeaseScheduler
+from actors.resources.store import SqliteLeaseStore
+from actors.resources.usage import measure
+from actors.resources.worker_models import WorkerRequest, WorkerStatus
+from actors.resources.worker_store import WorkerStore
+from actors.resources.workers import WorkerPool, is_out_of_memory
+from cluster.base.errors import ValidationFailed
+from cluster.base.settings import ResourceSettings
 from tests.unit._resources_helpers import FakeClock
 
 WORKER = "deployments.resources.vram_worker:VramWorker"

@@ -7,7 +7,7 @@ import pytest
 
 from actors.probe.gpu import DeclaredProbe, HostProbe, NvmlProbe, RecordedProbe
 from actors.probe.models import GpuSnapshot
-from cluster.settings import DeclaredGpu
+from cluster.base.settings import DeclaredGpu
 from tests.unit._resources_helpers import RTX3060, RTX4090, FakeClock
 
 

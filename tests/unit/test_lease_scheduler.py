@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from actors.probe.models import GpuSnapshot
-from cluster.errors import LeaseNotFound, LeaseUnavailable
-from cluster.settings import ResourceSettings
-from deployments.resources.models import LeaseGrant, LeaseRequest, QueuedLease
-from deployments.resources.scheduler import LeaseScheduler
-from deployments.resources.store import SqliteLeaseStore
+from actors.resources.models import LeaseGrant, LeaseRequest, QueuedLease
+from actors.resources.scheduler import LeaseScheduler
+from actors.resources.store import SqliteLeaseStore
+from cluster.base.errors import LeaseNotFound, LeaseUnavailable
+from cluster.base.settings import ResourceSettings
 from tests.unit._resources_helpers import RTX3060, RTX4090, FakeClock, host_reading, recorded
 
 MARGIN = 512

@@ -15,7 +15,7 @@ import zmq
 
 from actors.registry.follower import RegistryFollower
 from actors.registry.models import AgentRecord, Change, Health
-from cluster.settings import LegacyGatewaySettings, LegacyService
+from cluster.base.settings import LegacyGatewaySettings, LegacyService
 from legacy_gateway._codec import Reply, decode, encode
 from legacy_gateway._ports import Services
 from legacy_gateway.builtin_records import BUILTIN_SERVICES, ERROR_BUS, builtin_records

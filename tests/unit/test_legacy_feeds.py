@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cluster.settings import LegacyGatewaySettings
+from cluster.base.settings import LegacyGatewaySettings
 from legacy_gateway.feeds import (
     FeedBudget,
     FeedTooLarge,

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from actors.errors.models import ErrorEvent, StoredEvent
 from actors.registry.core import RegistryCore
 from actors.registry.models import Health, ImportedAgent, Registration
 from actors.registry.store import SqliteRegistryStore
 from actors.security.core import SecurityCore
-from cluster.legacy_import.tally import MAX_EXAMPLES, ImportTally
-from cluster.settings import PerfLogSettings, RegistrySettings, SecuritySettings, TrustSettings
+from actors.security.models import ImportedAggregate, ImportedOutcome, TrustOutcome
+from actors.security.trust import TrustState, observe, score_of
+from cluster.base.settings import PerfLogSettings, RegistrySettings, SecuritySettings, TrustSettings
+from cluster.base.tally import MAX_EXAMPLES, ImportTally
 from deployments.errors.index import ErrorIndex
-from deployments.errors.models import ErrorEvent, StoredEvent
 from deployments.observability.perflog import (
     ImportedMetric,
     ImportedUsage,
@@ -26,8 +28,6 @@ from deployments.observability.perflog import (
     PerfLog,
     PerfQuery,
 )
-from deployments.security.models import ImportedAggregate, ImportedOutcome, TrustOutcome
-from deployments.security.trust import TrustState, observe, score_of
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0

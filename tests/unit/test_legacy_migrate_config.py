@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.cli import main
-from cluster.errors import ConfigError
+from cluster.base.errors import ConfigError
+from cluster.ops.cli import main
 from legacy_gateway.migrate_config import DependencyChange, migrate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"

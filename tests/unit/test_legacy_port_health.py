@@ -16,7 +16,7 @@ import zmq
 from ray.exceptions import RaySystemError
 
 from actors.registry.follower import RegistryFollower
-from deployments.resources.client import ResourcesClient
+from actors.resources.client import ResourcesClient
 from legacy_gateway._codec import Reply, decode
 from legacy_gateway._ports import HEALTH_PROBE_TIMEOUT_S, Services
 from legacy_gateway.monitor_ports import (

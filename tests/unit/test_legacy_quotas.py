@@ -21,7 +21,7 @@ from actors.registry.follower import RegistryFollower
 from actors.registry.models import Change, ChangeFeed, Registration
 from actors.registry.store import SqliteRegistryStore
 from actors.registry.view import RegistryView
-from cluster.settings import LegacyGatewaySettings, RegistrySettings
+from cluster.base.settings import LegacyGatewaySettings, RegistrySettings
 from legacy_gateway._codec import Reply, decode, encode
 from legacy_gateway.registry_port import DigitalTwinPort, RegistryLink, ServiceRegistryPort
 from legacy_gateway.server import PortHandler, Received

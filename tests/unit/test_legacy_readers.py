@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from cluster.errors import LegacySourceUnreadable
-from cluster.legacy_import import errorbus, perf, trust
-from cluster.legacy_import._store import SourceRead
-from deployments.errors.models import ErrorEvent
+from actors.errors.models import ErrorEvent
+from actors.security.models import ImportedAggregate, ImportedOutcome
+from cluster.base.errors import LegacySourceUnreadable
+from cluster.ops.legacy_import import errorbus, perf, trust
+from cluster.ops.legacy_import._store import SourceRead
 from deployments.observability.perflog import ImportedMetric, ImportedUsage
-from deployments.security.models import ImportedAggregate, ImportedOutcome
 from tests._legacy_stores import (
     Expected,
     local_stamp,

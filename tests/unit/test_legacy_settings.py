@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import ConfigError
-from cluster.settings import LegacyService, load_settings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import LegacyService, load_settings
 
 
 def test_defaults_bind_the_legacy_ports_of_each_host(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_delegate_mode_is_per_service_and_off_by_default(tmp_path: Path) -> None
 
 
 def test_mirror_mode_is_per_service_and_names_what_it_records(tmp_path: Path) -> None:
-    from cluster._settings_services import MIRRORABLE
+    from cluster.base._settings_services import MIRRORABLE
     from legacy_gateway.mirror import MIRRORED
 
     assert set(MIRRORED) == MIRRORABLE  # the settings check against the actions recorded

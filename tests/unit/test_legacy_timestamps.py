@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from cluster.legacy_import.timestamps import UnreadableTime, iso_utc, parse_time
+from cluster.ops.legacy_import.timestamps import UnreadableTime, iso_utc, parse_time
 
 MANILA = timezone(timedelta(hours=8))
 T = datetime(2025, 7, 15, 9, 12, 1, tzinfo=UTC).timestamp()

@@ -3,8 +3,8 @@ reported, field by field."""
 
 from __future__ import annotations
 
-from deployments.resources.models import LeaseGrant, LeaseList
-from deployments.resources.optimizer import MMA_OWNER, LoadedModel
+from actors.resources.models import LeaseGrant, LeaseList
+from actors.resources.optimizer import MMA_OWNER, LoadedModel
 from legacy_gateway._ports import Services
 from legacy_gateway.system_ports import VramOptimizerPort
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pydantic
 import pytest
 
-from cluster.errors import ValidationFailed
-from cluster.logview import format_entry, parse_since, sse_events
-from cluster.settings import LogShippingSettings
+from cluster.base.errors import ValidationFailed
+from cluster.base.settings import LogShippingSettings
+from cluster.ops.logview import format_entry, parse_since, sse_events
 from deployments.observability.log_models import LogEntry, LogFilter, LogQuery
 from deployments.observability.log_sse import sse, stream_limit_s
 

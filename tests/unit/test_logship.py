@@ -14,9 +14,14 @@ from actors.logship.classify import LineClassifier
 from actors.logship.models import LogRecord, ShipperStats, SourceStats
 from actors.logship.store import PositionStore
 from actors.logship.tail import FileKey, Position
-from cluster.errors import ConfigError
-from cluster.serve_config import build_serve_config
-from cluster.settings import LogPattern, LogShippingSettings, ObservabilitySettings, load_settings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import (
+    LogPattern,
+    LogShippingSettings,
+    ObservabilitySettings,
+    load_settings,
+)
+from cluster.ops.serve_config import build_serve_config
 from deployments.observability.alert_models import Notification
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.app import ObservabilityAppArgs

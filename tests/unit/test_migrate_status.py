@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from cluster.errors import ConfigError
-from cluster.migrate_status import render_migration, token_from
-from cluster.settings import LegacyGatewaySettings, LegacyService
+from cluster.base.errors import ConfigError
+from cluster.base.settings import LegacyGatewaySettings, LegacyService
+from cluster.ops.migrate_status import render_migration, token_from
 from legacy_gateway.gateway import migration_status
 from legacy_gateway.migration import MigrationMode, PortUsage
 from legacy_gateway.mirror import MirrorStats

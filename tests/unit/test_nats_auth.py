@@ -8,12 +8,17 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cluster.constants import APP_ERRORS, APP_LEGACY, APP_OBSERVABILITY
-from cluster.errors import ConfigError
-from cluster.nats_client import NatsClient, ensure_nats_password, nats_client, read_nats_password
-from cluster.nats_server import PASSWORD_ENV, NatsServer
-from cluster.serve_config import build_serve_config, serve_config_yaml
-from cluster.settings import load_settings
+from cluster.base.constants import APP_ERRORS, APP_LEGACY, APP_OBSERVABILITY
+from cluster.base.errors import ConfigError
+from cluster.base.nats_client import (
+    NatsClient,
+    ensure_nats_password,
+    nats_client,
+    read_nats_password,
+)
+from cluster.base.settings import load_settings
+from cluster.ops.nats_server import PASSWORD_ENV, NatsServer
+from cluster.ops.serve_config import build_serve_config, serve_config_yaml
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.settings import load_settings
-from cluster.system import AppStatus, NatsStatus, SystemStatus, node_statuses
+from cluster.base.settings import load_settings
+from cluster.ops.system import AppStatus, NatsStatus, SystemStatus, node_statuses
 
 SETTINGS = load_settings(
     None,

@@ -17,9 +17,9 @@ from actors.probe.models import GpuProcess
 from actors.probe.nvml import NVML_DOUBLE_ENV, bind_host, nvml
 from actors.probe.nvml_double import NvmlDouble, device_count
 from actors.probe.system import gpu_temperatures, read_system
-from cluster._ray_node import ray_env
-from cluster.errors import ConfigError
-from cluster.settings import DeclaredGpu, ResourceSettings, load_settings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import DeclaredGpu, ResourceSettings, load_settings
+from cluster.ops._ray_node import ray_env
 
 TABLE = Path(__file__).resolve().parent.parent / "fixtures" / "nvml" / "double_hosts.json"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.settings import AlertingSettings, AlertRuleSpec
+from cluster.base.settings import AlertingSettings, AlertRuleSpec
 from deployments.observability.alert_models import SilenceRequest
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alertmanager import AlertmanagerNotifier

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import Gauge
 from prometheus_client.registry import CollectorRegistry
 
-from cluster.errors import AlertRuleNotFound, SilenceNotFound
-from cluster.settings import AlertingSettings, AlertRuleSpec, ObservabilitySettings
+from cluster.base.errors import AlertRuleNotFound, SilenceNotFound
+from cluster.base.settings import AlertingSettings, AlertRuleSpec, ObservabilitySettings
 from deployments.observability.alert_models import Notification, SilenceRequest
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alerts import AlertEngine, DerivedValues

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from cluster.settings import AnomalySettings
+from cluster.base.settings import AnomalySettings
 from deployments.observability.anomaly import AnomalyBank, EwmaDetector, TrendPredictor
 from deployments.observability.series import Sample
 

@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from actors.registry.models import Health
-from cluster.settings import AlertingSettings, AlertRuleSpec, AnomalySettings
+from cluster.base.settings import AlertingSettings, AlertRuleSpec, AnomalySettings
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alerts import AlertEngine
 from deployments.observability.anomaly import AnomalyBank

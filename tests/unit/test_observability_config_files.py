@@ -12,9 +12,9 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import CollectorRegistry
 from ray._private import ray_constants
 
-from cluster.errors import ConfigError
-from cluster.prometheus_setup import render_scrape_config
-from cluster.settings import AlertingSettings, AnomalySettings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import AlertingSettings, AnomalySettings
+from cluster.ops.prometheus_setup import render_scrape_config
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.alerts import AlertEngine
 from deployments.observability.anomaly import AnomalyBank

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from actors.registry.models import AgentRecord, Heartbeat
-from cluster.settings import AlertRuleSpec, ObservabilitySettings, SupervisionSettings
+from cluster.base.settings import AlertRuleSpec, ObservabilitySettings, SupervisionSettings
 from deployments.observability.alert_models import Notification
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.hub import HubCore, HubSources

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cluster.settings import PerfLogSettings
+from cluster.base.settings import PerfLogSettings
 from deployments.observability.perflog import (
     ImportedUsage,
     MetricEntry,

@@ -6,14 +6,7 @@ from pathlib import Path
 
 from prometheus_client.registry import CollectorRegistry
 
-from cluster.settings import AlertingSettings
-from deployments.core.models import BreakerState, BreakerView, QueueView
-from deployments.observability.alert_store import AlertStore
-from deployments.observability.alerts import AlertEngine
-from deployments.observability.series import current_samples
-from deployments.observability.service_series import ServicesCollector
-from deployments.observability.state import HubState, ServicesSample
-from deployments.resources.models import (
+from actors.resources.models import (
     GpuMemoryUse,
     LeaseGrant,
     LeaseList,
@@ -22,6 +15,13 @@ from deployments.resources.models import (
     QueuedLease,
     UsageReport,
 )
+from cluster.base.settings import AlertingSettings
+from deployments.core.models import BreakerState, BreakerView, QueueView
+from deployments.observability.alert_store import AlertStore
+from deployments.observability.alerts import AlertEngine
+from deployments.observability.series import current_samples
+from deployments.observability.service_series import ServicesCollector
+from deployments.observability.state import HubState, ServicesSample
 from tests.unit._observability_helpers import MIB, Clock, gpu, host_sample
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import ConfigError
-from cluster.serve_config import PIN_FRACTION, build_serve_config
-from cluster.settings import (
+from cluster.base.errors import ConfigError
+from cluster.base.settings import (
     AlertRuleSpec,
     AnomalySettings,
     ObservabilitySettings,
     load_settings,
 )
+from cluster.ops.serve_config import PIN_FRACTION, build_serve_config
 from deployments.observability.app import ObservabilityAppArgs
 
 

@@ -7,7 +7,7 @@ import socket
 import stat
 from pathlib import Path
 
-from cluster._files import make_private
+from cluster.base.files import make_private
 
 
 def _mode(path: Path) -> int:

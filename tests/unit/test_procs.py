@@ -9,7 +9,7 @@ import time
 
 import psutil
 
-from cluster._procs import MARKER_ENV, marked_processes, stop_marked
+from cluster.ops._procs import MARKER_ENV, marked_processes, stop_marked
 
 # The parent carries the marker; the child it starts has an environment without it (as a
 # process whose long title overwrote its environ looks in /proc/PID/environ).

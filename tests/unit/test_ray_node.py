@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster._ray_node import ensure_ray_token, read_ray_token, start_ray_node
-from cluster.errors import ConfigError
-from cluster.settings import load_settings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import load_settings
+from cluster.ops._ray_node import ensure_ray_token, read_ray_token, start_ray_node
 
 
 def test_long_ray_temp_dir_is_refused_with_the_fix(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from actors.registry.core import RegistryCore
 from actors.registry.models import AgentQuery, Health, Heartbeat, Registration
 from actors.registry.store import SqliteRegistryStore
 from actors.registry.view import RegistryView
-from cluster.errors import AgentNotFound
-from cluster.settings import RegistrySettings
+from cluster.base.errors import AgentNotFound
+from cluster.base.settings import RegistrySettings
 
 
 class FakeClock:

@@ -11,8 +11,8 @@ from actors.registry.core import RegistryCore, metadata_bytes
 from actors.registry.models import Health, Heartbeat, Registration
 from actors.registry.store import SqliteRegistryStore
 from actors.registry.view import RegistryView
-from cluster.errors import AgentNotFound, QuotaExceeded
-from cluster.settings import RegistrySettings
+from cluster.base.errors import AgentNotFound, QuotaExceeded
+from cluster.base.settings import RegistrySettings
 
 
 class FakeClock:

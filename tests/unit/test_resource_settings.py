@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import ConfigError
-from cluster.serve_config import build_serve_config
-from cluster.settings import load_settings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import load_settings
+from cluster.ops.serve_config import build_serve_config
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.errors import QuotaExceeded, TaskNotFound
-from cluster.settings import ResourceSettings
-from deployments.resources.models import TaskStatus
-from deployments.resources.task_records import TaskRecords
+from actors.resources.models import TaskStatus
+from actors.resources.task_records import TaskRecords
+from cluster.base.errors import QuotaExceeded, TaskNotFound
+from cluster.base.settings import ResourceSettings
 
 
 class Clock:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from actors.probe.models import HostReading
-from cluster.errors import HostOverloaded, ValidationFailed
-from deployments.resources.models import TaskRequest
-from deployments.resources.tasks import check_function_allowed, pick_host
+from actors.resources.models import TaskRequest
+from actors.resources.tasks import check_function_allowed, pick_host
+from cluster.base.errors import HostOverloaded, ValidationFailed
 
 
 def reading(host: str, cpu: float, memory: float) -> HostReading:

@@ -14,16 +14,16 @@ import pytest
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 import aisys_sdk
+from actors.errors import models as errorbus
 from actors.registry import models as registry
+from actors.resources import models as resources
+from actors.resources import worker_models as workers
+from actors.security import models as security
 from aisys_sdk import errors, models
 from aisys_sdk._heartbeat import HeartbeatLoop
 from aisys_sdk._tokens import TokenSource
 from aisys_sdk.config import ClientConfig
 from deployments.core import models as core
-from deployments.errors import models as errorbus
-from deployments.resources import models as resources
-from deployments.resources import worker_models as workers
-from deployments.security import models as security
 from tests._tls import self_signed_certificate
 
 # (SDK model, the service's model): same fields, same required ones, same JSON types.

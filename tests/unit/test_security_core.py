@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from actors.security.core import SecurityCore
-from cluster.errors import CredentialsRejected, IdentityExists, IdentityNotFound, TokenRejected
-from cluster.settings import SecuritySettings, TrustSettings
-from deployments.security.models import Grant, NewAgent, NewUser, TrustOutcome
-from deployments.security.tokens import TokenVerifier
+from actors.security.models import Grant, NewAgent, NewUser, TrustOutcome
+from actors.security.tokens import TokenVerifier
+from cluster.base.errors import CredentialsRejected, IdentityExists, IdentityNotFound, TokenRejected
+from cluster.base.settings import SecuritySettings, TrustSettings
 
 
 class Clock:

@@ -13,17 +13,8 @@ from actors.security import core as core_module
 from actors.security.actor import SecurityActor
 from actors.security.core import SecurityCore
 from actors.security.followers import FollowerLedger
-from cluster.errors import (
-    CredentialsRejected,
-    IdentityExists,
-    IdentityLimitReached,
-    IdentityNotFound,
-    RateLimited,
-    TokenRejected,
-)
-from cluster.settings import SecuritySettings
-from deployments.security.limits import WindowCounter
-from deployments.security.models import (
+from actors.security.limits import WindowCounter
+from actors.security.models import (
     Claims,
     Grant,
     NewAgent,
@@ -33,8 +24,17 @@ from deployments.security.models import (
     Scope,
     TrustOutcome,
 )
-from deployments.security.passwords import verify_secret
-from deployments.security.tokens import TokenVerifier
+from actors.security.passwords import verify_secret
+from actors.security.tokens import TokenVerifier
+from cluster.base.errors import (
+    CredentialsRejected,
+    IdentityExists,
+    IdentityLimitReached,
+    IdentityNotFound,
+    RateLimited,
+    TokenRejected,
+)
+from cluster.base.settings import SecuritySettings
 
 
 class Clock:

@@ -10,11 +10,11 @@ from urllib.parse import quote_plus, urlencode
 import pytest
 
 from actors.security.core import SecurityCore
-from cluster.errors import CredentialsRejected, RateLimited, TokenRejected
-from cluster.settings import SecuritySettings
-from deployments.security.models import WRITE_SCOPES, Claims, Grant, NewAgent, Scope
+from actors.security.models import WRITE_SCOPES, Claims, Grant, NewAgent, Scope
+from actors.security.tokens import TokenVerifier
+from cluster.base.errors import CredentialsRejected, RateLimited, TokenRejected
+from cluster.base.settings import SecuritySettings
 from deployments.security.oauth import OAuthError, oauth_error_of, parse_token_form
-from deployments.security.tokens import TokenVerifier
 
 
 def basic(client_id: str, secret: str) -> str:

@@ -13,11 +13,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cluster.errors import TokenRejected
-from deployments.security.keys import KeyRing
-from deployments.security.models import Scope
-from deployments.security.passwords import hash_secret, verify_secret
-from deployments.security.tokens import TokenIssuer, TokenVerifier
+from actors.security.keys import KeyRing
+from actors.security.models import Scope
+from actors.security.passwords import hash_secret, verify_secret
+from actors.security.tokens import TokenIssuer, TokenVerifier
+from cluster.base.errors import TokenRejected
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from actors.security.core import SecurityCore
-from cluster.errors import QuotaExceeded
-from cluster.settings import SecuritySettings, TrustSettings
-from deployments.security.models import TrustOutcome
+from actors.security.models import TrustOutcome
+from cluster.base.errors import QuotaExceeded
+from cluster.base.settings import SecuritySettings, TrustSettings
 
 
 class Clock:

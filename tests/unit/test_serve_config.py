@@ -8,9 +8,10 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from cluster.constants import APP_ROUTE_PREFIXES
-from cluster.errors import MissingHostTag
-from cluster.serve_config import (
+from cluster.base.constants import APP_ROUTE_PREFIXES
+from cluster.base.errors import MissingHostTag
+from cluster.base.settings import load_settings
+from cluster.ops.serve_config import (
     APPS,
     PIN_FRACTION,
     build_serve_config,
@@ -18,7 +19,6 @@ from cluster.serve_config import (
     required_host_tags,
     serve_config_yaml,
 )
-from cluster.settings import load_settings
 
 
 def test_config_round_trips_through_yaml_and_serve_schema(tmp_path: Path) -> None:

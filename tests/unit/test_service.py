@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster import service
-from cluster.cli import main
-from cluster.errors import ConfigError
-from cluster.service import UnitSpec, install, remove, render_unit, unit_name
+from cluster.base.errors import ConfigError
+from cluster.ops import service
+from cluster.ops.cli import main
+from cluster.ops.service import UnitSpec, install, remove, render_unit, unit_name
 from tests._systemd_unit import directives, exec_start, systemd_words
 
 ME = pwd.getpwuid(os.geteuid()).pw_name

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import ConfigError
-from cluster.settings import HostProfile, load_settings
+from cluster.base.errors import ConfigError
+from cluster.base.settings import HostProfile, load_settings
 
 
 @pytest.fixture(autouse=True)

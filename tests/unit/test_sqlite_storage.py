@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from actors.errors.models import ErrorEvent, StoredEvent
+from actors.errors.spool import Spool
 from actors.logship.actor import LogShipperActor
 from actors.logship.store import PositionStore
 from actors.logship.tail import FileKey, Position
@@ -25,29 +27,27 @@ from actors.registry.actor import RegistryActor
 from actors.registry.core import RegistryCore
 from actors.registry.models import Registration
 from actors.registry.store import SqliteRegistryStore
+from actors.resources.models import EndedLease
+from actors.resources.store import SqliteLeaseStore
 from actors.security.actor import SecurityActor
 from actors.security.core import SecurityCore
+from actors.security.models import Grant
 from actors.security.store import SecurityStore
-from cluster.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
-from cluster.nats_client import NatsClient
-from cluster.settings import (
+from cluster.base.errors import DatabaseUnusable, DatabaseWriteFailed, SpoolFull, StorageError
+from cluster.base.nats_client import NatsClient
+from cluster.base.settings import (
     LogShippingSettings,
     PerfLogSettings,
     RegistrySettings,
     SecuritySettings,
 )
-from cluster.sqlite import Database, open_database, transaction
+from cluster.base.sqlite import Database, open_database, transaction
 from deployments.core.journal import JournalEntry, RequestJournal
 from deployments.core.models import TextRequest
 from deployments.errors.index import ErrorIndex
-from deployments.errors.models import ErrorEvent, StoredEvent
-from deployments.errors.spool import Spool
 from deployments.observability.alert_models import AlertHistoryEntry
 from deployments.observability.alert_store import AlertStore
 from deployments.observability.perflog import MetricEntry, PerfLog
-from deployments.resources.models import EndedLease
-from deployments.resources.store import SqliteLeaseStore
-from deployments.security.models import Grant
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (x TEXT);"
 

@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cluster.errors import ClusterError, TokenRejected
+from actors.errors.models import ErrorEvent, ErrorPage, StoredEvent
+from actors.resources.models import GpuList, GpuStatus, LeaseGrant, LeaseList
+from actors.security.models import Claims
+from cluster.base.errors import ClusterError, TokenRejected
 from deployments.core.models import BreakerState, BreakerView, QueueView
 from deployments.core.twin_models import GpuTwin, HostTwin, TwinSnapshot
-from deployments.errors.models import ErrorEvent, ErrorPage, StoredEvent
 from deployments.observability.alert_models import Alert
 from deployments.observability.status import (
     StatusSources,
@@ -24,8 +26,6 @@ from deployments.observability.status import (
 )
 from deployments.observability.status_html import page_html, render_panels, vram_split
 from deployments.observability.status_models import PANELS, GpuRow
-from deployments.resources.models import GpuList, GpuStatus, LeaseGrant, LeaseList
-from deployments.security.models import Claims
 from tests.unit._observability_helpers import Clock, agent
 
 NOW = 1_700_000_000.0

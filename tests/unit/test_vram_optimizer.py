@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from cluster.settings import ResourceSettings
-from deployments.resources.models import LeaseRequest
-from deployments.resources.optimizer import (
+from actors.resources.models import LeaseRequest
+from actors.resources.optimizer import (
     LoadedModel,
     MmaRequest,
     ModelManagerLink,
@@ -17,9 +16,10 @@ from deployments.resources.optimizer import (
     idle_sweep,
     plan_for_gpu,
 )
-from deployments.resources.scheduler import LeaseScheduler
-from deployments.resources.store import SqliteLeaseStore
-from deployments.resources.views import gpu_list, lease_models, usage_ratio
+from actors.resources.scheduler import LeaseScheduler
+from actors.resources.store import SqliteLeaseStore
+from actors.resources.views import gpu_list, lease_models, usage_ratio
+from cluster.base.settings import ResourceSettings
 from tests.unit._resources_helpers import RTX4090, FakeClock, host_reading, recorded
 
 NOW = 1_700_000_000.0

@@ -1,0 +1,1 @@
+"""The resource ledger's state actor: GPU leases, tasks and model workers, recorded in SQLite."""
