@@ -27,6 +27,7 @@ from cluster.base.constants import RAY_NAMESPACE, RESOURCES_ACTOR_NAME
 from cluster.base.settings import Settings
 from cluster.ops import system
 from tests.conftest import wait_for_condition
+from tests.integration.test_observability_http import MIB, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -134,11 +135,13 @@ def test_leased_vs_used_over_use_event_and_learned_peak(
         row = lease_usage(http, lease_id)
         assert (row["leased_mb"], row["pids"], row["over"]) == (2000, [pid], False)
         assert {"host": "pc2", "gpu_index": 0, "pid": 2210, "used_mb": None} in usage["unexplained"]
+
         # The exporter shows the measured figure per lease.
-        series = f'aisys_lease_used_vram_bytes{{lease_id="{lease_id}"'
-        wait_for_condition(
-            lambda: series in http.get("/observability/metrics").text, timeout_s=30, interval_s=1
-        )
+        def measured() -> list[float]:
+            series = scrape(http).get("aisys_lease_used_vram_bytes", [])
+            return [value for labels, value in series if labels.get("lease_id") == lease_id]
+
+        wait_for_condition(lambda: measured() == [1500 * MIB], timeout_s=30, interval_s=1)
         # The holder grows past its lease plus the tolerance: an ErrorBus event.
         _write_pc2(table, original, [{"pid": pid, "used_mb": 2000 + TOLERANCE + 744}])
         wait_for_condition(lambda: lease_usage(http, lease_id).get("over") is True, 30, 0.5)
