@@ -68,6 +68,13 @@ def lease_usage(http: httpx.Client, lease_id: str) -> dict[str, Any]:
     return next((u for u in usage["leases"] if u["lease_id"] == lease_id), {})
 
 
+def twin_usage(http: httpx.Client, lease_id: str) -> dict[str, Any]:
+    """The lease as the twin shows it on its GPU (CoreOrchestrator's ``GET /core/twin``)."""
+    hosts = http.get("/core/twin").json()["hosts"]
+    rows = [u for h in hosts for g in h["gpus"] for u in g.get("leases") or []]
+    return next((u for u in rows if u["lease_id"] == lease_id), {})
+
+
 def _write_pc2(table: Path, original: str, processes: list[dict[str, Any]]) -> None:
     data = json.loads(original)
     device = data["hosts"]["pc2"]["devices"][0]
@@ -134,11 +141,13 @@ def test_leased_vs_used_over_use_event_and_learned_peak(
         row = lease_usage(http, lease_id)
         assert (row["leased_mb"], row["pids"], row["over"]) == (2000, [pid], False)
         assert {"host": "pc2", "gpu_index": 0, "pid": 2210, "used_mb": None} in usage["unexplained"]
-        # The exporter shows the measured figure per lease.
+        # The exporter shows the measured figure per lease, the twin each lease on its GPU.
         series = f'aisys_lease_used_vram_bytes{{lease_id="{lease_id}"'
         wait_for_condition(
             lambda: series in http.get("/observability/metrics").text, timeout_s=30, interval_s=1
         )
+        wait_for_condition(lambda: twin_usage(http, lease_id).get("used_mb") == 1500, 30, 0.5)
+        assert twin_usage(http, lease_id)["leased_mb"] == 2000
         # The holder grows past its lease plus the tolerance: an ErrorBus event.
         _write_pc2(table, original, [{"pid": pid, "used_mb": 2000 + TOLERANCE + 744}])
         wait_for_condition(lambda: lease_usage(http, lease_id).get("over") is True, 30, 0.5)
@@ -155,6 +164,17 @@ def test_leased_vs_used_over_use_event_and_learned_peak(
         wait_for_condition(event, timeout_s=30, interval_s=0.5)
         assert event()[0]["details"]["used_mb"] == 3000
         assert http.get("/resources/leases").json()["usage"]["learned_peaks"]["it-learn"] == 3000
+        # ... and, once it stays over for LeaseOverUse's 30 s, an alert.
+        alert: dict[str, Any] = {}
+
+        def firing() -> bool:
+            for a in http.get("/observability/alerts").json():
+                if a["rule"] == "LeaseOverUse" and a["labels"].get("lease_id") == lease_id:
+                    alert.update(a)
+            return alert.get("state") == "firing"
+
+        wait_for_condition(firing, timeout_s=90, interval_s=1)
+        assert (alert["labels"]["host"], alert["labels"]["gpu"]) == ("pc2", "0")
     finally:
         _write_pc2(table, original, [])
     # The next admission of the same kind asks for the learned peak plus the margin, and goes
