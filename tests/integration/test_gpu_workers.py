@@ -68,6 +68,12 @@ def lease_usage(http: httpx.Client, lease_id: str) -> dict[str, Any]:
     return next((u for u in usage["leases"] if u["lease_id"] == lease_id), {})
 
 
+def exported(http: httpx.Client, metric: str, lease_id: str) -> list[str]:
+    """The lease's samples of ``metric`` (the exposition sorts the labels by name)."""
+    lines = http.get("/observability/metrics").text.splitlines()
+    return [x for x in lines if x.startswith(metric + "{") and f'lease_id="{lease_id}"' in x]
+
+
 def twin_usage(http: httpx.Client, lease_id: str) -> dict[str, Any]:
     """The lease as the twin shows it on its GPU (CoreOrchestrator's ``GET /core/twin``)."""
     hosts = http.get("/core/twin").json()["hosts"]
@@ -142,9 +148,10 @@ def test_leased_vs_used_over_use_event_and_learned_peak(
         assert (row["leased_mb"], row["pids"], row["over"]) == (2000, [pid], False)
         assert {"host": "pc2", "gpu_index": 0, "pid": 2210, "used_mb": None} in usage["unexplained"]
         # The exporter shows the measured figure per lease, the twin each lease on its GPU.
-        series = f'aisys_lease_used_vram_bytes{{lease_id="{lease_id}"'
         wait_for_condition(
-            lambda: series in http.get("/observability/metrics").text, timeout_s=30, interval_s=1
+            lambda: exported(http, "aisys_lease_used_vram_bytes", lease_id),
+            timeout_s=30,
+            interval_s=1,
         )
         wait_for_condition(lambda: twin_usage(http, lease_id).get("used_mb") == 1500, 30, 0.5)
         assert twin_usage(http, lease_id)["leased_mb"] == 2000
