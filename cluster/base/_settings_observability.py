@@ -89,8 +89,9 @@ def _default_alert_rules() -> list[AlertRuleSpec]:
 
 
 def _default_pressure_rules() -> list[AlertRuleSpec]:
-    """VRAM, disk, GPU temperature, error rate, lease queue and breakers (one alert per series:
-    per GPU, per host, per agent, per queued lease, per downstream)."""
+    """VRAM, disk, GPU temperature, error rate, lease queue, breakers and VRAM over a lease (one
+    alert per series: per GPU, per host, per agent, per queued lease, per downstream, per
+    lease)."""
     rule = AlertRuleSpec.model_validate
     return [
         rule({"name": "GpuVramPressure", "metric": "aisys_gpu_memory_used_ratio",
@@ -106,6 +107,10 @@ def _default_pressure_rules() -> list[AlertRuleSpec]:
               "threshold": 300.0, "summary": "a VRAM lease request has waited over 5 minutes"}),
         rule({"name": "BreakerOpen", "metric": "aisys_breaker_open", "op": ">=",
               "threshold": 1.0, "summary": "the downstream's breaker is open"}),
+        rule({"name": "LeaseOverUse", "metric": "aisys_lease_over_use", "op": ">=",
+              "threshold": 1.0, "for_s": 30.0,
+              "summary": "the lease's holder uses more VRAM than it leased (beyond "
+                         "resources.workers.usage_tolerance_mb)"}),
     ]  # fmt: skip
 
 

@@ -51,7 +51,7 @@ from deployments.core.models import (
     TaskDefinition,
     UserRequest,
 )
-from deployments.core.sampler import HostSampler
+from deployments.core.sampler import HostSampler, scheduler_leases
 from deployments.core.serve_control import (
     RestartReport,
     redeploy_app,
@@ -148,7 +148,7 @@ class CoreOrchestrator(CoreGrpcMethods):
             tag: HostProbeClient(get_or_create_host_probe(tag, args.declared_gpus.get(tag, [])))
             for tag in args.host_tags
         }
-        sampler = HostSampler(self._twin, probes, settings.twin, args.data_dir)
+        sampler = HostSampler(self._twin, probes, settings.twin, args.data_dir, scheduler_leases)
         supervision = settings.supervision
         probe = zmq_health_probe(
             self._client, supervision.probe_timeout_s, supervision.probe_attempts

@@ -3,7 +3,9 @@
 Host figures come from each host's probe actor (measured on that host); the twin keeps the
 latest reading and a short history per host and answers ``simulate_load`` from them with the
 legacy SystemDigitalTwin's thresholds (deny VRAM above 95 %, caution CPU above 90 %, deny RAM
-above 90 %). Services are parsed from Serve's instance details; nothing here imports Ray.
+above 90 %). The ResourceScheduler's usage report adds, per GPU, each lease's leased vs
+measured VRAM and the processes no lease explains. Services are parsed from Serve's instance
+details; nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.probe.models import HostReading
 from actors.probe.system import SystemReading
+from actors.resources.models import GpuMemoryUse, LeaseUsage, UsageReport
 from cluster.base.errors import ClusterError, UnknownHost
 from cluster.base.settings import TwinSettings
 from deployments.core.twin_models import (
@@ -56,6 +59,8 @@ class DigitalTwin:
         self._settings = settings
         self._clock = clock
         self._hosts = {tag: _Host(tag, settings.history_length) for tag in hosts}
+        self._usage: UsageReport | None = None
+        self._usage_error: str | None = "not read yet"
 
     @property
     def host_tags(self) -> list[str]:
@@ -80,6 +85,13 @@ class DigitalTwin:
     def record_error(self, tag: str, error: str) -> None:
         """Note that ``tag``'s probe did not answer; its last figures stay, marked stale."""
         self._require(tag).error = error
+
+    def record_usage(self, usage: UsageReport | None, error: str | None = None) -> None:
+        """Store the ResourceScheduler's leased vs used report; with ``error``, keep the last
+        one, marked stale (None and an error: nothing is known)."""
+        if usage is not None:
+            self._usage = usage
+        self._usage_error = error
 
     def hosts(self) -> list[HostTwin]:
         return [self._host_twin(self._hosts[tag]) for tag in self.host_tags]
@@ -199,9 +211,8 @@ class DigitalTwin:
             raise UnknownHost(tag, self.host_tags)
         return host
 
-    @staticmethod
-    def _host_twin(host: _Host) -> HostTwin:
-        reading, system = host.reading, host.system
+    def _host_twin(self, host: _Host) -> HostTwin:
+        reading, system, usage = host.reading, host.system, self._usage
         temperatures = system.gpu_temperatures_c if system else {}
         gpus = [
             GpuTwin(
@@ -214,6 +225,8 @@ class DigitalTwin:
                 utilization_percent=g.utilization_percent,
                 temperature_c=temperatures.get(g.uuid),
                 source=g.source,
+                leases=_on_gpu(usage.leases, host.tag, g.index) if usage else None,
+                unexplained=_on_gpu(usage.unexplained, host.tag, g.index) if usage else None,
             )
             for g in (reading.gpus if reading else [])
         ]
@@ -233,7 +246,15 @@ class DigitalTwin:
             gpu_error=reading.gpu_error if reading else None,
             error=host.error,
             history=list(host.history),
+            usage_error=self._usage_error,
         )
+
+
+_OnGpu = TypeVar("_OnGpu", LeaseUsage, GpuMemoryUse)
+
+
+def _on_gpu(rows: list[_OnGpu], host: str, index: int) -> list[_OnGpu]:
+    return [row for row in rows if (row.host, row.gpu_index) == (host, index)]
 
 
 def _text(value: Any) -> str:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actors.probe.models import GpuSource
 from actors.registry.models import AgentRecord
+from actors.resources.models import GpuMemoryUse, LeaseUsage
 
 __all__ = [
     "DeploymentTwin",
@@ -43,6 +44,15 @@ class GpuTwin(_Model):
     utilization_percent: int | None
     temperature_c: int | None
     source: GpuSource
+    leases: list[LeaseUsage] | None = Field(
+        default=None,
+        description="The leases on this GPU, leased vs measured VRAM (used_mb None: none of "
+        "the holder's processes measured yet); None: the ResourceScheduler's accounting is "
+        "not known (usage_error of the host says why).",
+    )
+    unexplained: list[GpuMemoryUse] | None = Field(
+        default=None, description="Processes on this GPU that no lease explains; None: unknown."
+    )
 
 
 class HostSample(_Model):
@@ -73,6 +83,10 @@ class HostTwin(_Model):
     gpu_error: str | None
     error: str | None
     history: list[HostSample]
+    usage_error: str | None = Field(
+        default=None,
+        description="Why the leases on its GPUs are not known (or only as last read).",
+    )
 
 
 class DeploymentTwin(_Model):

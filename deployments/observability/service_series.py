@@ -74,6 +74,17 @@ class ServicesCollector(Collector):
             "VRAM NVML measures for a lease's processes (workers, tasks).",
             ["lease_id", "owner", "host", "gpu"],
         )
+        ratio = _gauge(
+            "aisys_lease_used_ratio",
+            "VRAM measured for a lease's processes over the VRAM it leased.",
+            ["lease_id", "owner", "host", "gpu"],
+        )
+        over = _gauge(
+            "aisys_lease_over_use",
+            "1 while a lease's processes use more than the lease plus "
+            "resources.workers.usage_tolerance_mb.",
+            ["lease_id", "owner", "host", "gpu"],
+        )
         unexplained = _gauge(
             "aisys_unexplained_vram_bytes",
             "VRAM of GPU processes that no lease explains.",
@@ -84,6 +95,8 @@ class ServicesCollector(Collector):
             if row.used_mb is not None:
                 labels = [row.lease_id, row.owner, row.host, str(row.gpu_index)]
                 used.add_metric(labels, row.used_mb * _MIB)
+                ratio.add_metric(labels, row.used_mb / row.leased_mb)
+                over.add_metric(labels, 1.0 if row.over else 0.0)
         for proc in leases.usage.unexplained if leases is not None and leases.usage else []:
             if proc.used_mb is not None:
                 labels = [proc.host, str(proc.gpu_index), str(proc.pid)]
@@ -108,7 +121,7 @@ class ServicesCollector(Collector):
             for request in leases.queued:
                 labels = [request.lease_id, request.request.owner, request.request.host]
                 wait.add_metric(labels, max(0.0, now - request.requested_at))
-        yield from (active, leased, queued, wait, used, unexplained)
+        yield from (active, leased, queued, wait, used, ratio, over, unexplained)
 
     def _requests(self, sample: ServicesSample | None) -> Iterator[Metric]:
         size = _gauge("aisys_request_queue_length", "Requests queued in CoreOrchestrator.")

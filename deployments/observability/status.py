@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from actors.errors.models import ErrorPage, StoredEvent
-from actors.resources.models import GpuList, LeaseList
+from actors.resources.models import GpuList, GpuMemoryUse, LeaseList
 from actors.security.models import Claims
 from cluster.base.errors import AisysError, TokenRejected
 from deployments.core.models import BreakerView, QueueView
@@ -122,14 +122,24 @@ class TicketBook:
 def _gpu_rows(
     twin: TwinSnapshot | None, gpus: GpuList | None, leases: LeaseList | None
 ) -> list[GpuRow]:
+    usage = leases.usage if leases is not None else None
+    measured = {row.lease_id: row for row in usage.leases} if usage is not None else {}
+    unexplained: dict[tuple[str, int], list[GpuMemoryUse]] | None = None
+    if usage is not None:
+        unexplained = {}
+        for process in usage.unexplained:
+            unexplained.setdefault((process.host, process.gpu_index), []).append(process)
     shares: dict[tuple[str, int], list[LeaseShare]] = {}
     for lease in leases.granted if leases is not None else []:
+        use = measured.get(lease.lease_id)
         shares.setdefault((lease.host, lease.gpu_index), []).append(
             LeaseShare(
                 lease_id=lease.lease_id,
                 owner=lease.owner,
                 vram_mb=lease.vram_mb,
                 model_name=lease.model_name,
+                used_mb=use.used_mb if use is not None else None,
+                over=use is not None and use.over,
             )
         )
     scheduled = {(g.host, g.index): g for g in gpus.gpus} if gpus is not None else {}
@@ -152,6 +162,7 @@ def _gpu_rows(
                 utilization_percent=gpu.utilization_percent,
                 temperature_c=gpu.temperature_c,
                 leases=shares.get(key, []) if leases is not None else None,
+                unexplained=unexplained.get(key, []) if unexplained is not None else None,
             )
     for key, g in scheduled.items():  # the scheduler sees a GPU the twin has not sampled yet
         if key not in rows:
@@ -169,6 +180,7 @@ def _gpu_rows(
                 utilization_percent=g.utilization_percent,
                 temperature_c=None,
                 leases=shares.get(key, []) if leases is not None else None,
+                unexplained=unexplained.get(key, []) if unexplained is not None else None,
             )
     return [rows[key] for key in sorted(rows)]
 

@@ -114,23 +114,39 @@ def _bar(gpu: GpuRow) -> str:
     return f'{svg}<div class="legend">{legend}</div>'
 
 
+def _leases(gpu: GpuRow) -> str:
+    """Each lease on ``gpu``: leased vs measured (unknown while none of its processes shows)."""
+    if gpu.leases is None:
+        return f'<p class="meta">leases: {_UNKNOWN}</p>'
+    rows = []
+    for x in gpu.leases:
+        used = _num(x.used_mb, " MiB")
+        if x.over:
+            used = f'<span class="bad">{used} (over its lease)</span>'
+        rows.append([_e(x.owner), _e(x.model_name or ""), _num(x.vram_mb, " MiB"), used])
+    return _table(("lease holder", "model", "leased", "used"), rows, "no lease")
+
+
+def _unexplained(gpu: GpuRow) -> str:
+    if gpu.unexplained is None:
+        return _UNKNOWN
+    shown = [f"pid {_e(p.pid)}: {_num(p.used_mb, ' MiB')}" for p in gpu.unexplained]
+    return ", ".join(shown) or "none"
+
+
 def _gpus(s: StatusSnapshot) -> str:
     assert s.gpus is not None
     if not s.gpus:
         return '<p class="empty">no GPU visible (no NVIDIA driver, or none declared)</p>'
     cards = []
     for gpu in s.gpus:
-        leases = (
-            _UNKNOWN
-            if gpu.leases is None
-            else ", ".join(f"{_e(x.owner)} ({_e(x.vram_mb)} MiB)" for x in gpu.leases) or "none"
-        )
         cards.append(
             f'<div class="gpu" data-gpu="{_e(gpu.host)}:{_e(gpu.index)}">'
             f"<h3>{_e(gpu.host)} GPU {_e(gpu.index)}: {_e(gpu.name)} "
             f'<span class="source">{_e(gpu.source)}</span></h3>{_bar(gpu)}'
             f'<p class="meta">utilization {_num(gpu.utilization_percent, " %")}, '
-            f"temperature {_num(gpu.temperature_c, ' °C')}, leases: {leases}</p></div>"
+            f"temperature {_num(gpu.temperature_c, ' °C')}, "
+            f"memory no lease explains: {_unexplained(gpu)}</p>{_leases(gpu)}</div>"
         )
     waiting = _num(s.lease_queue)
     return "".join(cards) + f'<p class="meta">lease requests waiting: {waiting}</p>'

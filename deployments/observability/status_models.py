@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors.errors.models import StoredEvent
 from actors.probe.models import GpuSource
 from actors.registry.models import AgentRecord
+from actors.resources.models import GpuMemoryUse
 from deployments.core.models import BreakerView, QueueView
 from deployments.core.twin_models import HostTwin, ServiceTwin
 from deployments.observability.alert_models import Alert
@@ -34,13 +35,18 @@ class LeaseShare(_Model):
     owner: str
     vram_mb: int
     model_name: str | None
+    used_mb: int | None = Field(
+        default=None, description="Measured for its processes; None: not measured (unknown)."
+    )
+    over: bool = Field(default=False, description="Above its lease beyond the tolerance.")
 
 
 class GpuRow(_Model):
     """One GPU: the twin's reading joined with the scheduler's lease accounting (MiB).
 
-    ``leased_mb``, ``unseen_mb`` and ``leases`` are None when the ResourceScheduler did not
-    answer; ``temperature_c`` is None when the twin did not (or NVML has no sensor).
+    ``leased_mb``, ``unseen_mb``, ``leases`` and ``unexplained`` are None when the
+    ResourceScheduler did not answer (``unexplained`` also when it measured nothing);
+    ``temperature_c`` is None when the twin did not (or NVML has no sensor).
     """
 
     host: str
@@ -56,6 +62,9 @@ class GpuRow(_Model):
     utilization_percent: int | None
     temperature_c: int | None
     leases: list[LeaseShare] | None
+    unexplained: list[GpuMemoryUse] | None = Field(
+        default=None, description="Processes on the GPU that no lease explains."
+    )
 
 
 class StatusSnapshot(_Model):

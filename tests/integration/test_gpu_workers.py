@@ -69,6 +69,13 @@ def lease_usage(http: httpx.Client, lease_id: str) -> dict[str, Any]:
     return next((u for u in usage["leases"] if u["lease_id"] == lease_id), {})
 
 
+def twin_usage(http: httpx.Client, lease_id: str) -> dict[str, Any]:
+    """The lease as the twin shows it on its GPU (CoreOrchestrator's ``GET /core/twin``)."""
+    hosts = http.get("/core/twin").json()["hosts"]
+    rows = [u for h in hosts for g in h["gpus"] for u in g.get("leases") or []]
+    return next((u for u in rows if u["lease_id"] == lease_id), {})
+
+
 def _write_pc2(table: Path, original: str, processes: list[dict[str, Any]]) -> None:
     data = json.loads(original)
     device = data["hosts"]["pc2"]["devices"][0]
@@ -142,6 +149,9 @@ def test_leased_vs_used_over_use_event_and_learned_peak(
             return [value for labels, value in series if labels.get("lease_id") == lease_id]
 
         wait_for_condition(lambda: measured() == [1500 * MIB], timeout_s=30, interval_s=1)
+        # The twin shows each lease on its GPU.
+        wait_for_condition(lambda: twin_usage(http, lease_id).get("used_mb") == 1500, 30, 0.5)
+        assert twin_usage(http, lease_id)["leased_mb"] == 2000
         # The holder grows past its lease plus the tolerance: an ErrorBus event.
         _write_pc2(table, original, [{"pid": pid, "used_mb": 2000 + TOLERANCE + 744}])
         wait_for_condition(lambda: lease_usage(http, lease_id).get("over") is True, 30, 0.5)
@@ -158,6 +168,17 @@ def test_leased_vs_used_over_use_event_and_learned_peak(
         wait_for_condition(event, timeout_s=30, interval_s=0.5)
         assert event()[0]["details"]["used_mb"] == 3000
         assert http.get("/resources/leases").json()["usage"]["learned_peaks"]["it-learn"] == 3000
+        # ... and, once it stays over for LeaseOverUse's 30 s, an alert.
+        alert: dict[str, Any] = {}
+
+        def firing() -> bool:
+            for a in http.get("/observability/alerts").json():
+                if a["rule"] == "LeaseOverUse" and a["labels"].get("lease_id") == lease_id:
+                    alert.update(a)
+            return alert.get("state") == "firing"
+
+        wait_for_condition(firing, timeout_s=90, interval_s=1)
+        assert (alert["labels"]["host"], alert["labels"]["gpu"]) == ("pc2", "0")
     finally:
         _write_pc2(table, original, [])
     # The next admission of the same kind asks for the learned peak plus the margin, and goes

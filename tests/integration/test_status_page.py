@@ -260,6 +260,15 @@ def test_the_status_page_logs_in_shows_the_house_and_follows_it_live(
     browser.wait(_panel_has("queue", "queued of at most", "in flight"))
     leased = "[...document.querySelectorAll('#gpus svg.vram rect.leased')]"
     assert browser.eval(f"{leased}.some(r => parseFloat(r.getAttribute('width')) > 0)")
+    # Leased vs used per lease: nothing of the lease's holder is on the GPU, so its use is
+    # unknown, not 0; the double's processes no lease explains are listed.
+    cells = (
+        "[...document.querySelectorAll('#gpus tr')].map(r => [...r.cells].map(c => c.textContent))"
+        f".find(c => c[0] === {json.dumps(house['owner'])})"
+    )
+    assert browser.eval(cells) == [house["owner"], "", "1024 MiB", "unknown"]
+    browser.wait(_panel_has("gpus", "memory no lease explains: pid 1422: 412 MiB, pid 20311"))
+    assert browser.eval(_panel_has("gpus", "pid 2210: unknown"))
     # The attacker's markup is text: no element was made of it and nothing ran.
     assert browser.eval("document.querySelectorAll('#errors img, #errors script').length") == 0
     assert browser.eval("document.body.dataset.pwned === undefined")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from actors.probe.models import GpuReading, HostReading
 from actors.probe.system import SystemReading
+from actors.resources.models import GpuMemoryUse, LeaseList, LeaseUsage, UsageReport
 from cluster.base.errors import ClusterError, UnknownHost
 from cluster.base.settings import TwinSettings
+from deployments.core.sampler import HostSampler
 from deployments.core.twin import DigitalTwin, services_from_details
 from deployments.core.twin_models import ResourceCheck, SimulateLoadRequest
 from tests.unit._resources_helpers import RTX3060, FakeClock, recorded
@@ -161,3 +165,64 @@ def test_services_come_from_serve_details_with_the_pinned_host() -> None:
     assert deployment.replica_states == {"RUNNING": 1, "STARTING": 1}
     assert deployment.replica_ids == ["r1", "r2"] and deployment.node_ips == ["10.0.0.1"]
     assert services_from_details({}, {"mainpc"}) == []
+
+
+def usage_report() -> UsageReport:
+    rows = [
+        LeaseUsage(lease_id="l1", owner="worker:w", host="pc2", gpu_index=0, leased_mb=2000,
+                   used_mb=2600, pids=[7], over=True),
+        LeaseUsage(lease_id="l2", owner="tts", host="mainpc", gpu_index=0, leased_mb=500,
+                   used_mb=None, pids=[], over=False),
+    ]  # fmt: skip
+    others = [GpuMemoryUse(host="pc2", gpu_index=0, pid=2210, used_mb=None)]
+    return UsageReport(leases=rows, unexplained=others, learned_peaks={})
+
+
+def test_each_gpu_shows_its_leases_leased_vs_used_and_what_no_lease_explains() -> None:
+    model = twin()
+    model.record(reading(), system())
+    (gpu,) = model.host("pc2").gpus
+    assert (gpu.leases, gpu.unexplained) == (None, None), "unknown before the first report"
+    assert model.host("pc2").usage_error == "not read yet"
+    model.record_usage(usage_report())
+    host = model.host("pc2")
+    (gpu,) = host.gpus
+    assert host.usage_error is None
+    assert gpu.leases is not None
+    assert [(u.lease_id, u.leased_mb, u.used_mb, u.over) for u in gpu.leases] == [
+        ("l1", 2000, 2600, True)
+    ]
+    assert gpu.unexplained is not None and [(p.pid, p.used_mb) for p in gpu.unexplained] == [
+        (2210, None)
+    ]
+    # The scheduler stops answering: the last report stays, marked stale.
+    model.record_usage(None, "ResourceScheduler did not answer: GetTimeoutError")
+    host = model.host("pc2")
+    assert host.usage_error == "ResourceScheduler did not answer: GetTimeoutError"
+    assert host.gpus[0].leases is not None and host.gpus[0].leases[0].lease_id == "l1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (ValueError("Failed to look up actor"), "ResourceScheduler did not answer: ValueError"),
+        (LeaseList(granted=[], queued=[]), "the ResourceScheduler measured no usage"),
+        (LeaseList(granted=[], queued=[], usage=usage_report()), None),
+    ],
+)
+def test_the_sampler_reads_the_schedulers_usage_into_the_twin(
+    answer: LeaseList | Exception, error: str | None
+) -> None:
+    model = twin()
+    model.record(reading(), system())
+
+    async def leases() -> LeaseList:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sampler = HostSampler(model, {}, TwinSettings(), "/", leases)
+    asyncio.run(sampler.sample_once())
+    host = model.host("pc2")
+    assert host.usage_error == error
+    assert (host.gpus[0].leases is not None) == (error is None)

@@ -158,13 +158,11 @@ def test_default_rules_fire_for_a_long_wait_an_open_breaker_and_an_error_spike(
     assert lease.state == "resolved"
 
 
-def test_measured_vram_per_lease_and_unexplained_memory_are_exported() -> None:
-    clock = Clock()
-    state = HubState()
+def with_usage(clock: Clock, l1_used_mb: int, l1_over: bool) -> ServicesSample:
     usage = UsageReport(
         leases=[
             LeaseUsage(lease_id="l1", owner="worker:w", host="pc2", gpu_index=0, leased_mb=1000,
-                       used_mb=1200, pids=[7], over=False),
+                       used_mb=l1_used_mb, pids=[7], over=l1_over),
             LeaseUsage(lease_id="l2", owner="tts", host="pc2", gpu_index=0, leased_mb=500,
                        used_mb=None, pids=[], over=False),
         ],
@@ -173,13 +171,43 @@ def test_measured_vram_per_lease_and_unexplained_memory_are_exported() -> None:
     )  # fmt: skip
     base = sample(clock)
     assert base.leases is not None
-    state.services = base.model_copy(
-        update={"leases": base.leases.model_copy(update={"usage": usage})}
-    )
+    return base.model_copy(update={"leases": base.leases.model_copy(update={"usage": usage})})
+
+
+def test_measured_vram_per_lease_and_unexplained_memory_are_exported() -> None:
+    clock = Clock()
+    state = HubState()
+    state.services = with_usage(clock, 1200, False)
     value = registry_of(state, clock).get_sample_value
     labels = {"lease_id": "l1", "owner": "worker:w", "host": "pc2", "gpu": "0"}
     assert value("aisys_lease_used_vram_bytes", labels) == 1200 * MIB
-    assert value("aisys_lease_used_vram_bytes", {**labels, "lease_id": "l2"}) is None
+    assert value("aisys_lease_used_ratio", labels) == 1.2
+    assert value("aisys_lease_over_use", labels) == 0
+    # Not measured: no series, never a zero.
+    for name in ("aisys_lease_used_vram_bytes", "aisys_lease_used_ratio", "aisys_lease_over_use"):
+        assert value(name, {**labels, "lease_id": "l2", "owner": "tts"}) is None
     assert value("aisys_unexplained_vram_bytes", {"host": "pc2", "gpu": "0", "pid": "99"}) == (
         300 * MIB
     )
+
+
+def test_the_default_rule_fires_for_a_lease_used_beyond_its_tolerance(tmp_path: Path) -> None:
+    clock = Clock()
+    state = HubState()
+    state.services = with_usage(clock, 1500, True)
+    registry = registry_of(state, clock)
+    engine = AlertEngine(AlertingSettings(), AlertStore(tmp_path / "alerts.db"), now=clock())
+    wanted = {rule.metric for rule in engine.rules()}
+
+    def over_use() -> list[tuple[str, dict[str, str]]]:
+        engine.evaluate(current_samples(registry, wanted), clock())
+        return [(a.state, a.labels) for a in engine.alerts() if a.rule == "LeaseOverUse"]
+
+    ((state_now, labels),) = over_use()
+    assert state_now == "pending"
+    assert (labels["lease_id"], labels["owner"], labels["gpu"]) == ("l1", "worker:w", "0")
+    clock.advance(31)
+    assert [s for s, _ in over_use()] == ["firing"]
+    # Back within its lease plus the tolerance: resolved.
+    state.services = with_usage(clock, 1100, False)
+    assert [s for s, _ in over_use()] == ["resolved"]

@@ -34,6 +34,7 @@ def test_defaults_pin_the_hub_to_pc2_with_the_legacy_retentions() -> None:
         "ErrorRateSpike",
         "LeaseWaitingTooLong",
         "BreakerOpen",
+        "LeaseOverUse",
     ]
     (inhibit,) = settings.alerting.inhibit_rules
     assert (inhibit.source_matchers, inhibit.equal) == ({"alertname": "HostDown"}, ["host"])

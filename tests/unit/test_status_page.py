@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +12,15 @@ from datetime import UTC, datetime
 import pytest
 
 from actors.errors.models import ErrorEvent, ErrorPage, StoredEvent
-from actors.resources.models import GpuList, GpuStatus, LeaseGrant, LeaseList
+from actors.resources.models import (
+    GpuList,
+    GpuMemoryUse,
+    GpuStatus,
+    LeaseGrant,
+    LeaseList,
+    LeaseUsage,
+    UsageReport,
+)
 from actors.security.models import Claims
 from cluster.base.errors import ClusterError, TokenRejected
 from deployments.core.models import BreakerState, BreakerView, QueueView
@@ -196,6 +205,54 @@ def test_the_snapshot_joins_the_twin_with_the_lease_accounting() -> None:
     assert (gpu.leased_mb, gpu.unseen_mb, gpu.temperature_c) == (2048, 1024, 50)
     assert gpu.leases is not None and gpu.leases[0].owner == EVIL
     assert snapshot.lease_queue == 0
+
+
+def usage(used_mb: int | None, over: bool) -> UsageReport:
+    row = LeaseUsage(
+        lease_id="l1",
+        owner=EVIL,
+        host="pc2",
+        gpu_index=0,
+        leased_mb=2048,
+        used_mb=used_mb,
+        pids=[] if used_mb is None else [7],
+        over=over,
+    )
+    others = [
+        GpuMemoryUse(host="pc2", gpu_index=0, pid=99, used_mb=300),
+        GpuMemoryUse(host="pc2", gpu_index=0, pid=2210, used_mb=None),
+    ]
+    return UsageReport(leases=[row], unexplained=others, learned_peaks={})
+
+
+def with_leases(leases: LeaseList) -> StatusSources:
+    async def answer() -> LeaseList:
+        return leases
+
+    base: StatusSources = sources()
+    return dataclasses.replace(base, leases=answer)
+
+
+def test_the_gpu_panel_shows_leased_vs_used_per_lease_and_what_no_lease_explains() -> None:
+    measured = LeaseList(granted=[lease()], queued=[], usage=usage(2600, True))
+    snapshot = asyncio.run(build_snapshot(with_leases(measured), Clock(NOW)))
+    (gpu,) = snapshot.gpus or []
+    assert gpu.leases is not None
+    assert (gpu.leases[0].vram_mb, gpu.leases[0].used_mb, gpu.leases[0].over) == (2048, 2600, True)
+    assert gpu.unexplained is not None and [p.pid for p in gpu.unexplained] == [99, 2210]
+    html = render_panels(snapshot)["gpus"]
+    assert "<td>2048 MiB</td>" in html
+    assert '<span class="bad">2600 MiB (over its lease)</span>' in html
+    assert 'pid 99: 300 MiB, pid 2210: <span class="unknown">unknown</span>' in html
+    assert "<script" not in html and "&lt;script&gt;" in html
+    # Not measured yet (no process of the holder on the GPU): unknown, never 0.
+    unmeasured = LeaseList(granted=[lease()], queued=[], usage=usage(None, False))
+    html = render_panels(asyncio.run(build_snapshot(with_leases(unmeasured), Clock(NOW))))["gpus"]
+    assert '<td>2048 MiB</td><td><span class="unknown">unknown</span></td>' in html
+    # A scheduler that reports no usage at all: what no lease explains is unknown too.
+    html = render_panels(asyncio.run(build_snapshot(sources(), Clock(NOW))))["gpus"]
+    assert 'memory no lease explains: <span class="unknown">unknown</span>' in html
+    assert ">0 MiB<" not in html
 
 
 def test_a_source_that_fails_is_unknown_not_zero() -> None:
