@@ -82,7 +82,7 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases observability legacy_gateway gpu_workers
+BENCHES := registry_lookup auth_overhead coordinator_throughput errorbus_throughput resource_leases observability legacy_gateway gpu_workers cold_start
 
 # Each benchmark measures aisys against its floor in the same run and exits 1 when a row misses
 # its goal; every benchmark runs, then make fails naming those that missed. bench-quick: the same
