@@ -468,6 +468,14 @@ def _migrate_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _disconnect_ray() -> None:
+    """Leave the cluster now: Ray's exit hook would first sleep 0.5 s for driver logs, and
+    the commands connect with ``log_to_driver=False``."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aisys`` console script."""
     args = _parser().parse_args(argv)
@@ -487,7 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             return _import_legacy(args, settings, progress)
         if args.command == "migrate":
             return _migrate_status(args, settings)
-        return _run(args, settings, progress)
+        try:
+            return _run(args, settings, progress)
+        finally:
+            _disconnect_ray()
     except AisysError as exc:
         sys.stderr.write(f"aisys: {exc}\n")
         return 2
