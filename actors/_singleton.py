@@ -3,6 +3,12 @@
 Modelled on how Serve creates its controller: a fixed name and namespace, ``get_if_exists``
 so every caller shares one instance, unlimited restarts (each restart re-runs the constructor,
 which reloads from SQLite), and a tiny share of the host tag so it lands on that host.
+
+Like Serve's own actors (``RAY_SERVE_ENABLE_TASK_EVENTS`` is off by default), the singletons
+report no task events: every lookup, lease and registration is an actor call, and recording
+each one's state changes for the dashboard's task list cost the caller, the actor and the GCS
+CPU on every request. The actors themselves, their logs and their restarts still show in the
+dashboard; only the per-call task rows do not.
 """
 
 from __future__ import annotations
@@ -31,4 +37,5 @@ def singleton_options(name: str, host_tag: str) -> dict[str, Any]:
         "num_cpus": 0,
         "resources": {host_tag: PIN_FRACTION},
         "max_concurrency": 1000,
+        "enable_task_events": False,
     }

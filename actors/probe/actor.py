@@ -61,4 +61,5 @@ def get_or_create_host_probe(tag: str, declared: list[DeclaredGpu]) -> Any:
         max_task_retries=-1,
         num_cpus=0,
         resources={tag: 0.001},
+        enable_task_events=False,  # as the other singletons (actors/_singleton.py)
     ).remote(tag, declared)

@@ -237,7 +237,15 @@ class RegistryCore:
         oldest = self._log[0][0].version if self._log else current + 1
         if version > current or version < oldest - 1:
             return ChangeFeed(version=current, snapshot=self._view.list_agents())
-        return ChangeFeed(version=current, changes=[c for c, _ in self._log if c.version > version])
+        # The log holds consecutive versions, oldest first: walk back from the newest only as
+        # far as the caller has seen (a follower's poll costs the changes it gets, not the log).
+        newer: list[Change] = []
+        for change, _ in reversed(self._log):
+            if change.version <= version:
+                break
+            newer.append(change)
+        newer.reverse()
+        return ChangeFeed(version=current, changes=newer)
 
     def _require(self, agent_id: str) -> AgentRecord:
         record = self._view.get(agent_id)
