@@ -35,6 +35,11 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
         actor: handle of the state actor.
         poll_timeout_s: how long one long-poll waits on the actor.
         clock: monotonic seconds (a fake one in tests).
+        min_interval_s: the least time from one poll to the next. A poll waits on the actor
+            while nothing changes, so this only holds back a follower whose polls come back at
+            once, one after another (a burst of writes): it then gets them in fewer, larger
+            feeds, each change seen at most this much later, instead of a round trip (and the
+            actor's and its own CPU) per change.
     """
 
     def __init__(
@@ -42,10 +47,12 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
         actor: Any,
         poll_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        min_interval_s: float = 0.0,
     ) -> None:
         self._actor = actor
         self._poll_timeout_s = poll_timeout_s
         self._clock = clock
+        self._min_interval_s = min_interval_s
         self.last_sync = 0.0  # monotonic time of the last successful poll
         # When the last successful poll was sent: the actor's answer reflects its state at
         # that moment or later, so the local copy was known to be current then.
@@ -143,3 +150,6 @@ class FeedFollower(abc.ABC, Generic[FeedT]):
             self._synced.set()
             self._advanced.set()
             self._advanced = asyncio.Event()
+            hold = self._min_interval_s - (self._clock() - sent)
+            if hold > 0:
+                await asyncio.sleep(hold)

@@ -29,7 +29,7 @@ from actors.registry.models import (
 )
 from actors.registry.store import SqliteRegistryStore
 from cluster.base.constants import REGISTRY_ACTOR_NAME
-from cluster.base.errors import DatabaseUnusable
+from cluster.base.errors import AisysError, DatabaseUnusable
 from cluster.base.settings import RegistrySettings
 from cluster.base.tally import ImportTally
 
@@ -67,6 +67,25 @@ class RegistryActor:
     async def register(self, registration: Registration, source: str | None = None) -> Change:
         """Register; ``source`` is the peer address of a legacy port's connection."""
         return self._notify(self._core.register(registration, source))
+
+    async def register_many(
+        self, registrations: list[tuple[Registration, str | None]]
+    ) -> list[Change | AisysError]:
+        """Register each ``(registration, source)`` in order: one actor call for a batch.
+
+        Returns one answer per registration, in order: its change, or the error that refused
+        it alone (a quota, a failed write); the others are stored all the same.
+        """
+        answers: list[Change | AisysError] = []
+        for registration, source in registrations:
+            try:
+                answers.append(self._core.register(registration, source))
+            except AisysError as exc:
+                answers.append(exc)
+        changes = [answer for answer in answers if isinstance(answer, Change)]
+        if changes:
+            self._notify(changes[-1])
+        return answers
 
     async def sizes(self) -> dict[str, int]:
         """What the registry holds in memory: agents, legacy ones, change log length/bytes."""

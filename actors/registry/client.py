@@ -11,10 +11,16 @@ Example::
     registry = RegistryClient(handle, follower, write_timeout_s=5.0)
     change = await registry.visible(registry.register(registration))
     record = follower.view.get(change.agent_id)  # there
+
+A busy writer (a replica that takes many registrations at once) sends them through
+:meth:`RegistryClient.register_batched` instead: the registrations that arrive while one call
+is in flight go together in the next (:class:`~cluster.base.aio.Batcher`), each still stored
+before its caller gets its change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import ray
@@ -30,8 +36,9 @@ from actors.registry.models import (
     ImportedAgent,
     Registration,
 )
+from cluster.base.aio import Batcher
 from cluster.base.constants import RAY_NAMESPACE, REGISTRY_ACTOR_NAME
-from cluster.base.errors import ViewLagging
+from cluster.base.errors import AisysError, ViewLagging
 from cluster.base.tally import ImportTally
 
 __all__ = ["RegistryClient"]
@@ -45,14 +52,22 @@ class RegistryClient:
             :meth:`named`).
         follower: this process's follower of that actor, if it keeps a local view.
         write_timeout_s: how long :meth:`visible` waits for that view.
+        max_batch: the most registrations :meth:`register_batched` sends in one call.
     """
 
     def __init__(
-        self, handle: Any, follower: RegistryFollower | None = None, write_timeout_s: float = 5.0
+        self,
+        handle: Any,
+        follower: RegistryFollower | None = None,
+        write_timeout_s: float = 5.0,
+        max_batch: int = 64,
     ) -> None:
         self.handle = handle
         self.follower = follower
         self.write_timeout_s = write_timeout_s
+        self._registrations: Batcher[tuple[Registration, str | None], Change] = Batcher(
+            self.register_many, max_batch
+        )
 
     @classmethod
     def named(cls) -> RegistryClient:
@@ -66,6 +81,18 @@ class RegistryClient:
     def register(self, registration: Registration, source: str | None = None) -> Call[Change]:
         """Register (idempotent by ``agent_id``); ``source``: a legacy connection's peer."""
         return Call(self.handle.register.remote(registration, source))
+
+    def register_many(
+        self, registrations: list[tuple[Registration, str | None]]
+    ) -> Call[list[Change | AisysError]]:
+        """Register each ``(registration, source)``: its change or its own refusal, in order."""
+        return Call(self.handle.register_many.remote(registrations))
+
+    async def register_batched(
+        self, registration: Registration, source: str | None = None
+    ) -> Change:
+        """:meth:`register`, sent in one call with the others this process has in flight."""
+        return await self._registrations.submit((registration, source))
 
     def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> Call[Change]:
         """Pass, warn or fail the agent's check (``AgentNotFound`` if it is not registered)."""
@@ -94,7 +121,7 @@ class RegistryClient:
     def wait_changes(self, since: int, timeout_s: float) -> Call[ChangeFeed]:
         return Call(self.handle.wait_changes.remote(since, timeout_s))
 
-    async def visible(self, write: Call[Change]) -> Change:
+    async def visible(self, write: Awaitable[Change]) -> Change:
         """The change ``write`` made, once this process's local view has it.
 
         Raises:

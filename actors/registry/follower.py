@@ -11,11 +11,23 @@ from actors.registry.view import RegistryView
 __all__ = ["RegistryFollower"]
 
 
+#: The least time between two polls of the registry's feed. Every registry replica (core,
+#: both legacy gateways, the hub) follows the feed; under a burst of registrations this turns a
+#: poll per change per follower into one per 20 ms, well inside the 100 ms in which a
+#: registration must be visible on every host.
+MIN_POLL_INTERVAL_S = 0.02
+
+
 class RegistryFollower(FeedFollower[ChangeFeed]):
     """Follows the registry actor; read lookups from :attr:`view`."""
 
-    def __init__(self, registry: Any, poll_timeout_s: float = 10.0) -> None:
-        super().__init__(registry, poll_timeout_s)
+    def __init__(
+        self,
+        registry: Any,
+        poll_timeout_s: float = 10.0,
+        min_interval_s: float = MIN_POLL_INTERVAL_S,
+    ) -> None:
+        super().__init__(registry, poll_timeout_s, min_interval_s=min_interval_s)
         self.view = RegistryView()
 
     @property

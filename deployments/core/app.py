@@ -219,7 +219,9 @@ class CoreOrchestrator(CoreGrpcMethods):
         dependencies=[require(Scope.REGISTRY_WRITE)],
     )
     async def register(self, registration: Registration) -> AgentRecord:
-        record = (await self._registry.visible(self._registry.register(registration))).record
+        record = (
+            await self._registry.visible(self._registry.register_batched(registration))
+        ).record
         assert record is not None  # an upsert always carries its record
         return record
 

@@ -11,10 +11,10 @@ import pytest
 
 from actors.registry.client import RegistryClient
 from actors.registry.follower import RegistryFollower
-from actors.registry.models import Change, ChangeFeed
+from actors.registry.models import Change, ChangeFeed, Registration
 from actors.security.client import SecurityClient
 from actors.security.followers import Propagation
-from cluster.base.errors import ViewLagging
+from cluster.base.errors import QuotaExceeded, ViewLagging
 
 
 class _Method:
@@ -96,6 +96,43 @@ def test_a_registry_view_that_lags_is_an_error_naming_both_versions() -> None:
 def test_without_a_follower_a_registry_write_returns_at_once() -> None:
     registry = RegistryClient(_Handle(deregister=_deletion(3)))
     assert asyncio.run(registry.visible(registry.deregister("a"))).version == 3
+
+
+def test_batched_registrations_answer_each_caller_with_its_own_change_or_refusal() -> None:
+    accepted = Change(version=4, op="upsert", agent_id="b", record=None)
+    refused = QuotaExceeded("agents are registered through the legacy ports", 1, "AISYS_X")
+    answers: dict[str, Change | QuotaExceeded] = {"a": refused, "c": refused, "b": accepted}
+    calls: list[list[tuple[str, str | None]]] = []
+
+    class _RegisterMany:
+        def remote(self, items: list[tuple[Registration, str | None]]) -> Awaitable[object]:
+            calls.append([(r.agent_id, source) for r, source in items])
+
+            async def answer() -> object:
+                return [answers[r.agent_id] for r, _ in items]
+
+            return answer()
+
+    handle = _Handle()
+    handle.register_many = _RegisterMany()  # type: ignore[attr-defined]
+    registry = RegistryClient(handle)
+
+    async def scenario() -> list[Change | BaseException]:
+        # The first registration goes at once; the two sent meanwhile go in one call.
+        first = asyncio.create_task(registry.register_batched(_registration("a"), "10.0.0.9"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        rest = [registry.register_batched(_registration(i)) for i in ("c", "b")]
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    first, c, b = asyncio.run(scenario())
+    assert first is refused and c is refused
+    assert b == accepted
+    assert calls == [[("a", "10.0.0.9")], [("c", None), ("b", None)]]
+
+
+def _registration(agent_id: str) -> Registration:
+    return Registration(agent_id=agent_id, host="127.0.0.1", port=5555)
 
 
 class _SecurityFeed:
