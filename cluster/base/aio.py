@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -47,16 +48,20 @@ class Batcher(Generic[InT, OutT]):
     """Sends concurrent submissions together: one ``send`` for all that queued up meanwhile.
 
     The first submission is sent at once (no timer, no added latency); those that arrive while
-    a ``send`` is in flight wait and go together in the next one, up to ``max_batch`` each.
-    Under load this turns N calls into about one per call's round trip. ``send`` answers each
-    item in order with its result or with the exception that item alone failed with; an
-    exception ``send`` raises fails every item of its batch, and the next batch is sent all the
-    same. Only one ``send`` is in flight at a time. A submitter cancelled while waiting does not
-    withdraw its item (it may have been sent already): only idempotent work belongs here.
+    a ``send`` is in flight, or within ``min_interval_s`` of the last send's start, wait and go
+    together in the next one, up to ``max_batch`` each. Under load this turns N calls into one
+    per round trip or interval, whichever is longer; after a quiet spell a submission goes at
+    once. ``send`` answers each item in order with its result or with the exception that item
+    alone failed with; an exception ``send`` raises fails every item of its batch, and the next
+    batch is sent all the same. Only one ``send`` is in flight at a time. A submitter cancelled
+    while waiting does not withdraw its item (it may have been sent already): only idempotent
+    work belongs here.
 
     Args:
         send: sends a batch; returns one result or exception per item, in order.
         max_batch: the most items one ``send`` carries.
+        min_interval_s: the least time between the starts of two sends.
+        clock: monotonic seconds.
 
     Example::
 
@@ -68,11 +73,16 @@ class Batcher(Generic[InT, OutT]):
         self,
         send: Callable[[list[InT]], Awaitable[Sequence[OutT | BaseException]]],
         max_batch: int = 64,
+        min_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._send = send
         self._max_batch = max_batch
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._last_send: float | None = None
         self._queue: list[tuple[InT, asyncio.Future[OutT]]] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -91,6 +101,11 @@ class Batcher(Generic[InT, OutT]):
 
     async def _send_all(self) -> None:
         while self._queue:
+            if self._last_send is not None:
+                hold = self._min_interval_s - (self._clock() - self._last_send)
+                if hold > 0:
+                    await asyncio.sleep(hold)
+            self._last_send = self._clock()
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -119,3 +120,29 @@ def test_a_send_that_answers_the_wrong_number_of_items_is_an_error() -> None:
         asyncio.run(batcher.submit(1))
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         Batcher(short, max_batch=0)
+
+
+def test_sends_are_paced_by_the_interval_and_a_submission_after_a_quiet_spell_goes_at_once() -> (
+    None
+):
+    async def run() -> tuple[list[list[int]], float, float]:
+        batches: list[list[int]] = []
+
+        async def send(items: list[int]) -> list[int | BaseException]:
+            batches.append(items)
+            return list(items)
+
+        batcher: Batcher[int, int] = Batcher(send, min_interval_s=0.2)
+        assert await batcher.submit(1) == 1
+        started = time.monotonic()
+        assert await asyncio.gather(*(batcher.submit(i) for i in range(2, 6))) == [2, 3, 4, 5]
+        held = time.monotonic() - started
+        await asyncio.sleep(0.25)
+        started = time.monotonic()
+        assert await batcher.submit(9) == 9
+        return batches, held, time.monotonic() - started
+
+    batches, held, quiet = asyncio.run(run())
+    assert batches == [[1], [2, 3, 4, 5], [9]]  # the burst went in one send, after the interval
+    assert held >= 0.1
+    assert quiet < 0.1
