@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Final
 
 import nats.errors
 import nats.js.errors
@@ -39,19 +40,34 @@ __all__ = [
     "DurableConsumer",
     "follow",
     "stored_event",
+    "stream_sequence",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Tokens of a JetStream ack subject without a domain.
+_V1_ACK_TOKENS: Final = 9
+
 
 def stored_event(msg: Msg) -> StoredEvent | None:
     """Parse a stream message; None (logged) for one that is not an ErrorEvent."""
-    seq = msg.metadata.sequence.stream
+    seq = stream_sequence(msg)
     try:
         return StoredEvent(seq=seq, event=ErrorEvent.model_validate_json(msg.data))
     except ValidationError as exc:
         logger.warning("stream message %d on %s is not an ErrorEvent: %s", seq, msg.subject, exc)
         return None
+
+
+def stream_sequence(msg: Msg) -> int:
+    """The stream sequence of a JetStream message, read from its ack subject.
+
+    ``msg.metadata`` parses every field (a datetime among them) for this one number.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...
+    return msg.metadata.sequence.stream  # the domain form, or raises NotJSMessageError
 
 
 @dataclass(frozen=True)
