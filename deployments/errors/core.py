@@ -157,7 +157,7 @@ class ErrorBusCore:
             await self.publisher.wait_connected()
             try:
                 if consumer is None:
-                    consumer = await DurableConsumer.create(self.publisher.js, ERRORS_INDEX_DURABLE)
+                    consumer = await DurableConsumer.create(self.publisher.nc, ERRORS_INDEX_DURABLE)
                 await self._index_batch(consumer)
                 if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                     info = await self.publisher.js.stream_info(ERRORS_STREAM)
