@@ -109,7 +109,7 @@ class ErrorBridge:
         self._ctx = zmq.asyncio.Context()
         self._sub = self._ctx.socket(zmq.SUB)
         self._pub = self._ctx.socket(zmq.PUB)
-        self._pub_now = zmq.Socket.shadow(self._pub.underlying)
+        self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
         self._queue: asyncio.Queue[ErrorEvent] = asyncio.Queue(settings.queue_depth)
         self._tasks: list[asyncio.Task[None]] = []
         self._republish_sub: Subscription | None = None
@@ -161,7 +161,7 @@ class ErrorBridge:
         sub = self._sub
         # The same socket without the asyncio wrapper: what is queued already is read in one
         # go, without a future and a trip through the event loop per message.
-        queued = zmq.Socket.shadow(sub.underlying)
+        queued: zmq.Socket[bytes] = zmq.Socket.shadow(sub.underlying)
         while True:
             messages = [await sub.recv_multipart(copy=False)]
             with contextlib.suppress(zmq.Again):
