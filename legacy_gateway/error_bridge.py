@@ -46,6 +46,10 @@ REPUBLISH_TOPIC: Final = b"ERROR:"
 #: NATS messages the re-publishing subscription may hold.
 _QUEUE_SIZE: Final = 10_000
 _BATCH: Final = 500
+#: Tasks publishing batches from the queue at once: one batch goes out while another waits for
+#: the stream's acks. (A batch that makes at most 4 of ``errors.publish_batch_size`` is written
+#: to NATS without a pause, so with the default sizes events are stored in the order they came.)
+_FORWARDERS: Final = 2
 #: Messages read from the SUB socket per wake-up of the receiving task at most.
 _DRAIN: Final = 256
 
@@ -144,7 +148,10 @@ class ErrorBridge:
         self._pub.bind(f"tcp://{bind}:{self._settings.pub_port}")
         self._tasks = [
             asyncio.create_task(self._receive(), name="error-bridge-receive"),
-            asyncio.create_task(self._forward(), name="error-bridge-forward"),
+            *(
+                asyncio.create_task(self._forward(), name=f"error-bridge-forward-{n}")
+                for n in range(_FORWARDERS)
+            ),
             asyncio.create_task(self._start_republish(), name="error-bridge-republish"),
         ]
 

@@ -20,7 +20,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -47,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 # What a publish raises when NATS is down, slow or restarting: the event goes to the spool.
 _UNAVAILABLE = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
+#: Batches of ``publish_batch_size`` whose acks are awaited at once: the next batch goes out
+#: while the stream still stores the last, so a round trip to the stream does not idle the
+#: publisher.
+_WINDOW: Final = 4
 #: Header of a NATS status reply (503: no stream took the subject).
 _STATUS: Final = "Status"
 
@@ -60,6 +66,16 @@ class _Batch:
         self.acks: list[bool] = [False] * size
         self.missing = size
         self.done = asyncio.Event()
+
+
+@dataclasses.dataclass
+class _Sent:
+    """A batch published (``cut_off``: the connection failed part-way through it)."""
+
+    chunk: Sequence[SpooledEvent]
+    batch: _Batch
+    replies: list[str]
+    cut_off: bool = False
 
 
 class _AckInbox:
@@ -211,40 +227,58 @@ class ErrorPublisher:
             await self._nc.close()
 
     async def _send(self, items: Sequence[SpooledEvent]) -> list[str]:
-        """Publish in batches; return the ids acknowledged, stopping at the first failure."""
-        nc, inbox = self.nc, self._inbox
-        assert inbox is not None  # set with self._nc
+        """Publish in batches, up to :data:`_WINDOW` of them awaiting their acks at once;
+        return the ids acknowledged. Stops sending at the first failure."""
         stored: list[str] = []
         size = self._settings.publish_batch_size
+        in_flight: collections.deque[_Sent] = collections.deque()
+        failed = False
         for start in range(0, len(items), size):
-            chunk = items[start : start + size]
-            batch = _Batch(len(chunk))
-            replies: list[str] = []
-            failed = False
-            try:
-                for index, (subject, event_id, payload) in enumerate(chunk):
-                    reply = inbox.reply(batch, index)
-                    replies.append(reply)
-                    await nc.publish(
-                        subject, payload, reply=reply, headers={"Nats-Msg-Id": event_id}
-                    )
-            except _UNAVAILABLE:
-                # The connection went: what was not acked yet is spooled (and, if the stream
-                # did store it, the spool's retry is a duplicate of the same Nats-Msg-Id).
+            if len(in_flight) == _WINDOW and not await self._settle(in_flight.popleft(), stored):
                 failed = True
-            if batch.missing > 0 and not failed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(batch.done.wait(), self._settings.ack_timeout_s)
-            inbox.forget(replies)
-            for (_, event_id, _), acked in zip(chunk, batch.acks, strict=True):
-                if acked:
-                    stored.append(event_id)
-                else:
-                    failed = True
-            if failed:
-                logger.warning("NATS did not acknowledge every event; the rest go to the spool")
                 break
+            sent = await self._publish_batch(items[start : start + size])
+            in_flight.append(sent)
+            if sent.cut_off:
+                failed = True
+                break
+        while in_flight:
+            # After a failure the batches still out had as long as it did to be acknowledged.
+            if not await self._settle(in_flight.popleft(), stored, wait=not failed):
+                failed = True
+        if failed:
+            logger.warning("NATS did not acknowledge every event; the rest go to the spool")
         return stored
+
+    async def _publish_batch(self, chunk: Sequence[SpooledEvent]) -> _Sent:
+        nc, inbox = self.nc, self._inbox
+        assert inbox is not None  # set with self._nc
+        sent = _Sent(chunk, _Batch(len(chunk)), [])
+        try:
+            for index, (subject, event_id, payload) in enumerate(chunk):
+                reply = inbox.reply(sent.batch, index)
+                sent.replies.append(reply)
+                await nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": event_id})
+        except _UNAVAILABLE:
+            # The connection went: what was not acked yet is spooled (and, if the stream did
+            # store it, the spool's retry is a duplicate of the same Nats-Msg-Id).
+            sent.cut_off = True
+        return sent
+
+    async def _settle(self, sent: _Sent, stored: list[str], *, wait: bool = True) -> bool:
+        """Add the acknowledged ids of ``sent`` to ``stored``; True when all of them were."""
+        if sent.batch.missing > 0 and wait and not sent.cut_off:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sent.batch.done.wait(), self._settings.ack_timeout_s)
+        assert self._inbox is not None
+        self._inbox.forget(sent.replies)
+        complete = not sent.cut_off
+        for (_, event_id, _), acked in zip(sent.chunk, sent.batch.acks, strict=True):
+            if acked:
+                stored.append(event_id)
+            else:
+                complete = False
+        return complete
 
     async def _connect(self) -> None:
         async def reconnected() -> None:
