@@ -179,7 +179,10 @@ class ErrorBusCore:
         deliveries = await consumer.fetch(size, timeout_s=1.0)
         if not deliveries:
             return
-        self.index.add([d.stored for d in deliveries if d.stored is not None])
+        # In a thread: SQLite releases the GIL while it writes, and the replica's event loop
+        # (HTTP requests, publishes) goes on meanwhile.
+        items = [d.stored for d in deliveries if d.stored is not None]
+        await asyncio.to_thread(self.index.add, items)
         for delivery in deliveries:  # in turn: an ack is a publish, no task of its own each
             await delivery.ack()
         if len(deliveries) < size:
