@@ -178,6 +178,8 @@ class ErrorBusCore:
         size = self.settings.index_batch_size
         deliveries = await consumer.fetch(size, timeout_s=1.0)
         if not deliveries:
+            # Also after a pull the server ended at once (e.g. too many unacknowledged).
+            await asyncio.sleep(_INDEX_LINGER_S)
             return
         # In a thread: SQLite releases the GIL while it writes, and the replica's event loop
         # (HTTP requests, publishes) goes on meanwhile.
