@@ -170,14 +170,17 @@ class ErrorBridge:
         # go, without a future and a trip through the event loop per message.
         queued: zmq.Socket[bytes] = zmq.Socket.shadow(sub.underlying)
         while True:
-            messages = [await sub.recv_multipart(copy=False)]
-            with contextlib.suppress(zmq.Again):
-                while len(messages) < _DRAIN:
-                    messages.append(queued.recv_multipart(zmq.NOBLOCK, copy=False))
-            for frames in messages:
+            frames: list[zmq.Frame] | None = await sub.recv_multipart(copy=False)
+            taken = 0
+            while frames is not None:
                 event = self._read(frames)
+                frames = None  # an oversized message is let go before the next is read
+                taken += 1
                 if event is not None:
                     await self._queue.put(event)  # waits while the queue is full
+                if taken < _DRAIN:
+                    with contextlib.suppress(zmq.Again):
+                        frames = queued.recv_multipart(zmq.NOBLOCK, copy=False)
 
     def _read(self, frames: list[zmq.Frame]) -> ErrorEvent | None:
         """The event of one legacy message; None for one over the size limit (dropped)."""
