@@ -46,6 +46,12 @@ REPUBLISH_TOPIC: Final = b"ERROR:"
 #: NATS messages the re-publishing subscription may hold.
 _QUEUE_SIZE: Final = 10_000
 _BATCH: Final = 500
+#: Tasks publishing batches from the queue at once: one batch goes out while another waits for
+#: the stream's acks. (A batch that makes at most 4 of ``errors.publish_batch_size`` is written
+#: to NATS without a pause, so with the default sizes events are stored in the order they came.)
+_FORWARDERS: Final = 2
+#: Messages read from the SUB socket per wake-up of the receiving task at most.
+_DRAIN: Final = 256
 
 
 class LegacyErrorFrame(BaseModel):
@@ -107,6 +113,7 @@ class ErrorBridge:
         self._ctx = zmq.asyncio.Context()
         self._sub = self._ctx.socket(zmq.SUB)
         self._pub = self._ctx.socket(zmq.PUB)
+        self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
         self._queue: asyncio.Queue[ErrorEvent] = asyncio.Queue(settings.queue_depth)
         self._tasks: list[asyncio.Task[None]] = []
         self._republish_sub: Subscription | None = None
@@ -141,7 +148,10 @@ class ErrorBridge:
         self._pub.bind(f"tcp://{bind}:{self._settings.pub_port}")
         self._tasks = [
             asyncio.create_task(self._receive(), name="error-bridge-receive"),
-            asyncio.create_task(self._forward(), name="error-bridge-forward"),
+            *(
+                asyncio.create_task(self._forward(), name=f"error-bridge-forward-{n}")
+                for n in range(_FORWARDERS)
+            ),
             asyncio.create_task(self._start_republish(), name="error-bridge-republish"),
         ]
 
@@ -155,38 +165,54 @@ class ErrorBridge:
         self._ctx.term()
 
     async def _receive(self) -> None:
+        sub = self._sub
+        # The same socket without the asyncio wrapper: what is queued already is read in one
+        # go, without a future and a trip through the event loop per message.
+        queued: zmq.Socket[bytes] = zmq.Socket.shadow(sub.underlying)
         while True:
-            frames = await self._sub.recv_multipart(copy=False)
-            peer = _peer_address(frames[0])
-            total = sum(len(f) for f in frames)
-            if total > self._settings.max_message_bytes:
-                # Many frames each under ZMQ_MAXMSGSIZE: dropped before anything copies them.
-                del frames
-                self.stats.oversized += 1
-                if _is_power_of_ten(self.stats.oversized):  # a flood logs a few lines only
-                    logger.warning(
-                        "dropped %d legacy error messages over %d bytes (the latest: %d bytes "
-                        "from %s; errors.bridge.max_message_bytes)",
-                        self.stats.oversized,
-                        self._settings.max_message_bytes,
-                        total,
-                        peer or "?",
-                    )
-                continue
-            raw = [f.bytes for f in frames]
-            received_at = datetime.now(UTC)
-            try:
-                event = normalize_frames(
-                    raw, received_at=received_at, peer=peer, max_bytes=self._max_bytes
+            frames: list[zmq.Frame] | None = await sub.recv_multipart(copy=False)
+            taken = 0
+            while frames is not None:
+                event = self._read(frames)
+                frames = None  # an oversized message is let go before the next is read
+                taken += 1
+                if event is not None:
+                    await self._queue.put(event)  # waits while the queue is full
+                if taken < _DRAIN:
+                    with contextlib.suppress(zmq.Again):
+                        frames = queued.recv_multipart(zmq.NOBLOCK, copy=False)
+
+    def _read(self, frames: list[zmq.Frame]) -> ErrorEvent | None:
+        """The event of one legacy message; None for one over the size limit (dropped)."""
+        peer = _peer_address(frames[0])
+        total = sum(len(f) for f in frames)
+        if total > self._settings.max_message_bytes:
+            # Many frames each under ZMQ_MAXMSGSIZE: dropped before anything copies them.
+            self.stats.oversized += 1
+            if _is_power_of_ten(self.stats.oversized):  # a flood logs a few lines only
+                logger.warning(
+                    "dropped %d legacy error messages over %d bytes (the latest: %d bytes "
+                    "from %s; errors.bridge.max_message_bytes)",
+                    self.stats.oversized,
+                    self._settings.max_message_bytes,
+                    total,
+                    peer or "?",
                 )
-            except Exception as exc:  # loop boundary: one odd message must not end the bridge
-                logger.exception("legacy error frame from %s could not be read", peer or "?")
-                reason = f"unreadable: {type(exc).__name__}: {exc}"[:500]
-                event = malformed_error_report(raw, reason, received_at=received_at, peer=peer)
-            self.stats.received += 1
-            if event.error_type == MALFORMED_TYPE:
-                self.stats.malformed += 1
-            await self._queue.put(event)
+            return None
+        raw = [f.bytes for f in frames]
+        received_at = datetime.now(UTC)
+        try:
+            event = normalize_frames(
+                raw, received_at=received_at, peer=peer, max_bytes=self._max_bytes
+            )
+        except Exception as exc:  # loop boundary: one odd message must not end the bridge
+            logger.exception("legacy error frame from %s could not be read", peer or "?")
+            reason = f"unreadable: {type(exc).__name__}: {exc}"[:500]
+            event = malformed_error_report(raw, reason, received_at=received_at, peer=peer)
+        self.stats.received += 1
+        if event.error_type == MALFORMED_TYPE:
+            self.stats.malformed += 1
+        return event
 
     async def _forward(self) -> None:
         while True:
@@ -216,7 +242,8 @@ class ErrorBridge:
             logger.warning("not re-publishing a message on %s: %s", msg.subject, exc)
             return
         frame = LegacyErrorFrame.from_event(event).model_dump_json().encode()
-        await self._pub.send_multipart([REPUBLISH_TOPIC, frame])
+        # A PUB socket never blocks (past its high-water mark it drops), so no future needed.
+        self._pub_now.send_multipart([REPUBLISH_TOPIC, frame])
         self.stats.republished += 1
 
 

@@ -54,6 +54,9 @@ INDEX_FILE: Final = "index.sqlite3"
 _PRUNE_EVERY_S: Final = 60.0
 #: How long a new follower waits for a replica that is still connecting to NATS.
 _FOLLOW_CONNECT_S: Final = 5.0
+#: The pause after an index batch that was not full (how far behind the stream the index may
+#: fall; queries read the index).
+_INDEX_LINGER_S: Final = 0.1
 _UNAVAILABLE = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
 
 
@@ -154,7 +157,7 @@ class ErrorBusCore:
             await self.publisher.wait_connected()
             try:
                 if consumer is None:
-                    consumer = await DurableConsumer.create(self.publisher.js, ERRORS_INDEX_DURABLE)
+                    consumer = await DurableConsumer.create(self.publisher.nc, ERRORS_INDEX_DURABLE)
                 await self._index_batch(consumer)
                 if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                     info = await self.publisher.js.stream_info(ERRORS_STREAM)
@@ -172,8 +175,19 @@ class ErrorBusCore:
                 await asyncio.sleep(self.settings.spool_retry_s)
 
     async def _index_batch(self, consumer: DurableConsumer) -> None:
-        deliveries = await consumer.fetch(self.settings.index_batch_size, timeout_s=1.0)
+        size = self.settings.index_batch_size
+        deliveries = await consumer.fetch(size, timeout_s=1.0)
         if not deliveries:
+            # Also after a pull the server ended at once (e.g. too many unacknowledged).
+            await asyncio.sleep(_INDEX_LINGER_S)
             return
-        self.index.add([d.stored for d in deliveries if d.stored is not None])
-        await asyncio.gather(*(d.ack() for d in deliveries))
+        # In a thread: SQLite releases the GIL while it writes, and the replica's event loop
+        # (HTTP requests, publishes) goes on meanwhile.
+        items = [d.stored for d in deliveries if d.stored is not None]
+        await asyncio.to_thread(self.index.add, items)
+        for delivery in deliveries:  # in turn: an ack is a publish, no task of its own each
+            await delivery.ack()
+        if len(deliveries) < size:
+            # The stream is not far ahead: let a fuller batch gather, so that under load the
+            # index costs one fetch and one transaction per many events, not per few.
+            await asyncio.sleep(_INDEX_LINGER_S)

@@ -67,7 +67,7 @@ def normalize_frames(
     """
     try:
         framing, topic_rest, body = _split(frames, max_bytes)
-        return _event_from_body(body, framing, topic_rest, received_at, peer)
+        return _event_from_body(body, framing, topic_rest, received_at, peer, json_native=True)
     except _Malformed as exc:
         return malformed_error_report(frames, str(exc), received_at=received_at, peer=peer)
     except ValidationError as exc:
@@ -187,8 +187,15 @@ def _text(value: Any, limit: int = 256) -> str | None:
 
 
 def _event_from_body(
-    body: dict[str, Any], framing: str, topic_rest: str, received_at: datetime, peer: str
+    body: dict[str, Any],
+    framing: str,
+    topic_rest: str,
+    received_at: datetime,
+    peer: str,
+    *,
+    json_native: bool = False,
 ) -> ErrorEvent:
+    """``json_native``: ``body`` came from ``json.loads``, so its values need no JSON round trip."""
     data = _object(body.get("error_data"))
     machine = _object(data.get("machine_context"))
     sources = [body, data]
@@ -220,7 +227,7 @@ def _event_from_body(
         "error_type": _text(_first(sources, _TYPE_KEYS)) or topic_rest or "unknown",
         "severity": severity,
         "message": _text(message, 64 * 1024) or "",
-        "details": json.loads(json.dumps(details, default=str)),
+        "details": details if json_native else json.loads(json.dumps(details, default=str)),
         "stack_trace": _text(stack, 64 * 1024),
         "correlation_id": _text(_first(sources, ("correlation_id", "related_task_id"))),
     }

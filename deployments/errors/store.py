@@ -7,7 +7,7 @@ or follow live from a sequence number.
 
 Example (the stream made first with :func:`actors.errors.stream.ensure_stream`)::
 
-    consumer = await DurableConsumer.create(js, "observability")
+    consumer = await DurableConsumer.create(nc, "observability")
     for delivery in await consumer.fetch(100, timeout_s=1.0):
         handle(delivery.stored.event)
         await delivery.ack()
@@ -15,14 +15,19 @@ Example (the stream made first with :func:`actors.errors.stream.ensure_stream`):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Final
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -39,19 +44,40 @@ __all__ = [
     "DurableConsumer",
     "follow",
     "stored_event",
+    "stream_sequence",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Tokens of a JetStream ack subject without a domain.
+_V1_ACK_TOKENS: Final = 9
+_STATUS: Final = "Status"
+#: Status replies that end a pull: no messages (404), request expired (408), cut short (409).
+_PULL_ENDED: Final = frozenset(("404", "408", "409"))
+_HEARTBEAT: Final = "100"
+#: How much sooner than the client the server gives up a waiting pull.
+_EXPIRES_MARGIN_S: Final = 0.05
+
 
 def stored_event(msg: Msg) -> StoredEvent | None:
     """Parse a stream message; None (logged) for one that is not an ErrorEvent."""
-    seq = msg.metadata.sequence.stream
+    seq = stream_sequence(msg)
     try:
         return StoredEvent(seq=seq, event=ErrorEvent.model_validate_json(msg.data))
     except ValidationError as exc:
         logger.warning("stream message %d on %s is not an ErrorEvent: %s", seq, msg.subject, exc)
         return None
+
+
+def stream_sequence(msg: Msg) -> int:
+    """The stream sequence of a JetStream message, read from its ack subject.
+
+    ``msg.metadata`` parses every field (a datetime among them) for this one number.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...
+    return msg.metadata.sequence.stream  # the domain form, or raises NotJSMessageError
 
 
 @dataclass(frozen=True)
@@ -68,49 +94,104 @@ class Delivery:
 class DurableConsumer:
     """A named pull consumer on ``ERRORS``: the server remembers what was acknowledged.
 
-    Several processes may pull from the same name; each message goes to one of them.
+    Several processes may pull from the same name; each message goes to one of them. Pulls
+    are JetStream's ``CONSUMER.MSG.NEXT`` requests whose messages a callback of one inbox
+    subscription collects: a batch costs one wait, where nats-py's ``fetch`` waits (a task and
+    a timer) for each message.
     """
 
-    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
-        self._sub = subscription
+    def __init__(self, nc: Client, stream: str, durable: str) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._stream = stream
+        self._durable = durable
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+        # Messages delivered and not yet handed out (also those of a pull that timed out).
+        self._arrived: list[Msg] = []
+        self._want = 0
+        self._done = asyncio.Event()
+        self._failure: nats.js.errors.APIError | None = None
 
     @classmethod
     async def create(
         cls,
-        js: JetStreamContext,
+        nc: Client,
         durable: str,
         filter_subject: str = ERRORS_SUBJECTS,
         ack_wait_s: float = 30.0,
     ) -> DurableConsumer:
         """Bind to durable consumer ``durable``, creating it (from the first event) if new."""
-        config = ConsumerConfig(
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=ack_wait_s,
-            max_ack_pending=20_000,
-        )
-        sub = await js.pull_subscribe(
-            filter_subject, durable=durable, stream=ERRORS_STREAM, config=config
-        )
-        return cls(sub)
+        js = nc.jetstream()
+        try:
+            await js.consumer_info(ERRORS_STREAM, durable)
+        except nats.js.errors.NotFoundError:
+            config = ConsumerConfig(
+                name=durable,
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=ack_wait_s,
+                max_ack_pending=20_000,
+                filter_subject=filter_subject,
+            )
+            await js.add_consumer(ERRORS_STREAM, config=config)
+        consumer = cls(nc, ERRORS_STREAM, durable)
+        consumer._sub = await nc.subscribe(consumer._inbox, cb=consumer._on_msg)
+        return consumer
 
     async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]:
-        """Up to ``batch`` messages; an empty list when none arrived within ``timeout_s``."""
-        try:
-            msgs = await self._sub.fetch(batch, timeout=timeout_s)
-        except TimeoutError:  # nats.errors.TimeoutError or asyncio's, depending on where
-            return []
+        """Up to ``batch`` messages; an empty list when none arrived within ``timeout_s``.
+
+        Raises:
+            nats.js.errors.APIError: the server refused the pull (e.g. the consumer is gone).
+        """
+        if len(self._arrived) < batch:
+            # What the stream has now, at once; if it has nothing, wait for one message.
+            await self._pull(batch - len(self._arrived), no_wait=True, timeout_s=timeout_s)
+            if not self._arrived:
+                await self._pull(1, no_wait=False, timeout_s=timeout_s)
+        msgs, self._arrived = self._arrived[:batch], self._arrived[batch:]
         return [Delivery(msg, stored_event(msg)) for msg in msgs]
+
+    async def _pull(self, batch: int, *, no_wait: bool, timeout_s: float) -> None:
+        request: dict[str, object] = {"batch": batch}
+        if no_wait:
+            request["no_wait"] = True
+        else:  # the server ends the request a little before the client stops waiting
+            request["expires"] = max(int((timeout_s - _EXPIRES_MARGIN_S) * 1e9), 1_000_000)
+        self._want = len(self._arrived) + batch
+        self._done.clear()
+        await self._nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), timeout_s)
+        self._want = 0
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if not status:
+            self._arrived.append(msg)
+            if len(self._arrived) >= self._want:
+                self._done.set()
+        elif status in _PULL_ENDED:  # no (more) messages, the request expired, or was cut
+            self._done.set()
+        elif status != _HEARTBEAT:
+            self._failure = nats.js.errors.APIError.from_msg(msg)
+            self._done.set()
 
     async def pending(self) -> int:
         """Messages in the stream this consumer has not been delivered yet."""
-        info = await self._sub.consumer_info()
+        info = await self._js.consumer_info(self._stream, self._durable)
         return int(info.num_pending or 0)
 
     async def close(self) -> None:
         """Stop pulling; the durable consumer and its position stay on the server."""
-        await self._sub.unsubscribe()
+        if self._sub is not None:
+            await self._sub.unsubscribe()
 
 
 async def follow(

@@ -106,7 +106,7 @@ def test_a_stopped_durable_consumer_replays_what_it_missed(
 ) -> None:
     async def consume(durable: str, count: int) -> list[str]:
         nc = await nats_server.client.connect()
-        consumer = await DurableConsumer.create(nc.jetstream(), durable)
+        consumer = await DurableConsumer.create(nc, durable)
         got: list[str] = []
         while len(got) < count:
             for delivery in await consumer.fetch(count - len(got), timeout_s=2):
