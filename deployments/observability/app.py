@@ -97,6 +97,9 @@ __all__ = ["ObservabilityAppArgs", "ObservabilityHub", "build_app"]
 
 logger = logging.getLogger(__name__)
 
+#: The least time between two polls of the registry's change feed (see RegistryFollower).
+_REGISTRY_POLL_INTERVAL_S = 0.25
+
 #: The ``agent`` of the hub's own ErrorBus events.
 SOURCE = "observability"
 
@@ -149,7 +152,9 @@ class ObservabilityHub:
             args.registry, Path(args.data_dir) / "registry.sqlite3", args.registry_host_tag
         )
         self._registry = RegistryClient(registry)
-        self._follower = RegistryFollower(registry)
+        # The hub reads the registry for its series and probes, never for a caller's own write:
+        # a quarter-second-old view costs nothing there and spares a poll per change in a burst.
+        self._follower = RegistryFollower(registry, min_interval_s=_REGISTRY_POLL_INTERVAL_S)
         self._follower.start()
         self._probes = {
             tag: HostProbeClient(get_or_create_host_probe(tag, declared))
