@@ -303,14 +303,29 @@ def aisys(settings: Settings, token: str | None, *args: str) -> subprocess.Popen
     env["AISYS_CONFIG"] = str(settings_file(settings, settings.data_dir))
     if token is not None:
         env["AISYS_TOKEN"] = token
+    return start_logs_cli(list(args), env)
+
+
+def start_logs_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``aisys logs *args``, started so that a SIGINT (Ctrl-C) reaches it.
+
+    A process inherits an ignored SIGINT, and the suite's process may ignore it (a script's
+    background job does, so a CI runner may). A caught signal is reset to the default by exec,
+    so the child is started while this process catches SIGINT, and its Python turns SIGINT into
+    KeyboardInterrupt as a terminal's would.
+    """
     executable = str(Path(sys.executable).with_name("aisys"))
-    return subprocess.Popen(
-        [executable, "logs", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [executable, "logs", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def readline(process: subprocess.Popen[str], timeout_s: float) -> str:
@@ -405,14 +420,7 @@ def test_the_cli_follow_resumes_after_a_dropped_stream_without_duplicates(tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("AISYS_")}
     env |= {"AISYS_TOKEN": "t0ken", "AISYS_DATA_DIR": str(tmp_path)}
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    executable = str(Path(sys.executable).with_name("aisys"))
-    follow = subprocess.Popen(
-        [executable, "logs", "-f", "--url", url, "--host", "pc2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follow = start_logs_cli(["-f", "--url", url, "--host", "pc2"], env)
     try:
         printed = [readline(follow, 30) for _ in range(4)]
         assert [row.split(" ", 2)[2] for row in printed] == [f"line {n}\n" for n in range(41, 45)]
