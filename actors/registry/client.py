@@ -14,8 +14,8 @@ Example::
 
 A busy writer (a replica that takes many registrations at once) sends them through
 :meth:`RegistryClient.register_batched` instead: the registrations that arrive while one call
-is in flight go together in the next (:class:`~cluster.base.aio.Batcher`), each still stored
-before its caller gets its change.
+is in flight, or within :data:`BATCH_INTERVAL_S` of its start, go together in the next
+(:class:`~cluster.base.aio.Batcher`), each still stored before its caller gets its change.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from cluster.base.tally import ImportTally
 __all__ = ["RegistryClient"]
 
 #: The least time between two batches of :meth:`RegistryClient.register_batched`: under a burst
-#: of registrations, one registry call per 20 ms instead of one per registration; a lone
-#: registration is sent at once.
+#: of registrations, one registry call per 20 ms instead of one per registration; one after a
+#: quiet spell is sent at once.
 BATCH_INTERVAL_S = 0.02
 
 
@@ -96,7 +96,7 @@ class RegistryClient:
     async def register_batched(
         self, registration: Registration, source: str | None = None
     ) -> Change:
-        """:meth:`register`, sent in one call with the others this process has in flight."""
+        """:meth:`register`, sent in one call with the others this process has waiting."""
         return await self._registrations.submit((registration, source))
 
     def heartbeat(self, agent_id: str, heartbeat: Heartbeat) -> Call[Change]:
