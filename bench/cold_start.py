@@ -24,6 +24,7 @@ Run with ``make bench`` or ``.venv/bin/python -m bench.cold_start [--rounds N] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
@@ -36,19 +37,16 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 import httpx
-import yaml
-from pydantic import SecretStr
 
 from bench._goals import AT_MOST, Goal, verdict
 from bench._system import NOOP, REPO_ROOT, _free_ports, bench_settings
 from cluster.base.errors import ClusterError
-from cluster.base.settings import Settings, load_settings
+from cluster.base.settings import Settings, load_settings, settings_yaml
 from cluster.ops._dashboard import DashboardClient
 from cluster.ops._procs import MARKER_ENV, stop_marked
 
@@ -114,11 +112,9 @@ def _aisys_executable() -> str:
 def _wait(what: str, probe: Any, deadline: float) -> None:
     """Call ``probe()`` every 0.1 s until it is true; ClusterError at ``deadline``."""
     while True:
-        try:
+        with contextlib.suppress(ClusterError, httpx.HTTPError):  # not up yet: ask again
             if probe():
                 return
-        except (ClusterError, httpx.HTTPError):
-            pass
         if time.monotonic() >= deadline:
             raise ClusterError(f"bench: {what} not within {START_TIMEOUT_S:.0f}s")
         time.sleep(0.1)
@@ -200,21 +196,7 @@ def floor_once() -> float:
 
 def write_settings_file(settings: Settings, path: Path) -> Path:
     """``settings`` as a YAML file the ``aisys`` CLI reads back identically (secrets revealed)."""
-
-    def reveal(value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            return value.get_secret_value()
-        if isinstance(value, dict):
-            return {reveal(k): reveal(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [reveal(v) for v in value]
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, Enum):
-            return value.value
-        return value
-
-    path.write_text(yaml.safe_dump(reveal(settings.model_dump())))
+    path.write_text(settings_yaml(settings))
     path.chmod(0o600)
     if load_settings(path) != settings:
         raise ClusterError(f"bench: {path} does not read back as the benchmark's settings")

@@ -21,9 +21,11 @@ import contextvars
 import os
 import re
 import ssl
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -110,6 +112,7 @@ __all__ = [
     "TwinSettings",
     "WorkerSettings",
     "load_settings",
+    "settings_yaml",
 ]
 
 _TAG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -450,3 +453,25 @@ def load_settings(config_file: Path | None = None, /, **overrides: Any) -> Setti
         raise ConfigError(f"invalid settings: {exc}") from exc
     finally:
         _config_file.reset(token)
+
+
+def settings_yaml(settings: Settings) -> str:
+    """``settings`` as YAML that :func:`load_settings` reads back equal.
+
+    Secrets are written out in clear: the file it goes to must be its owner's only (0600).
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {plain(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, Enum):
+            return value.value
+        return value
+
+    return yaml.safe_dump(plain(settings.model_dump()))

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from cluster.base.settings import (
@@ -33,6 +30,7 @@ from cluster.base.settings import (
     SecuritySettings,
     Settings,
     load_settings,
+    settings_yaml,
 )
 from cluster.ops import system
 from cluster.ops._progress import Progress
@@ -167,22 +165,8 @@ def aisys_system() -> Iterator[Settings]:
 
 def settings_file(settings: Settings, directory: Path) -> Path:
     """Write ``settings`` as a YAML file the ``aisys`` CLI reads back identically."""
-
-    def reveal(value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            return value.get_secret_value()
-        if isinstance(value, dict):
-            return {reveal(k): reveal(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [reveal(v) for v in value]
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, Enum):
-            return value.value
-        return value
-
     path = directory / "aisys-settings.yaml"
-    path.write_text(yaml.safe_dump(reveal(settings.model_dump())))
+    path.write_text(settings_yaml(settings))
     assert load_settings(path) == settings
     return path
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cluster.base.errors import ConfigError
-from cluster.base.settings import HostProfile, load_settings
+from cluster.base.settings import HostProfile, load_settings, settings_yaml
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +105,15 @@ def test_partial_host_profile_from_env_merges_into_the_defaults(
     settings = load_settings(data_dir=tmp_path)
     assert settings.hosts["pc2"] == HostProfile(tag="pc2", role="worker", node_ip="10.0.0.2")
     assert settings.hosts["mainpc"] == HostProfile(tag="mainpc", role="head")
+
+
+def test_settings_yaml_reads_back_equal_secrets_and_paths_included(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        security={"admin_password": "s3cret-pw", "access_ttl_s": 120},
+        nats={"password": "n4ts-pw"},
+    )
+    path = tmp_path / "aisys.yaml"
+    path.write_text(settings_yaml(settings))
+    assert load_settings(path) == settings
+    assert "s3cret-pw" in path.read_text()  # written out: the file is its owner's only
