@@ -4,8 +4,9 @@ The legacy agents *connect* a PUB socket to 7150, so the bridge **binds** a SUB 
 subscribes to everything. Each message, in whichever of the legacy framings, is normalised to an
 :class:`ErrorEvent` (unreadable ones become ``malformed_error_report`` events) and published
 through the :class:`ErrorPublisher`. Every event stored in the stream, from any source, is also
-re-published on a PUB socket as ``[b"ERROR:", json]`` with the fields the legacy
-Error_Management_System reads.
+re-published as ``[b"ERROR:", json]`` with the fields the legacy Error_Management_System reads,
+on an XPUB socket (a PUB that hears its subscribers): while no legacy subscriber wants that
+topic, the bridge does not follow the stream at all, so an unheard re-publish costs nothing.
 
 Example::
 
@@ -23,6 +24,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+import nats.errors
 import zmq
 import zmq.asyncio
 from nats.aio.msg import Msg
@@ -52,6 +54,8 @@ _BATCH: Final = 500
 _FORWARDERS: Final = 2
 #: Messages read from the SUB socket per wake-up of the receiving task at most.
 _DRAIN: Final = 256
+#: Seconds before switching re-publishing on or off again after NATS refused it.
+_RETRY_S: Final = 1.0
 
 
 class LegacyErrorFrame(BaseModel):
@@ -90,13 +94,16 @@ class BridgeStats(BaseModel):
     spooled: int = 0
     lost: int = 0
     republished: int = 0
+    republishing: bool = Field(
+        default=False, description="Whether a legacy subscriber wants the re-published events."
+    )
     oversized: int = Field(
         default=0, description="Messages over errors.bridge.max_message_bytes, dropped unread."
     )
 
 
 class ErrorBridge:
-    """Bind the legacy SUB and the re-publishing PUB, and move events between them and NATS.
+    """Bind the legacy SUB and the re-publishing XPUB, and move events between them and NATS.
 
     Args:
         publisher: a started publisher; the bridge does not own it.
@@ -112,23 +119,24 @@ class ErrorBridge:
         self._max_bytes = max_event_bytes
         self._ctx = zmq.asyncio.Context()
         self._sub = self._ctx.socket(zmq.SUB)
-        self._pub = self._ctx.socket(zmq.PUB)
+        self._pub = self._ctx.socket(zmq.XPUB)
         self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
         self._queue: asyncio.Queue[ErrorEvent] = asyncio.Queue(settings.queue_depth)
         self._tasks: list[asyncio.Task[None]] = []
         self._republish_sub: Subscription | None = None
+        # Topics the XPUB's subscribers hold (it passes each up once, and its last removal).
+        self._topics: set[bytes] = set()
+        self._wanted = asyncio.Event()  # set when a subscriber's topic takes REPUBLISH_TOPIC
+        self._changed = asyncio.Event()
         self.stats = BridgeStats()
 
     @property
     def running(self) -> bool:
-        # The last task ends once the re-publishing subscription is made; only a failure counts.
-        return bool(self._tasks) and not any(
-            t.done() and (t is not self._tasks[-1] or t.cancelled() or t.exception() is not None)
-            for t in self._tasks
-        )
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     def start(self) -> None:
-        """Bind both sockets and start receiving; re-publishing starts once NATS is connected.
+        """Bind both sockets and start receiving; re-publishing starts once NATS is connected
+        and a legacy subscriber wants it.
 
         Needs a running event loop.
 
@@ -152,7 +160,8 @@ class ErrorBridge:
                 asyncio.create_task(self._forward(), name=f"error-bridge-forward-{n}")
                 for n in range(_FORWARDERS)
             ),
-            asyncio.create_task(self._start_republish(), name="error-bridge-republish"),
+            asyncio.create_task(self._hear_subscribers(), name="error-bridge-subscribers"),
+            asyncio.create_task(self._steer_republish(), name="error-bridge-republish"),
         ]
 
     async def close(self) -> None:
@@ -229,11 +238,45 @@ class ErrorBridge:
             self.stats.published += result.stored
             self.stats.spooled += result.spooled
 
-    async def _start_republish(self) -> None:
-        await self._publisher.wait_connected()
-        self._republish_sub = await self._publisher.nc.subscribe(
-            ERRORS_SUBJECTS, cb=self._republish, pending_msgs_limit=_QUEUE_SIZE
-        )
+    async def _hear_subscribers(self) -> None:
+        """Track the XPUB's subscriptions: ``\\x01topic`` adds one, ``\\x00topic`` removes it
+        (libzmq also sends that when the last subscriber of a topic disconnects)."""
+        while True:
+            message = await self._pub.recv()
+            if not message or message[0] not in (0, 1):
+                continue  # not a subscription message; nothing else arrives on an XPUB
+            topic = bytes(message[1:])
+            if message[0] == 1:
+                self._topics.add(topic)
+            else:
+                self._topics.discard(topic)
+            # ZeroMQ matches a subscription as a prefix of the message's first frame.
+            if any(REPUBLISH_TOPIC.startswith(t) for t in self._topics):
+                self._wanted.set()
+            else:
+                self._wanted.clear()
+            self._changed.set()
+
+    async def _steer_republish(self) -> None:
+        """Follow the stream while a subscriber wants the events, and only then."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            wanted = self._wanted.is_set()
+            try:
+                if wanted and self._republish_sub is None:
+                    await self._publisher.wait_connected()
+                    self._republish_sub = await self._publisher.nc.subscribe(
+                        ERRORS_SUBJECTS, cb=self._republish, pending_msgs_limit=_QUEUE_SIZE
+                    )
+                elif not wanted and self._republish_sub is not None:
+                    sub, self._republish_sub = self._republish_sub, None
+                    await sub.unsubscribe()
+            except nats.errors.Error as exc:  # the connection dropped in between: try again
+                logger.warning("error bridge: re-publishing not switched yet: %s", exc)
+                self._changed.set()
+                await asyncio.sleep(_RETRY_S)
+            self.stats.republishing = self._republish_sub is not None
 
     async def _republish(self, msg: Msg) -> None:
         try:
@@ -242,7 +285,7 @@ class ErrorBridge:
             logger.warning("not re-publishing a message on %s: %s", msg.subject, exc)
             return
         frame = LegacyErrorFrame.from_event(event).model_dump_json().encode()
-        # A PUB socket never blocks (past its high-water mark it drops), so no future needed.
+        # An XPUB never blocks (past a subscriber's high-water mark it drops), so no future.
         self._pub_now.send_multipart([REPUBLISH_TOPIC, frame])
         self.stats.republished += 1
 

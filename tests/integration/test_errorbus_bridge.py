@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -314,3 +314,42 @@ def test_events_are_republished_for_legacy_subscribers(
             "timestamp",
             "details",
         }
+
+
+def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_the_stream_is_followed_only_while_a_legacy_subscriber_wants_the_events(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    with Bridge(nats_server.client, tmp_path) as bridge:
+        stats = bridge.bridge.stats
+        port = bridge.settings.bridge.pub_port
+        ctx = zmq.Context()
+        try:
+            with legacy_pub(bridge.settings.bridge.sub_port) as sock:
+                bridge.wait_joined(sock, "nobody-listens")
+            assert not stats.republishing
+            assert stats.republished == 0  # nothing decoded or sent while nobody listens
+
+            other = ctx.socket(zmq.SUB)
+            other.setsockopt(zmq.SUBSCRIBE, b"HEALTH")  # a topic no re-published event has
+            other.connect(f"tcp://127.0.0.1:{port}")
+            wanting = [ctx.socket(zmq.SUB) for _ in range(2)]
+            for sub, topic in zip(wanting, (b"ERR", b""), strict=True):
+                sub.setsockopt(zmq.SUBSCRIBE, topic)  # a prefix of b"ERROR:", and everything
+                sub.connect(f"tcp://127.0.0.1:{port}")
+            _until(lambda: stats.republishing, "a subscriber of ERR never switched it on")
+
+            wanting[0].close(linger=0)
+            time.sleep(0.5)  # the other one still wants the events
+            assert stats.republishing
+            wanting[1].close(linger=0)
+            _until(lambda: not stats.republishing, "it stayed on after the last one left")
+            other.close(linger=0)
+        finally:
+            ctx.term()
