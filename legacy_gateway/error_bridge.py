@@ -94,6 +94,9 @@ class BridgeStats(BaseModel):
     spooled: int = 0
     lost: int = 0
     republished: int = 0
+    subscribed_topics: int = Field(
+        default=0, description="Distinct topics the re-publishing socket's subscribers hold."
+    )
     republishing: bool = Field(
         default=False, description="Whether a legacy subscriber wants the re-published events."
     )
@@ -250,6 +253,7 @@ class ErrorBridge:
                 self._topics.add(topic)
             else:
                 self._topics.discard(topic)
+            self.stats.subscribed_topics = len(self._topics)
             # ZeroMQ matches a subscription as a prefix of the message's first frame.
             if any(REPUBLISH_TOPIC.startswith(t) for t in self._topics):
                 self._wanted.set()

@@ -344,12 +344,20 @@ def test_the_stream_is_followed_only_while_a_legacy_subscriber_wants_the_events(
                 sub.setsockopt(zmq.SUBSCRIBE, topic)  # a prefix of b"ERROR:", and everything
                 sub.connect(f"tcp://127.0.0.1:{port}")
             _until(lambda: stats.republishing, "a subscriber of ERR never switched it on")
+            _until(lambda: stats.subscribed_topics == 3, "three topics were subscribed")
 
             wanting[0].close(linger=0)
-            time.sleep(0.5)  # the other one still wants the events
+            _until(lambda: stats.subscribed_topics == 2, "ERR's unsubscription never came")
+            with legacy_pub(bridge.settings.bridge.sub_port) as sock:
+                # The subscriber of everything still gets the events.
+                deadline = time.monotonic() + 20
+                while not wanting[1].poll(100):
+                    assert time.monotonic() < deadline, "re-publishing stopped for the other one"
+                    sock.send_multipart(framed(3, "still-wanted"))
+            assert wanting[1].recv_multipart()[0] == b"ERROR:"
             assert stats.republishing
             wanting[1].close(linger=0)
             _until(lambda: not stats.republishing, "it stayed on after the last one left")
             other.close(linger=0)
         finally:
-            ctx.term()
+            ctx.destroy(linger=0)  # closes whatever a failed assertion left open
