@@ -129,7 +129,6 @@ class ErrorBridge:
         self._republish_sub: Subscription | None = None
         # Topics the XPUB's subscribers hold (it passes each up once, and its last removal).
         self._topics: set[bytes] = set()
-        self._wanted = asyncio.Event()  # set when a subscriber's topic takes REPUBLISH_TOPIC
         self._changed = asyncio.Event()
         self.stats = BridgeStats()
 
@@ -254,11 +253,6 @@ class ErrorBridge:
             else:
                 self._topics.discard(topic)
             self.stats.subscribed_topics = len(self._topics)
-            # ZeroMQ matches a subscription as a prefix of the message's first frame.
-            if any(REPUBLISH_TOPIC.startswith(t) for t in self._topics):
-                self._wanted.set()
-            else:
-                self._wanted.clear()
             self._changed.set()
 
     async def _steer_republish(self) -> None:
@@ -266,7 +260,8 @@ class ErrorBridge:
         while True:
             await self._changed.wait()
             self._changed.clear()
-            wanted = self._wanted.is_set()
+            # ZeroMQ matches a subscription as a prefix of the message's first frame.
+            wanted = any(REPUBLISH_TOPIC.startswith(t) for t in self._topics)
             try:
                 if wanted and self._republish_sub is None:
                     await self._publisher.wait_connected()
