@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from cluster.base.settings import ErrorBridgeSettings, ErrorBusSettings
 from cluster.ops.nats_server import NatsServer
 from deployments.errors.normalize import MALFORMED_TYPE
 from legacy_gateway.error_bridge import ErrorBridge, LegacyErrorFrame
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_condition
 from tests.integration._errorbus import read_stream
 
 pytestmark = pytest.mark.integration
@@ -316,13 +316,6 @@ def test_events_are_republished_for_legacy_subscribers(
         }
 
 
-def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_the_stream_is_followed_only_while_a_legacy_subscriber_wants_the_events(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -343,11 +336,11 @@ def test_the_stream_is_followed_only_while_a_legacy_subscriber_wants_the_events(
             for sub, topic in zip(wanting, (b"ERR", b""), strict=True):
                 sub.setsockopt(zmq.SUBSCRIBE, topic)  # a prefix of b"ERROR:", and everything
                 sub.connect(f"tcp://127.0.0.1:{port}")
-            _until(lambda: stats.republishing, "a subscriber of ERR never switched it on")
-            _until(lambda: stats.subscribed_topics == 3, "three topics were subscribed")
+            wait_for_condition(lambda: stats.republishing)  # ERR is a prefix of ERROR:
+            wait_for_condition(lambda: stats.subscribed_topics == 3)
 
             wanting[0].close(linger=0)
-            _until(lambda: stats.subscribed_topics == 2, "ERR's unsubscription never came")
+            wait_for_condition(lambda: stats.subscribed_topics == 2)  # ERR unsubscribed
             with legacy_pub(bridge.settings.bridge.sub_port) as sock:
                 # The subscriber of everything still gets the events.
                 deadline = time.monotonic() + 20
@@ -357,7 +350,7 @@ def test_the_stream_is_followed_only_while_a_legacy_subscriber_wants_the_events(
             assert wanting[1].recv_multipart()[0] == b"ERROR:"
             assert stats.republishing
             wanting[1].close(linger=0)
-            _until(lambda: not stats.republishing, "it stayed on after the last one left")
+            wait_for_condition(lambda: not stats.republishing)  # the last one left
             other.close(linger=0)
         finally:
             ctx.destroy(linger=0)  # closes whatever a failed assertion left open
